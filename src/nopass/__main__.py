@@ -1,0 +1,3 @@
+from nopass.cli import main
+
+raise SystemExit(main())

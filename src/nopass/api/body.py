@@ -1,0 +1,75 @@
+"""Request bodies: JSON objects and urlencoded forms (auth0-wire.md §1.2, §8).
+
+Forms map onto the same shape as JSON: ``authParams[redirect_uri]=x`` becomes
+``{"authParams": {"redirect_uri": "x"}}`` and a repeated key becomes a list, so type checks
+downstream refuse it (HTTP parameter pollution, GitLab CVE-2023-7028).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from urllib.parse import parse_qsl
+
+from starlette.requests import Request
+
+from nopass.core.errors import BodyUnreadable
+
+MAX_BODY_BYTES = 64 * 1024
+_BRACKET = re.compile(r"^([^\[\]]+)\[([^\[\]]*)\]$")
+
+
+async def read_body(request: Request) -> dict[str, object]:
+    raw = b""
+    async for chunk in request.stream():
+        raw += chunk
+        if len(raw) > MAX_BODY_BYTES:
+            raise BodyUnreadable()
+    content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if content_type == "application/x-www-form-urlencoded":
+        return parse_form(raw)
+    if content_type == "application/json" or content_type.endswith("+json"):
+        return parse_json(raw)
+    if not raw.strip() and not content_type:
+        return {}
+    raise BodyUnreadable()
+
+
+def parse_json(raw: bytes) -> dict[str, object]:
+    try:
+        value = json.loads(raw)
+    except (ValueError, RecursionError):
+        raise BodyUnreadable() from None
+    if not isinstance(value, dict):
+        raise BodyUnreadable()
+    return value
+
+
+def parse_form(raw: bytes) -> dict[str, object]:
+    try:
+        pairs = parse_qsl(raw.decode("utf-8"), keep_blank_values=True, strict_parsing=False)
+    except (UnicodeDecodeError, ValueError):
+        raise BodyUnreadable() from None
+    body: dict[str, object] = {}
+    for key, value in pairs:
+        match = _BRACKET.match(key)
+        if match:
+            outer, inner = match.groups()
+            nested = body.setdefault(outer, {})
+            if not isinstance(nested, dict):
+                continue  # a plain value already stands there: keep it, it is the error
+            _put(nested, inner, value)
+        else:
+            _put(body, key, value)
+    return body
+
+
+def _put(target: dict[str, object], key: str, value: str) -> None:
+    if key not in target:
+        target[key] = value
+        return
+    existing = target[key]
+    if isinstance(existing, list):
+        existing.append(value)
+    elif isinstance(existing, str):
+        target[key] = [existing, value]

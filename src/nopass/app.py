@@ -1,0 +1,204 @@
+"""The composition root: the only module that wires the framework to concrete adapters.
+
+``create_app(settings)`` picks the database, the senders and the workers; no module builds
+settings or engines at import time, so tests can run many differently configured apps.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+import httpx
+import structlog
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from sqlalchemy import text
+from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.ext.asyncio import AsyncEngine
+from starlette.exceptions import HTTPException
+from starlette.responses import Response
+
+from nopass.api.deps import Services
+from nopass.api.errors import common_error, unavailable_error
+from nopass.api.responses import auth0_error
+from nopass.api.routes import dev, health, passwordless
+from nopass.core.clock import Clock, SystemClock
+from nopass.core.errors import NopassError
+from nopass.core.keyring import Keyring
+from nopass.delivery.sms import SmsRouter
+from nopass.delivery.smtp import SmtpTransport
+from nopass.delivery.templates import TemplateRenderer
+from nopass.flows.outbox import RetryPolicy, deliver_due
+from nopass.flows.start import StartDeps
+from nopass.logconfig import AccessLog, configure_logging
+from nopass.settings import Settings, with_secret
+from nopass.store.config import ConfigCache
+from nopass.store.engine import create_engine
+from nopass.store.outbox_queue import SqlOutboxQueue
+from nopass.store.unit_of_work import SqlUnitOfWork
+
+log = structlog.get_logger("nopass")
+
+
+class OutboxWakeup:
+    """Wakes this process's outbox worker at once when a start queued a message."""
+
+    def __init__(self) -> None:
+        self.event = asyncio.Event()
+        self.stopping = False
+
+    def notify(self) -> None:
+        self.event.set()
+
+    def stop(self) -> None:
+        self.stopping = True
+        self.event.set()
+
+    async def wait(self, seconds: float) -> None:
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(seconds):
+                await self.event.wait()
+        self.event.clear()
+
+
+@dataclass
+class Runtime:
+    engine: AsyncEngine
+    http: httpx.AsyncClient
+    queue: SqlOutboxQueue
+    config: ConfigCache
+    wakeup: OutboxWakeup
+
+
+async def outbox_worker(
+    runtime: Runtime, clock: Clock, settings: Settings, policy: RetryPolicy
+) -> None:
+    transport = SmtpTransport(timeout=settings.smtp_timeout_seconds, clock=clock)
+    wakeup = runtime.wakeup
+    while not wakeup.stopping:
+        try:
+            settled = await deliver_due(
+                runtime.queue, transport, runtime.config.email_provider, clock, policy
+            )
+        except Exception:  # a database hiccup must not kill the worker
+            log.exception("outbox_worker_error")
+            settled = 0
+        if not settled:
+            await wakeup.wait(settings.outbox_poll_seconds)
+
+
+def create_app(settings: Settings, *, clock: Clock | None = None) -> FastAPI:
+    settings = with_secret(settings, require=False)
+    configure_logging(settings.log_level)
+    clock = clock or SystemClock()
+    keyring = Keyring(settings.secret_keys)
+    engine = create_engine(settings.database_url)
+    http = httpx.AsyncClient(timeout=settings.sms_timeout_seconds)
+    runtime = Runtime(
+        engine=engine,
+        http=http,
+        queue=SqlOutboxQueue(engine, keyring),
+        config=ConfigCache(engine),
+        wakeup=OutboxWakeup(),
+    )
+    policy = RetryPolicy(
+        base_seconds=settings.outbox_retry_base_seconds,
+        cap_seconds=settings.outbox_retry_cap_seconds,
+    )
+
+    async def database_ready() -> bool:
+        try:
+            async with engine.connect() as conn:
+                await asyncio.wait_for(conn.execute(text("SELECT 1")), 2.0)
+        except Exception:
+            return False
+        return True
+
+    services = Services(
+        tenants=runtime.config,
+        start=StartDeps(
+            uow=lambda: SqlUnitOfWork(engine, keyring),
+            keyring=keyring,
+            renderer=TemplateRenderer(),
+            sms=SmsRouter(http, timeout=settings.sms_timeout_seconds),
+            outbox_signal=runtime.wakeup,
+            clock=clock,
+        ),
+        outbox=runtime.queue,
+        trusted_proxies=settings.trusted_proxy_networks,
+        dev_mode=settings.dev_mode,
+        ready=database_ready,
+    )
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        worker = asyncio.create_task(outbox_worker(runtime, clock, settings, policy))
+        try:
+            yield
+        finally:
+            # Let a message being handed to SMTP finish (graceful), then stop for sure.
+            runtime.wakeup.stop()
+            try:
+                async with asyncio.timeout(settings.smtp_timeout_seconds + 1):
+                    await asyncio.shield(worker)
+            except TimeoutError:
+                worker.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await worker
+            await http.aclose()
+            await engine.dispose()
+
+    app = FastAPI(
+        title="nopass",
+        summary="Passwordless login server speaking Auth0's Authentication API",
+        lifespan=lifespan,
+        docs_url=None,
+        redoc_url=None,
+    )
+    app.state.services = services
+    app.state.runtime = runtime
+    app.include_router(passwordless.router)
+    app.include_router(health.router)
+    if settings.dev_mode:
+        app.include_router(dev.router)
+    _install_error_handlers(app)
+    app.add_middleware(AccessLog)
+    return app
+
+
+def _install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(NopassError)
+    async def nopass_error(_: Request, exc: NopassError) -> Response:
+        response = common_error(exc)
+        return response or auth0_error(500, "server_error", "Internal error")
+
+    @app.exception_handler(OperationalError)
+    @app.exception_handler(DBAPIError)
+    @app.exception_handler(OSError)
+    async def database_down(_: Request, exc: Exception) -> Response:
+        log.warning("dependency_unavailable", error=type(exc).__name__)
+        return unavailable_error()
+
+    @app.exception_handler(HTTPException)
+    async def http_error(_: Request, exc: HTTPException) -> Response:
+        names = {404: "not_found", 405: "method_not_allowed"}
+        return auth0_error(
+            exc.status_code, names.get(exc.status_code, "invalid_request"), str(exc.detail)
+        )
+
+    @app.exception_handler(RequestValidationError)
+    async def validation_error(_: Request, exc: RequestValidationError) -> Response:
+        return auth0_error(400, "invalid_request", "Invalid request")
+
+    @app.exception_handler(Exception)
+    async def unexpected(_: Request, exc: Exception) -> Response:
+        log.error("unhandled_error", error=type(exc).__name__, exc_info=exc)
+        return auth0_error(500, "server_error", "Internal error")
+
+
+def create_app_from_env() -> FastAPI:
+    """uvicorn factory for ``nopass serve`` workers: settings come from the environment."""
+    return create_app(Settings())

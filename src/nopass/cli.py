@@ -1,0 +1,265 @@
+"""The ``nopass`` command (interface.md): dev, migrate, apply, serve, logs."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from pydantic import ValidationError
+
+from nopass import __version__
+from nopass.config_file import ConfigFileError, load_config_file, parse_config
+from nopass.settings import Settings, SettingsError, with_secret
+from nopass.store.apply import ApplyConflict, apply_config
+from nopass.store.audit_log import read_events, tenant_id_by_name
+from nopass.store.engine import DatabaseUrlError, create_engine
+from nopass.store.migrate import is_empty, migrate, migrate_engine
+
+EXIT_USAGE = 2
+DEV_TENANT = "dev"
+
+
+class CliError(Exception):
+    def __init__(self, message: str, code: int = 1) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+def _settings(*, require_secret: bool) -> Settings:
+    try:
+        return with_secret(Settings(), require=require_secret)
+    except (ValidationError, SettingsError) as exc:
+        raise CliError(f"configuration error: {_first_line(exc)}", EXIT_USAGE) from None
+
+
+def _first_line(exc: Exception) -> str:
+    return str(exc).strip().splitlines()[0]
+
+
+def cmd_migrate(_: argparse.Namespace) -> int:
+    settings = _settings(require_secret=False)
+    asyncio.run(migrate(settings.database_url))
+    print(json.dumps({"migrated": True}))
+    return 0
+
+
+async def _apply(settings: Settings, data: Any, prune: bool) -> dict[str, Any]:
+    config = data if not isinstance(data, dict) else parse_config(data)
+    engine = create_engine(settings.database_url)
+    try:
+        await migrate_engine(engine)
+        return await apply_config(engine, config, now=datetime.now(UTC), prune=prune)
+    finally:
+        await engine.dispose()
+
+
+def cmd_apply(args: argparse.Namespace) -> int:
+    try:
+        config = load_config_file(Path(args.file))
+    except ConfigFileError as exc:
+        raise CliError(f"error: {exc}", EXIT_USAGE) from None
+    settings = _settings(require_secret=False)
+    try:
+        summary = asyncio.run(_apply(settings, config, args.prune))
+    except ApplyConflict as exc:
+        raise CliError(f"error: {exc}", EXIT_USAGE) from None
+    print(json.dumps(summary))
+    return 0
+
+
+def dev_config(port: int) -> dict[str, Any]:
+    return {
+        "tenant": {
+            "name": DEV_TENANT,
+            "friendly_name": "nopass dev",
+            "domains": [f"http://127.0.0.1:{port}", f"http://localhost:{port}"],
+        },
+        "clients": [
+            {
+                "name": "Demo App",
+                "app_type": "native",
+                "token_endpoint_auth_method": "none",
+                "callbacks": [
+                    f"http://127.0.0.1:{port}/callback",
+                    f"http://localhost:{port}/callback",
+                ],
+            }
+        ],
+        "connections": [
+            {"name": "email", "strategy": "email", "enabled_clients": ["Demo App"]},
+            {
+                "name": "sms",
+                "strategy": "sms",
+                "enabled_clients": ["Demo App"],
+                "options": {"provider": "outbox"},
+            },
+        ],
+        "email_provider": {
+            "name": "outbox",
+            "enabled": True,
+            "default_from_address": "Demo App <login@localhost>",
+        },
+    }
+
+
+def cmd_dev(args: argparse.Namespace) -> int:
+    os.environ.setdefault("NOPASS_DATABASE_URL", "sqlite:///./var/nopass.db")
+    settings = _settings(require_secret=False)
+    if not settings.is_sqlite:
+        raise CliError("nopass dev runs on SQLite; unset NOPASS_DATABASE_URL", EXIT_USAGE)
+    summary = asyncio.run(_apply(settings, dev_config(args.port), prune=False))
+    client_id = summary["clients"][0]["client_id"]
+    base = f"http://127.0.0.1:{args.port}"
+    body = json.dumps(
+        {"client_id": client_id, "connection": "email", "email": "you@example.com", "send": "code"}
+    )
+    print(
+        f"""
+nopass dev — tenant "{DEV_TENANT}" on {base} (and http://localhost:{args.port})
+
+  client_id:  {client_id}   (Demo App, public native client)
+  connections: email, sms   (dev outbox: nothing is really sent)
+
+Start a login:
+
+  curl -s {base}/passwordless/start -H 'content-type: application/json' \\
+    -d '{body}'
+
+Then read the code at {base}/dev/outbox
+""",
+        flush=True,
+    )
+    os.environ["NOPASS_DEV_MODE"] = "1"
+    return _run_server(settings, host="127.0.0.1", port=args.port, workers=1)
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    settings = _settings(require_secret=True)
+    engine = create_engine(settings.database_url)
+
+    async def prepare() -> None:
+        try:
+            if await is_empty(engine):
+                await migrate_engine(engine)
+        finally:
+            await engine.dispose()
+
+    asyncio.run(prepare())
+    return _run_server(settings, host=args.host, port=args.port, workers=args.workers)
+
+
+def _run_server(settings: Settings, *, host: str, port: int, workers: int) -> int:
+    import uvicorn
+
+    from nopass.logconfig import uvicorn_log_config
+
+    # Worker processes rebuild Settings from the environment: hand them the resolved secret.
+    os.environ["NOPASS_SECRET_KEY"] = ",".join(k.decode() for k in settings.secret_keys)
+    os.environ["NOPASS_DATABASE_URL"] = settings.database_url
+    uvicorn.run(
+        "nopass.app:create_app_from_env",
+        factory=True,
+        host=host,
+        port=port,
+        workers=workers,
+        access_log=False,
+        proxy_headers=False,
+        server_header=False,
+        log_config=uvicorn_log_config(settings.log_level),
+        timeout_graceful_shutdown=30,
+        loop="uvloop",
+        http="httptools",
+    )
+    return 0
+
+
+def cmd_logs(args: argparse.Namespace) -> int:
+    settings = _settings(require_secret=False)
+    since = None
+    if args.since:
+        try:
+            since = datetime.fromisoformat(args.since.replace("Z", "+00:00"))
+        except ValueError:
+            raise CliError(
+                f"error: --since: not an ISO 8601 time: {args.since}", EXIT_USAGE
+            ) from None
+        if since.tzinfo is None:
+            since = since.replace(tzinfo=UTC)
+
+    async def run() -> int:
+        engine = create_engine(settings.database_url)
+        try:
+            tenant_id = await tenant_id_by_name(engine, args.tenant)
+            if tenant_id is None:
+                raise CliError(f"error: no tenant named {args.tenant!r}", EXIT_USAGE)
+            async for event in read_events(
+                engine, tenant_id, type_=args.type, since=since, user_id=args.user, limit=args.limit
+            ):
+                sys.stdout.write(json.dumps(event) + "\n")
+        finally:
+            await engine.dispose()
+        return 0
+
+    return asyncio.run(run())
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="nopass",
+        description="Self-hosted passwordless login server that speaks Auth0's Authentication API.",
+        epilog="Environment: NOPASS_DATABASE_URL, NOPASS_SECRET_KEY, NOPASS_REDIS_URL, "
+        "NOPASS_TRUSTED_PROXIES, NOPASS_LOG_LEVEL (see README).",
+    )
+    parser.add_argument("--version", action="version", version=f"nopass {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("dev", help="try it: SQLite in ./var, a seeded tenant, the dev outbox")
+    p.add_argument("--port", type=int, default=8000, help="port on 127.0.0.1 (default 8000)")
+    p.set_defaults(func=cmd_dev)
+
+    p = sub.add_parser("migrate", help="create or upgrade the database schema (idempotent)")
+    p.set_defaults(func=cmd_migrate)
+
+    p = sub.add_parser("apply", help="create or update a tenant from a YAML or JSON file")
+    p.add_argument("--file", "-f", required=True, help="the configuration file (.yaml/.json)")
+    p.add_argument(
+        "--prune",
+        action="store_true",
+        help="also delete clients, connections and APIs of the tenant that the file omits",
+    )
+    p.set_defaults(func=cmd_apply)
+
+    p = sub.add_parser("serve", help="serve the HTTP API")
+    p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
+    p.add_argument("--port", type=int, default=8000, help="port (default 8000)")
+    p.add_argument("--workers", type=int, default=1, help="worker processes (default 1)")
+    p.set_defaults(func=cmd_serve)
+
+    p = sub.add_parser("logs", help="print a tenant's audit log as JSON lines")
+    p.add_argument("--tenant", required=True, help="tenant name")
+    p.add_argument("--type", help="only events of this Auth0 type code (e.g. cls, cs, fn)")
+    p.add_argument("--since", help="only events at or after this ISO 8601 time")
+    p.add_argument("--user", help="only events of this user_id")
+    p.add_argument("--limit", type=int, help="at most this many events")
+    p.set_defaults(func=cmd_logs)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args))
+    except CliError as exc:
+        print(str(exc), file=sys.stderr)
+        return exc.code
+    except DatabaseUrlError as exc:
+        print(f"configuration error: NOPASS_DATABASE_URL: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        return 130

@@ -1,0 +1,459 @@
+"""The ``nopass apply`` file: one tenant and everything in it (interface.md).
+
+Field names are Auth0 Management API names. Parsing is strict: an unknown key or a bad value
+is reported as one line naming the key (``clients[0].app_type: ...``), and nothing is written.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+from pathlib import Path
+from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
+
+import yaml
+from cryptography.hazmat.primitives.serialization import load_pem_public_key
+from liquid import Environment
+from liquid.exceptions import LiquidError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from nopass.core.models import PASSWORDLESS_OTP_GRANT
+from nopass.core.otp import MAX_LENGTH, MAX_LIFETIME, MIN_LENGTH, MIN_LIFETIME
+
+
+class ConfigFileError(ValueError):
+    """One line, naming the offending key."""
+
+
+class _Nested(ValueError):
+    """An error inside a nested document validated by hand (connection options)."""
+
+    def __init__(self, loc: str, message: str) -> None:
+        super().__init__(message)
+        self.loc = loc
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=False, frozen=True)
+
+
+_liquid = Environment()
+
+
+def _check_template(value: str | None) -> str | None:
+    if value is not None:
+        try:
+            _liquid.from_string(value)
+        except LiquidError as exc:
+            raise ValueError(f"invalid Liquid template: {exc}") from exc
+    return value
+
+
+def normalize_origin(value: str) -> str:
+    """``login.acme.example`` -> ``https://login.acme.example``; no path, query or fragment."""
+    raw = value.strip()
+    if "://" not in raw:
+        raw = "https://" + raw
+    parts = urlsplit(raw)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError(f"not an origin: {value!r}")
+    if parts.path not in ("", "/") or parts.query or parts.fragment or parts.username:
+        raise ValueError(f"an origin has no path, query, fragment or user: {value!r}")
+    port = parts.port
+    host = parts.hostname.lower()
+    if ":" in host:  # IPv6 literal
+        host = f"[{host}]"
+    default = 443 if parts.scheme == "https" else 80
+    netloc = host if port in (None, default) else f"{host}:{port}"
+    return f"{parts.scheme}://{netloc}"
+
+
+class RateLimits(_Strict):
+    start_per_ip_per_hour: int = Field(50, ge=0)
+    start_per_identity_per_10min: int = Field(5, ge=0)
+    start_per_identity_per_day: int = Field(20, ge=0)
+    failures_per_identity_per_15min: int = Field(10, ge=0, le=100)
+    failures_per_ip_per_hour: int = Field(100, ge=0)
+    sms_per_tenant_per_day: int = Field(1000, ge=0)
+    allowlist: list[str] = Field(default_factory=list)
+
+    @field_validator("allowlist")
+    @classmethod
+    def _cidrs(cls, value: list[str]) -> list[str]:
+        for cidr in value:
+            try:
+                ipaddress.ip_network(cidr, strict=False)
+            except ValueError as exc:
+                raise ValueError(f"not a CIDR: {cidr!r}") from exc
+        return value
+
+
+class TestIdentity(_Strict):
+    connection: str
+    identifier: str
+    code: Annotated[str, Field(pattern=r"^[0-9]{6,10}$")]
+    expires_at: str
+
+    @field_validator("expires_at")
+    @classmethod
+    def _iso(cls, value: str) -> str:
+        from datetime import datetime
+
+        try:
+            parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+        except ValueError as exc:
+            raise ValueError("expires_at must be an ISO 8601 timestamp") from exc
+        if parsed.tzinfo is None:
+            raise ValueError("expires_at needs a time zone (e.g. Z)")
+        return value
+
+
+class TenantSpec(_Strict):
+    name: Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")]
+    domains: Annotated[list[str], Field(min_length=1)]
+    friendly_name: str | None = None
+    default_audience: str | None = None
+    rate_limits: RateLimits = Field(default_factory=RateLimits)
+    test_identities: list[TestIdentity] = Field(default_factory=list)
+
+    @field_validator("domains")
+    @classmethod
+    def _origins(cls, value: list[str]) -> list[str]:
+        origins = [normalize_origin(v) for v in value]
+        if len(set(origins)) != len(origins):
+            raise ValueError("duplicate domain")
+        return origins
+
+
+class ResourceServerSpec(_Strict):
+    identifier: Annotated[str, Field(min_length=1, max_length=512)]
+    name: str
+    token_lifetime: int = Field(86400, ge=60, le=2592000)
+    allow_offline_access: bool = False
+
+
+class JwtConfiguration(_Strict):
+    lifetime_in_seconds: int = Field(36000, ge=60, le=2592000)
+    alg: Literal["RS256"] = "RS256"
+
+
+class RefreshTokenSettings(_Strict):
+    rotation_type: Literal["rotating", "non-rotating"] = "non-rotating"
+    expiration_type: Literal["expiring", "non-expiring"] = "non-expiring"
+    token_lifetime: int = Field(2592000, ge=60)
+    leeway: int = Field(0, ge=0, le=60)
+
+
+class Credential(_Strict):
+    credential_type: Literal["public_key"]
+    pem: str
+    name: str | None = None
+
+    @field_validator("pem")
+    @classmethod
+    def _pem(cls, value: str) -> str:
+        try:
+            load_pem_public_key(value.encode())
+        except (ValueError, TypeError) as exc:
+            raise ValueError("pem is not a PEM public key") from exc
+        return value
+
+
+class PrivateKeyJwt(_Strict):
+    credentials: Annotated[list[Credential], Field(min_length=1)]
+
+
+class ClientAuthenticationMethods(_Strict):
+    private_key_jwt: PrivateKeyJwt | None = None
+
+
+AppType = Literal["native", "spa", "regular_web", "non_interactive"]
+AuthMethodName = Literal["none", "client_secret_post", "client_secret_basic", "private_key_jwt"]
+GRANTS = (
+    PASSWORDLESS_OTP_GRANT,
+    "authorization_code",
+    "implicit",
+    "refresh_token",
+    "client_credentials",
+)
+
+
+def _redirect_uri(value: str) -> str:
+    parts = urlsplit(value)
+    if not parts.scheme or (parts.scheme in ("http", "https") and not parts.netloc):
+        raise ValueError(f"not an absolute URL: {value!r}")
+    if "#" in value:
+        raise ValueError(f"a callback URL has no fragment: {value!r}")
+    if "*" in value:
+        raise ValueError(f"wildcards are not supported (exact match only): {value!r}")
+    return value
+
+
+class ClientSpec(_Strict):
+    name: Annotated[str, Field(min_length=1, max_length=255)]
+    client_id: Annotated[str, Field(pattern=r"^[A-Za-z0-9_.-]{8,128}$")] | None = None
+    app_type: AppType = "native"
+    token_endpoint_auth_method: AuthMethodName | None = None
+    client_secret: Annotated[str, Field(min_length=16, max_length=512)] | None = None
+    grant_types: list[Literal[GRANTS]] | None = None  # type: ignore[valid-type]
+    callbacks: list[str] = Field(default_factory=list)
+    allowed_origins: list[str] = Field(default_factory=list)
+    web_origins: list[str] = Field(default_factory=list)
+    cross_origin_auth: bool = False
+    is_token_endpoint_ip_header_trusted: bool = False
+    jwt_configuration: JwtConfiguration = Field(default_factory=JwtConfiguration)
+    refresh_token: RefreshTokenSettings = Field(default_factory=RefreshTokenSettings)
+    client_authentication_methods: ClientAuthenticationMethods | None = None
+
+    @field_validator("callbacks")
+    @classmethod
+    def _callbacks(cls, value: list[str]) -> list[str]:
+        return [_redirect_uri(v) for v in value]
+
+    @field_validator("allowed_origins", "web_origins")
+    @classmethod
+    def _origins(cls, value: list[str]) -> list[str]:
+        return [normalize_origin(v) for v in value]
+
+    @model_validator(mode="after")
+    def _auth(self) -> ClientSpec:
+        method = self.auth_method
+        if method == "private_key_jwt" and (
+            self.client_authentication_methods is None
+            or self.client_authentication_methods.private_key_jwt is None
+        ):
+            raise ValueError(
+                "client_authentication_methods.private_key_jwt.credentials is required "
+                "for token_endpoint_auth_method private_key_jwt"
+            )
+        if method == "none" and self.client_secret is not None:
+            raise ValueError("client_secret is only for confidential clients")
+        return self
+
+    @property
+    def auth_method(self) -> str:
+        if self.token_endpoint_auth_method is not None:
+            return self.token_endpoint_auth_method
+        return "none" if self.app_type in ("native", "spa") else "client_secret_post"
+
+    @property
+    def effective_grant_types(self) -> list[str]:
+        if self.grant_types is not None:
+            return list(self.grant_types)
+        if self.app_type == "spa":
+            return ["authorization_code", "implicit", "refresh_token"]
+        return [PASSWORDLESS_OTP_GRANT, "authorization_code", "implicit", "refresh_token"]
+
+    @property
+    def public_keys(self) -> list[str]:
+        cam = self.client_authentication_methods
+        if cam is None or cam.private_key_jwt is None:
+            return []
+        return [c.pem for c in cam.private_key_jwt.credentials]
+
+
+class Totp(_Strict):
+    length: int = Field(6, ge=MIN_LENGTH, le=MAX_LENGTH)
+    time_step: int = Field(180, ge=MIN_LIFETIME, le=MAX_LIFETIME)
+
+
+class EmailTemplate(_Strict):
+    from_: str | None = Field(default=None, alias="from")
+    subject: str | None = None
+    syntax: Literal["liquid"] = "liquid"
+    body: str | None = None
+
+    _from = field_validator("from_", "subject", "body")(_check_template)
+
+
+class EmailOptions(_Strict):
+    totp: Totp = Field(default_factory=Totp)
+    disable_signup: bool = False
+    brute_force_protection: bool = True
+    magic_link_confirmation: bool = True
+    authParams: dict[str, str] = Field(default_factory=dict)
+    email: EmailTemplate | None = None
+
+
+class GatewayAuthentication(_Strict):
+    method: Literal["bearer"]
+    subject: str
+    audience: str
+    secret: Annotated[str, Field(min_length=1)]
+    secret_base64_encoded: bool = False
+
+
+class SmsOptions(_Strict):
+    totp: Totp = Field(default_factory=Totp)
+    disable_signup: bool = False
+    brute_force_protection: bool = True
+    provider: Literal["sms_gateway", "twilio", "outbox"] = "outbox"
+    gateway_url: str | None = None
+    gateway_authentication: GatewayAuthentication | None = None
+    forward_req_info: bool = False
+    twilio_sid: str | None = None
+    twilio_token: str | None = None
+    messaging_service_sid: str | None = None
+    from_: str | None = Field(default=None, alias="from")
+    syntax: Literal["md_with_macros", "liquid"] = "md_with_macros"
+    template: str | None = None
+    allowed_countries: list[Annotated[str, Field(pattern=r"^[A-Z]{2}$")]] | None = None
+
+    _tpl = field_validator("template")(_check_template)
+
+    @field_validator("gateway_url")
+    @classmethod
+    def _url(cls, value: str | None) -> str | None:
+        if value is not None and urlsplit(value).scheme not in ("http", "https"):
+            raise ValueError("gateway_url must be an http(s) URL")
+        return value
+
+    @model_validator(mode="after")
+    def _provider(self) -> SmsOptions:
+        if self.provider == "sms_gateway" and not self.gateway_url:
+            raise ValueError("gateway_url is required for provider sms_gateway")
+        if self.provider == "twilio":
+            if not (self.twilio_sid and self.twilio_token):
+                raise ValueError("twilio_sid and twilio_token are required for provider twilio")
+            if not (self.from_ or self.messaging_service_sid):
+                raise ValueError("from or messaging_service_sid is required for provider twilio")
+        return self
+
+
+OPTION_MODELS: dict[str, type[_Strict]] = {"email": EmailOptions, "sms": SmsOptions}
+
+
+class ConnectionSpec(_Strict):
+    name: Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_-]{0,127}$")]
+    strategy: Annotated[str, Field(min_length=1, max_length=64)]
+    enabled_clients: list[str] = Field(default_factory=list)
+    options: dict[str, Any] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _options(self) -> ConnectionSpec:
+        model = OPTION_MODELS.get(self.strategy)
+        if model is not None:
+            try:
+                model.model_validate(self.options)
+            except ValidationError as exc:
+                err = exc.errors()[0]
+                raise _Nested("options." + _loc(tuple(err["loc"])), _message(err)) from None
+        return self
+
+    def normalized_options(self) -> dict[str, Any]:
+        model = OPTION_MODELS.get(self.strategy)
+        if model is None:
+            return dict(self.options)
+        return model.model_validate(self.options).model_dump(by_alias=True, exclude_none=True)
+
+
+class SmtpCredentials(_Strict):
+    smtp_host: str
+    smtp_port: int = Field(587, ge=1, le=65535)
+    smtp_user: str | None = None
+    smtp_pass: str | None = None
+
+
+class SmtpSettings(_Strict):
+    starttls: Literal["auto", "always", "never"] = "auto"
+
+
+class EmailProviderSpec(_Strict):
+    name: Literal["smtp", "outbox"]
+    enabled: bool = True
+    default_from_address: str | None = None
+    credentials: SmtpCredentials | None = None
+    settings: SmtpSettings = Field(default_factory=SmtpSettings)
+
+    @model_validator(mode="after")
+    def _creds(self) -> EmailProviderSpec:
+        if self.name == "smtp" and self.credentials is None:
+            raise ValueError("credentials.smtp_host is required for the smtp provider")
+        return self
+
+
+class ConfigFile(_Strict):
+    tenant: TenantSpec
+    resource_servers: list[ResourceServerSpec] = Field(default_factory=list)
+    clients: list[ClientSpec] = Field(default_factory=list)
+    connections: list[ConnectionSpec] = Field(default_factory=list)
+    email_provider: EmailProviderSpec | None = None
+
+    @model_validator(mode="after")
+    def _references(self) -> ConfigFile:
+        _unique("clients", [c.name for c in self.clients], "name")
+        _unique("clients", [c.client_id for c in self.clients if c.client_id], "client_id")
+        _unique("connections", [c.name for c in self.connections], "name")
+        _unique("resource_servers", [r.identifier for r in self.resource_servers], "identifier")
+        known = {c.name for c in self.clients} | {c.client_id for c in self.clients}
+        for i, conn in enumerate(self.connections):
+            for ref in conn.enabled_clients:
+                if ref not in known:
+                    raise ConfigFileError(
+                        f"connections[{i}].enabled_clients: unknown client {ref!r}"
+                    )
+        names = {c.name for c in self.connections}
+        for i, ident in enumerate(self.tenant.test_identities):
+            if ident.connection not in names:
+                raise ConfigFileError(
+                    f"tenant.test_identities[{i}].connection: unknown connection "
+                    f"{ident.connection!r}"
+                )
+        return self
+
+
+def _unique(section: str, values: list[Any], key: str) -> None:
+    seen: set[Any] = set()
+    for i, value in enumerate(values):
+        if value in seen:
+            raise ConfigFileError(f"{section}[{i}].{key}: duplicate {value!r}")
+        seen.add(value)
+
+
+def _loc(loc: tuple[int | str, ...]) -> str:
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += ("." if out else "") + str(part)
+    return out or "(file)"
+
+
+def parse_config(data: object) -> ConfigFile:
+    if not isinstance(data, dict):
+        raise ConfigFileError("(file): the top level must be a mapping with a 'tenant' key")
+    try:
+        return ConfigFile.model_validate(data)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        loc = _loc(tuple(err["loc"]))
+        ctx_error = err.get("ctx", {}).get("error")
+        if isinstance(ctx_error, ConfigFileError):
+            raise ConfigFileError(str(ctx_error)) from None
+        if isinstance(ctx_error, _Nested):
+            raise ConfigFileError(f"{loc}.{ctx_error.loc}: {ctx_error}") from None
+        raise ConfigFileError(f"{loc}: {_message(err)}") from None
+
+
+def _message(err: Any) -> str:
+    if err["type"] == "extra_forbidden":
+        return "unknown key"
+    ctx_error = err.get("ctx", {}).get("error")
+    text = str(ctx_error) if ctx_error is not None else str(err["msg"])
+    return text.removeprefix("Value error, ")
+
+
+def load_config_file(path: Path) -> ConfigFile:
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise ConfigFileError(f"{path}: {exc.strerror}") from None
+    try:
+        data = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
+    except (json.JSONDecodeError, yaml.YAMLError) as exc:
+        raise ConfigFileError(
+            f"{path}: not valid {path.suffix.lstrip('.') or 'YAML'}: {exc}".replace("\n", " ")
+        ) from None
+    return parse_config(data)

@@ -1,0 +1,140 @@
+"""The one exception tree of nopass. Domain errors carry facts, never HTTP statuses.
+
+``nopass.api.errors`` is the only place that turns them into Auth0's wire errors.
+
+    NopassError
+    ├── TenantNotFound            the Host matches no tenant domain
+    ├── RequestRejected           the request itself is wrong (Auth0 ``bad.*`` family)
+    │   ├── BodyUnreadable        not JSON / form, or not an object
+    │   ├── UnknownProperties     top-level keys that are not allowed
+    │   ├── MissingProperty       a required property is absent (or null)
+    │   ├── InvalidType           a property has the wrong JSON type
+    │   ├── InvalidFormat         a property is malformed (email, phone number)
+    │   └── InvalidEnum           a property is not one of the allowed values
+    ├── UnknownClient             no such client_id in the tenant
+    ├── ConnectionProblem         connection missing, of another strategy, or not enabled
+    ├── RedirectNotAllowed        authParams.redirect_uri is not a callback of the client
+    ├── ClientAuthenticationFailed  a confidential client did not prove itself
+    ├── DeliveryFailed            a provider refused or failed a synchronous send (SMS)
+    └── ServiceUnavailable        a dependency (database) is unreachable: fail closed
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from enum import Enum
+
+
+class NopassError(Exception):
+    """Root of every error nopass raises on purpose."""
+
+
+class TenantNotFound(NopassError):
+    def __init__(self, host: str) -> None:
+        super().__init__(f"no tenant answers on {host!r}")
+        self.host = host
+
+
+class RequestRejected(NopassError):
+    """Base of the request-shape errors; ``field`` names the offending property."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(message)
+        self.field = field
+
+
+class BodyUnreadable(RequestRejected):
+    def __init__(self) -> None:
+        super().__init__("request", "the body is not a JSON object or a form")
+
+
+class UnknownProperties(RequestRejected):
+    def __init__(self, names: Sequence[str]) -> None:
+        super().__init__("request", "properties not allowed: " + ", ".join(names))
+        self.names = tuple(names)
+
+
+class MissingProperty(RequestRejected):
+    def __init__(self, field: str) -> None:
+        super().__init__(field, f"missing {field}")
+
+
+class InvalidType(RequestRejected):
+    def __init__(self, field: str, got: str, expected: str) -> None:
+        super().__init__(field, f"{field} is {got}, expected {expected}")
+        self.got = got
+        self.expected = expected
+
+
+class InvalidFormat(RequestRejected):
+    def __init__(self, field: str, value: str, pattern: str | None = None) -> None:
+        super().__init__(field, f"{field} is malformed")
+        self.value = value
+        self.pattern = pattern
+
+
+class InvalidEnum(RequestRejected):
+    def __init__(self, field: str, value: str) -> None:
+        super().__init__(field, f"{field} is not an allowed value")
+        self.value = value
+
+
+class UnknownClient(NopassError):
+    def __init__(self, client_id: str) -> None:
+        super().__init__(f"unknown client {client_id!r}")
+        self.client_id = client_id
+
+
+class ConnectionIssue(Enum):
+    NOT_FOUND = "not_found"
+    NOT_PASSWORDLESS = "not_passwordless"
+    DISABLED = "disabled"
+
+
+class ConnectionProblem(NopassError):
+    def __init__(self, issue: ConnectionIssue) -> None:
+        super().__init__(f"connection {issue.value}")
+        self.issue = issue
+
+
+class RedirectNotAllowed(NopassError):
+    def __init__(self) -> None:
+        super().__init__("redirect_uri is not an allowed callback URL")
+
+
+class ClientAuthenticationFailed(NopassError):
+    """Deliberately uninformative: the reason is logged, never returned."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+class DeliveryFailure(Enum):
+    REJECTED = "rejected"  # the provider answered with an error of its own (message, code)
+    UNEXPECTED = "unexpected"  # non-2xx status or timeout
+    UNAUTHORIZED = "unauthorized"  # the gateway answered 401
+
+
+class DeliveryFailed(NopassError):
+    def __init__(
+        self,
+        kind: DeliveryFailure,
+        *,
+        status: int | None = None,
+        provider_message: str | None = None,
+        provider_code: str | None = None,
+        retryable: bool = False,
+    ) -> None:
+        super().__init__(f"delivery failed: {kind.value} {status} {provider_message}")
+        self.kind = kind
+        self.retryable = retryable
+        self.status = status
+        self.provider_message = provider_message
+        self.provider_code = provider_code
+
+
+class ServiceUnavailable(NopassError):
+    def __init__(self, what: str) -> None:
+        super().__init__(f"{what} is unavailable")
+        self.what = what

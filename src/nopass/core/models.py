@@ -1,0 +1,179 @@
+"""The domain vocabulary: frozen records with no I/O.
+
+Field names follow Auth0's Management API where an Auth0 concept exists.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+PASSWORDLESS_OTP_GRANT = "http://auth0.com/oauth/grant-type/passwordless/otp"
+PASSWORDLESS_STRATEGIES = frozenset({"email", "sms"})
+
+JSON = dict[str, Any]
+
+
+class AuthMethod(StrEnum):
+    NONE = "none"
+    SECRET_POST = "client_secret_post"  # noqa: S105 (a method name, not a secret)
+    SECRET_BASIC = "client_secret_basic"  # noqa: S105
+    PRIVATE_KEY_JWT = "private_key_jwt"
+
+
+@dataclass(frozen=True, slots=True)
+class Tenant:
+    id: str
+    name: str
+    friendly_name: str | None
+    default_audience: str | None
+    rate_limits: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class Client:
+    tenant_id: str
+    client_id: str
+    name: str
+    app_type: str
+    auth_method: AuthMethod
+    secret_hash: str | None
+    grant_types: tuple[str, ...]
+    callbacks: tuple[str, ...]
+    allowed_origins: tuple[str, ...] = ()
+    web_origins: tuple[str, ...] = ()
+    cross_origin_auth: bool = False
+    ip_header_trusted: bool = False
+    public_keys: tuple[str, ...] = ()  # PEM, for private_key_jwt
+    jwt_configuration: Mapping[str, Any] = field(default_factory=dict)
+    refresh_token: Mapping[str, Any] = field(default_factory=dict)
+
+    @property
+    def is_confidential(self) -> bool:
+        return self.auth_method is not AuthMethod.NONE
+
+
+@dataclass(frozen=True, slots=True)
+class Connection:
+    tenant_id: str
+    id: str
+    name: str
+    strategy: str
+    options: Mapping[str, Any]
+    enabled_clients: frozenset[str]
+
+    @property
+    def is_passwordless(self) -> bool:
+        return self.strategy in PASSWORDLESS_STRATEGIES
+
+    @property
+    def code_length(self) -> int:
+        return int(self.options.get("totp", {}).get("length", 6))
+
+    @property
+    def code_lifetime(self) -> int:
+        return int(self.options.get("totp", {}).get("time_step", 180))
+
+    @property
+    def disable_signup(self) -> bool:
+        return bool(self.options.get("disable_signup", False))
+
+
+@dataclass(frozen=True, slots=True)
+class EmailProvider:
+    name: str  # smtp | outbox
+    enabled: bool
+    default_from_address: str | None
+    credentials: Mapping[str, Any]
+    settings: Mapping[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class TenantConfig:
+    """Everything a request of one tenant needs to read, loaded once and cached."""
+
+    tenant: Tenant
+    clients: Mapping[str, Client]
+    connections: Mapping[str, Connection]
+    email_provider: EmailProvider | None
+
+
+@dataclass(frozen=True, slots=True)
+class Resolved:
+    """A tenant found by the request's Host, and the configured origin it matched."""
+
+    config: TenantConfig
+    origin: str  # e.g. "https://login.acme.example": links and issuers are built from it
+
+    @property
+    def issuer(self) -> str:
+        return self.origin + "/"
+
+
+class Channel(StrEnum):
+    EMAIL = "email"
+    SMS = "sms"
+
+
+@dataclass(frozen=True, slots=True)
+class Challenge:
+    """A pending one-time code (and the link that carries it). Only its HMAC is stored."""
+
+    id: str
+    tenant_id: str
+    connection_id: str
+    client_id: str
+    identifier: str
+    code_hmac: str
+    key_id: str
+    send: str
+    created_at: datetime
+    expires_at: datetime
+    phantom: bool = False  # an identity that may not sign up: never deliverable, never valid
+    auth_params: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class Message:
+    """A rendered message to one recipient."""
+
+    channel: Channel
+    recipient: str
+    subject: str
+    text: str
+    html: str | None = None
+    sender: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class OutboxEntry:
+    id: str
+    tenant_id: str
+    channel: Channel
+    recipient: str
+    provider: str  # smtp | outbox
+    status: str
+    attempts: int
+    created_at: datetime
+    message: Message | None  # None once delivered (the body is purged)
+    code: str | None = None  # only for dev outbox display
+    link: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class AuditEvent:
+    """One tenant log entry, with Auth0's event type codes (``cls``, ``cs``, ``fn``, ...)."""
+
+    tenant_id: str
+    type: str
+    description: str = ""
+    ip: str | None = None
+    user_agent: str | None = None
+    client_id: str | None = None
+    connection: str | None = None
+    user_name: str | None = None
+    user_id: str | None = None
+    details: Mapping[str, Any] = field(default_factory=dict)

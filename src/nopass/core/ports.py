@@ -1,0 +1,170 @@
+"""What the flows need from the outside world, as ``typing.Protocol``s.
+
+``nopass.store`` and ``nopass.delivery`` implement them; tests may use hand-written fakes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from types import TracebackType
+from typing import Protocol, Self
+
+from nopass.core.models import (
+    AuditEvent,
+    Challenge,
+    Connection,
+    EmailProvider,
+    Message,
+    OutboxEntry,
+    Resolved,
+)
+
+
+class ChallengeRepo(Protocol):
+    async def void_pending(
+        self, tenant_id: str, connection_id: str, identifier: str, now: datetime
+    ) -> int: ...
+
+    async def add(self, challenge: Challenge) -> None: ...
+
+    async def void(self, tenant_id: str, challenge_id: str, now: datetime) -> None: ...
+
+
+class UserRepo(Protocol):
+    async def exists(self, tenant_id: str, connection_id: str, identifier: str) -> bool: ...
+
+
+class OutboxRepo(Protocol):
+    async def add(
+        self,
+        tenant_id: str,
+        message: Message,
+        *,
+        provider: str,
+        challenge_id: str | None,
+        code: str | None,
+        link: str | None,
+        now: datetime,
+    ) -> str: ...
+
+
+class AuditRepo(Protocol):
+    async def add(self, event: AuditEvent, now: datetime) -> None: ...
+
+
+class AssertionRepo(Protocol):
+    async def claim_jti(
+        self, tenant_id: str, client_id: str, jti: str, expires_at: datetime, now: datetime
+    ) -> bool:
+        """Record a client-assertion ``jti``; False when it was seen before."""
+        ...
+
+
+class UnitOfWork(Protocol):
+    """One database transaction; nothing is visible to others until ``commit``."""
+
+    @property
+    def challenges(self) -> ChallengeRepo: ...
+    @property
+    def users(self) -> UserRepo: ...
+    @property
+    def outbox(self) -> OutboxRepo: ...
+    @property
+    def audit(self) -> AuditRepo: ...
+    @property
+    def assertions(self) -> AssertionRepo: ...
+
+    async def __aenter__(self) -> Self: ...
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None: ...
+
+    async def commit(self) -> None: ...
+
+
+class UnitOfWorkFactory(Protocol):
+    def __call__(self) -> UnitOfWork: ...
+
+
+@dataclass(frozen=True, slots=True)
+class TemplateContext:
+    """What message templates may use (Auth0 names: code/password, link, application.name,
+    request_language, send, phone_number)."""
+
+    code: str
+    link: str
+    application_name: str
+    request_language: str | None  # raw x-request-language / Accept-Language value
+    send: str  # code | link | link_ios | link_android
+    recipient: str  # the normalised email address or phone number
+    lifetime_seconds: int
+
+
+class Renderer(Protocol):
+    def email(
+        self, connection: Connection, context: TemplateContext, default_sender: str
+    ) -> Message: ...
+
+    def sms(self, connection: Connection, context: TemplateContext) -> Message: ...
+
+
+@dataclass(frozen=True, slots=True)
+class RequestInfo:
+    ip: str | None
+    user_agent: str | None
+
+
+class SmsSender(Protocol):
+    async def send(self, connection: Connection, message: Message, request: RequestInfo) -> None:
+        """Deliver now or raise ``DeliveryFailed``."""
+        ...
+
+
+class OutboxSignal(Protocol):
+    def notify(self) -> None:
+        """Tell the local outbox worker that a message is waiting."""
+        ...
+
+
+class OutboxQueue(Protocol):
+    """The delivery side of the outbox: claim, then settle each message exactly once."""
+
+    async def claim_due(
+        self, now: datetime, *, lease_seconds: float, limit: int
+    ) -> list[OutboxEntry]: ...
+
+    async def mark_sent(self, entry: OutboxEntry, now: datetime) -> None: ...
+
+    async def retry_later(self, entry: OutboxEntry, at: datetime, error: str) -> None: ...
+
+    async def fail(self, entry: OutboxEntry, error: str, now: datetime) -> None:
+        """Give up on a message and write an ``fn`` audit event, in one transaction."""
+        ...
+
+    async def fail_abandoned(self, now: datetime) -> int:
+        """Messages whose sender died mid-send: their outcome is unknown, so they are not
+        sent again (at most once); they fail with ``fn``."""
+        ...
+
+
+class EmailTransport(Protocol):
+    async def send(self, provider: EmailProvider, message: Message) -> None:
+        """Hand the message to the provider or raise ``DeliveryFailed``."""
+        ...
+
+
+class EmailProviderLookup(Protocol):
+    async def __call__(self, tenant_id: str) -> EmailProvider | None: ...
+
+
+class TenantResolver(Protocol):
+    async def resolve(self, host: str) -> Resolved | None: ...
+
+
+class OutboxReader(Protocol):
+    async def list_recent(self, tenant_id: str, *, limit: int = 50) -> list[OutboxEntry]: ...

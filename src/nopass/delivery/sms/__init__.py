@@ -1,0 +1,38 @@
+"""SMS providers of passwordless ``sms`` connections (auth0-wire.md §6.2).
+
+``SmsRouter`` picks the sender named by ``connection.options["provider"]``: Auth0's
+``"twilio"`` or ``"sms_gateway"`` (custom gateway). A connection without ``provider`` uses
+Twilio, as in Auth0's own connection examples. The non-Auth0 ``"outbox"`` provider is
+queued elsewhere and never reaches this router.
+"""
+
+from __future__ import annotations
+
+import httpx
+
+from nopass.core.clock import Clock
+from nopass.core.models import Connection, Message
+from nopass.core.ports import RequestInfo, SmsSender
+from nopass.delivery.sms.gateway import GatewaySmsSender
+from nopass.delivery.sms.twilio import TwilioSmsSender
+
+__all__ = ["GatewaySmsSender", "SmsRouter", "TwilioSmsSender"]
+
+
+class SmsRouter:
+    """The ``SmsSender`` port for every synchronous provider, chosen per connection."""
+
+    def __init__(
+        self, client: httpx.AsyncClient, timeout: float = 10.0, *, clock: Clock | None = None
+    ) -> None:
+        self._senders: dict[str, SmsSender] = {
+            "sms_gateway": GatewaySmsSender(client, timeout, clock=clock),
+            "twilio": TwilioSmsSender(client, timeout),
+        }
+
+    async def send(self, connection: Connection, message: Message, request: RequestInfo) -> None:
+        provider = connection.options.get("provider") or "twilio"  # Auth0's implicit default
+        sender = self._senders.get(str(provider))
+        if sender is None:
+            raise ValueError(f"no synchronous SMS sender for provider {provider!r}")
+        await sender.send(connection, message, request)

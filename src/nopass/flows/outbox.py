@@ -1,0 +1,62 @@
+"""The outbox worker's one step: deliver due email, retry with back-off, give up loudly.
+
+Kratos' courier pattern (security.md §5): the message row was committed with the code, so a
+crash loses nothing; each row is claimed by one conditional update, so no two workers (or
+processes) send the same message; a message whose sender died mid-send is not sent again.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import timedelta
+
+from nopass.core.clock import Clock
+from nopass.core.errors import DeliveryFailed
+from nopass.core.ports import EmailProviderLookup, EmailTransport, OutboxQueue
+
+
+@dataclass(frozen=True, slots=True)
+class RetryPolicy:
+    base_seconds: float = 1.0
+    cap_seconds: float = 30.0
+    max_age: timedelta = timedelta(minutes=10)  # codes are long dead by then
+    lease_seconds: float = 60.0
+
+    def delay(self, attempts: int) -> timedelta:
+        return timedelta(
+            seconds=min(self.base_seconds * 2 ** max(attempts - 1, 0), self.cap_seconds)
+        )
+
+
+async def deliver_due(
+    queue: OutboxQueue,
+    transport: EmailTransport,
+    providers: EmailProviderLookup,
+    clock: Clock,
+    policy: RetryPolicy,
+    *,
+    batch: int = 20,
+) -> int:
+    """Deliver what is due now; returns how many messages were settled (sent or failed)."""
+    now = clock.now()
+    settled = await queue.fail_abandoned(now)
+    for entry in await queue.claim_due(now, lease_seconds=policy.lease_seconds, limit=batch):
+        provider = await providers(entry.tenant_id)
+        if entry.message is None:
+            await queue.fail(entry, "message body unavailable", clock.now())
+        elif provider is None or not provider.enabled or provider.name != "smtp":
+            await queue.fail(entry, "no enabled email provider is configured", clock.now())
+        else:
+            try:
+                await transport.send(provider, entry.message)
+            except DeliveryFailed as exc:
+                now = clock.now()
+                too_old = now - entry.created_at >= policy.max_age
+                if exc.retryable and not too_old:
+                    await queue.retry_later(entry, now + policy.delay(entry.attempts), str(exc))
+                    continue
+                await queue.fail(entry, str(exc), now)
+            else:
+                await queue.mark_sent(entry, clock.now())
+        settled += 1
+    return settled

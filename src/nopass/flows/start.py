@@ -1,0 +1,406 @@
+"""``POST /passwordless/start``: issue a one-time code (and its link) and deliver it.
+
+Follows auth0-wire.md §2 with the house decisions of §12.2-12.5: the checks run in the order of
+§12.2 and the first failure wins; the code is stored only as an HMAC; a new start voids the
+identity's pending codes; email goes through the durable outbox in the same transaction as the
+code, SMS is sent synchronously after the commit and a provider failure voids the code.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from urllib.parse import quote, urlencode
+
+from nopass.core.clock import Clock
+from nopass.core.errors import (
+    ConnectionIssue,
+    ConnectionProblem,
+    DeliveryFailed,
+    InvalidEnum,
+    InvalidFormat,
+    InvalidType,
+    MissingProperty,
+    RedirectNotAllowed,
+    UnknownClient,
+    UnknownProperties,
+)
+from nopass.core.identity import PHONE_PATTERN, is_phone_number, normalize_email
+from nopass.core.keyring import Keyring
+from nopass.core.models import (
+    AuditEvent,
+    Challenge,
+    Channel,
+    Client,
+    Connection,
+    Message,
+    TenantConfig,
+)
+from nopass.core.otp import new_code, new_id
+from nopass.core.ports import (
+    OutboxSignal,
+    Renderer,
+    RequestInfo,
+    SmsSender,
+    TemplateContext,
+    UnitOfWork,
+    UnitOfWorkFactory,
+)
+from nopass.flows.client_auth import ClientCredentials, authenticate_client
+
+ALLOWED_PROPERTIES = (
+    "client_id",
+    "client_secret",
+    "client_assertion",
+    "client_assertion_type",
+    "connection",
+    "email",
+    "phone_number",
+    "send",
+    "authParams",
+    "captcha",
+)
+SEND_VALUES = ("link", "code", "link_ios", "link_android")
+OUTBOX_PROVIDER = "outbox"
+
+
+@dataclass(frozen=True, slots=True)
+class StartCommand:
+    body: Mapping[str, object]
+    origin: str  # the tenant origin the request matched (links are built from it)
+    basic_auth: tuple[str, str] | None
+    request: RequestInfo
+    request_language: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class StartResult:
+    id: str
+    channel: Channel
+    identifier: str
+    request_language: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class StartDeps:
+    uow: UnitOfWorkFactory
+    keyring: Keyring
+    renderer: Renderer
+    sms: SmsSender
+    outbox_signal: OutboxSignal
+    clock: Clock
+
+
+def json_type(value: object) -> str:
+    """The JSON type word of a decoded value, as Auth0's validator names it."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "boolean"
+    if isinstance(value, int | float):
+        return "number"
+    if isinstance(value, str):
+        return "string"
+    if isinstance(value, list | tuple):
+        return "array"
+    return "object"
+
+
+def _string(body: Mapping[str, object], name: str) -> str | None:
+    value = body.get(name)
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise InvalidType(name, json_type(value), "string")
+    return value
+
+
+def _required(body: Mapping[str, object], name: str) -> str:
+    value = _string(body, name)
+    if value is None:
+        raise MissingProperty(name)
+    return value
+
+
+def _auth_params(body: Mapping[str, object]) -> dict[str, str]:
+    if "authParams" not in body:
+        return {}
+    value = body["authParams"]
+    if not isinstance(value, Mapping):
+        raise InvalidType("authParams", json_type(value), "object")
+    params: dict[str, str] = {}
+    for key, item in value.items():
+        if isinstance(item, bool):
+            params[str(key)] = "true" if item else "false"
+        elif isinstance(item, str | int | float):
+            params[str(key)] = str(item)
+        elif item is not None:
+            raise InvalidType("authParams", json_type(item), "string")
+    return params
+
+
+def _send(body: Mapping[str, object]) -> str:
+    value = body.get("send")
+    if value is None:
+        return "link"
+    if not isinstance(value, str) or value not in SEND_VALUES:
+        raise InvalidEnum("send", value if isinstance(value, str) else json_type(value))
+    return value
+
+
+def _identifier(body: Mapping[str, object], connection: Connection) -> str:
+    if connection.strategy == "email":
+        raw = _required(body, "email")
+        email = normalize_email(raw)
+        if email is None:
+            raise InvalidFormat("email", raw)
+        return email
+    raw = _required(body, "phone_number")
+    if not is_phone_number(raw):
+        raise InvalidFormat("phone_number", raw, PHONE_PATTERN)
+    return raw
+
+
+def build_link(
+    origin: str,
+    connection: Connection,
+    client: Client,
+    identifier: str,
+    code: str,
+    auth_params: Mapping[str, str],
+) -> str:
+    """The magic link of auth0-wire.md §4.1: authParams first, then the fixed parameters."""
+    params = dict(auth_params)
+    for fixed in ("verification_code", "connection", "client_id", "email", "phone_number"):
+        params.pop(fixed, None)
+    params["verification_code"] = code
+    params["connection"] = connection.name
+    params["client_id"] = client.client_id
+    params["email" if connection.strategy == "email" else "phone_number"] = identifier
+    query = urlencode(params, quote_via=quote, safe="")
+    return f"{origin}/passwordless/verify_redirect?{query}"
+
+
+def _resolve(
+    body: Mapping[str, object], config: TenantConfig
+) -> tuple[Client, Connection, dict[str, str], str]:
+    unknown = [key for key in body if key not in ALLOWED_PROPERTIES]
+    if unknown:
+        raise UnknownProperties(unknown)
+    client_id = _required(body, "client_id")
+    connection_name = _required(body, "connection")
+    auth_params = _auth_params(body)
+    send = _send(body)
+    client = config.clients.get(client_id)
+    if client is None:
+        raise UnknownClient(client_id)
+    connection = config.connections.get(connection_name)
+    if connection is None:
+        raise ConnectionProblem(ConnectionIssue.NOT_FOUND)
+    if not connection.is_passwordless:
+        raise ConnectionProblem(ConnectionIssue.NOT_PASSWORDLESS)
+    if client.client_id not in connection.enabled_clients:
+        raise ConnectionProblem(ConnectionIssue.DISABLED)
+    return client, connection, auth_params, send
+
+
+async def start_passwordless(
+    cmd: StartCommand, config: TenantConfig, deps: StartDeps
+) -> StartResult:
+    client, connection, request_params, send = _resolve(cmd.body, config)
+    identifier = _identifier(cmd.body, connection)
+    redirect_uri = request_params.get("redirect_uri")
+    if redirect_uri is not None and redirect_uri not in client.callbacks:
+        raise RedirectNotAllowed()
+    channel = Channel.EMAIL if connection.strategy == "email" else Channel.SMS
+    if channel is Channel.SMS:
+        send = "code"
+    auth_params = {**_connection_auth_params(connection), **request_params}
+    creds = ClientCredentials(
+        secret=_string(cmd.body, "client_secret"),
+        basic=cmd.basic_auth,
+        assertion=_string(cmd.body, "client_assertion"),
+        assertion_type=_string(cmd.body, "client_assertion_type"),
+    )
+    sms_provider = str(connection.options.get("provider", OUTBOX_PROVIDER))
+    app_name = client.name
+    async with deps.uow() as uow:
+        now = deps.clock.now()
+        await authenticate_client(
+            client, creds, issuer=cmd.origin + "/", assertions=uow.assertions, now=now
+        )
+        challenge_id = new_id()
+        code = new_code(connection.code_length)
+        key_id, mac = deps.keyring.code_mac(challenge_id, code)
+        phantom = connection.disable_signup and not await uow.users.exists(
+            config.tenant.id, connection.id, identifier
+        )
+        await uow.challenges.void_pending(config.tenant.id, connection.id, identifier, now)
+        await uow.challenges.add(
+            Challenge(
+                id=challenge_id,
+                tenant_id=config.tenant.id,
+                connection_id=connection.id,
+                client_id=client.client_id,
+                identifier=identifier,
+                code_hmac=mac,
+                key_id=key_id,
+                send=send,
+                created_at=now,
+                expires_at=now + timedelta(seconds=connection.code_lifetime),
+                phantom=phantom,
+                auth_params=auth_params,
+            )
+        )
+        link = build_link(cmd.origin, connection, client, identifier, code, auth_params)
+        context = TemplateContext(
+            code=code,
+            link=link,
+            application_name=app_name,
+            request_language=cmd.request_language,
+            send=send,
+            recipient=identifier,
+            lifetime_seconds=connection.code_lifetime,
+        )
+        audit = _audit_base(cmd, config, client, connection, identifier, send, link, code)
+        sms_message: Message | None = None
+        if phantom:
+            pass  # answers like any other start, but nothing is delivered (§12.5)
+        elif channel is Channel.EMAIL:
+            await _queue_email(
+                uow, config, connection, context, code, link, challenge_id, now, deps
+            )
+            await uow.audit.add(_event(audit, "cls"), now)
+        else:
+            sms_message = deps.renderer.sms(connection, context)
+            if sms_provider == OUTBOX_PROVIDER:
+                await uow.outbox.add(
+                    config.tenant.id,
+                    sms_message,
+                    provider=OUTBOX_PROVIDER,
+                    challenge_id=challenge_id,
+                    code=code,
+                    link=None,
+                    now=now,
+                )
+                await uow.audit.add(_event(audit, "cs"), now)
+                sms_message = None
+        await uow.commit()
+    if channel is Channel.EMAIL and not phantom:
+        deps.outbox_signal.notify()
+    if sms_message is not None:
+        await _send_sms(deps, config, connection, sms_message, cmd.request, challenge_id, audit)
+    return StartResult(
+        id=challenge_id,
+        channel=channel,
+        identifier=identifier,
+        request_language=cmd.request_language,
+    )
+
+
+def _connection_auth_params(connection: Connection) -> dict[str, str]:
+    value = connection.options.get("authParams")
+    return {str(k): str(v) for k, v in value.items()} if isinstance(value, Mapping) else {}
+
+
+async def _queue_email(
+    uow: UnitOfWork,
+    config: TenantConfig,
+    connection: Connection,
+    context: TemplateContext,
+    code: str,
+    link: str,
+    challenge_id: str,
+    now: datetime,
+    deps: StartDeps,
+) -> None:
+    provider = config.email_provider
+    default_sender = (provider.default_from_address if provider else None) or "nopass@localhost"
+    message = deps.renderer.email(connection, context, default_sender)
+    provider_name = provider.name if provider is not None and provider.enabled else "none"
+    await uow.outbox.add(
+        config.tenant.id,
+        message,
+        provider=provider_name,
+        challenge_id=challenge_id,
+        code=code,
+        link=link,
+        now=now,
+    )
+
+
+async def _send_sms(
+    deps: StartDeps,
+    config: TenantConfig,
+    connection: Connection,
+    message: Message,
+    request: RequestInfo,
+    challenge_id: str,
+    audit: AuditEvent,
+) -> None:
+    try:
+        await deps.sms.send(connection, message, request)
+    except DeliveryFailed as exc:
+        async with deps.uow() as uow:
+            now = deps.clock.now()
+            await uow.challenges.void(config.tenant.id, challenge_id, now)
+            await uow.audit.add(_event(audit, "fn", description=_failure_text(exc)), now)
+            await uow.commit()
+        raise
+    async with deps.uow() as uow:
+        await uow.audit.add(_event(audit, "cs"), deps.clock.now())
+        await uow.commit()
+
+
+def _failure_text(exc: DeliveryFailed) -> str:
+    if exc.provider_message:
+        return f"{exc.provider_message} (Code: {exc.provider_code})"
+    return f"SMS provider failure: {exc.kind.value} {exc.status}"
+
+
+def _audit_base(
+    cmd: StartCommand,
+    config: TenantConfig,
+    client: Client,
+    connection: Connection,
+    identifier: str,
+    send: str,
+    link: str,
+    code: str,
+) -> AuditEvent:
+    masked_link = link.replace(f"verification_code={code}", "verification_code=******")
+    return AuditEvent(
+        tenant_id=config.tenant.id,
+        type="",
+        ip=cmd.request.ip,
+        user_agent=cmd.request.user_agent,
+        client_id=client.client_id,
+        connection=connection.name,
+        user_name=identifier,
+        user_id="",
+        details={
+            "link": masked_link,
+            "send": send,
+            "request_language": cmd.request_language,
+            "strategy": connection.strategy,
+            "strategy_type": "passwordless",
+            "client_name": client.name,
+        },
+    )
+
+
+def _event(base: AuditEvent, type_: str, *, description: str = "") -> AuditEvent:
+    texts = {"cls": "Code/Link Sent", "cs": "Code Sent", "fn": "Failed sending notification"}
+    return AuditEvent(
+        tenant_id=base.tenant_id,
+        type=type_,
+        description=description or texts.get(type_, ""),
+        ip=base.ip,
+        user_agent=base.user_agent,
+        client_id=base.client_id,
+        connection=base.connection,
+        user_name=base.user_name,
+        user_id=base.user_id,
+        details=base.details,
+    )

@@ -1,0 +1,318 @@
+"""Write a validated ``ConfigFile`` into the database: create or update by name, idempotently.
+
+Everything happens in one transaction, and ``config_state.revision`` moves only when something
+actually changed, so applying the same file twice writes nothing the second time.
+"""
+
+from __future__ import annotations
+
+import secrets
+from datetime import datetime
+from typing import Any
+from urllib.parse import urlsplit
+
+from sqlalchemy import delete, insert, select, update
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from nopass.config_file import ClientSpec, ConfigFile
+from nopass.core.keyring import client_secret_matches, hash_client_secret
+from nopass.core.otp import new_id
+from nopass.store.tables import (
+    ClientRow,
+    ConfigStateRow,
+    ConnectionClientRow,
+    ConnectionRow,
+    EmailProviderRow,
+    ResourceServerRow,
+    TenantDomainRow,
+    TenantRow,
+    table,
+)
+
+
+class ApplyConflict(ValueError):
+    """The file contradicts what is stored (e.g. a domain owned by another tenant)."""
+
+
+def _host_of(origin: str) -> str:
+    parts = urlsplit(origin)
+    return parts.netloc.lower()
+
+
+def _client_settings(spec: ClientSpec) -> dict[str, Any]:
+    return {
+        "app_type": spec.app_type,
+        "token_endpoint_auth_method": spec.auth_method,
+        "grant_types": spec.effective_grant_types,
+        "callbacks": spec.callbacks,
+        "allowed_origins": spec.allowed_origins,
+        "web_origins": spec.web_origins,
+        "cross_origin_auth": spec.cross_origin_auth,
+        "is_token_endpoint_ip_header_trusted": spec.is_token_endpoint_ip_header_trusted,
+        "jwt_configuration": spec.jwt_configuration.model_dump(),
+        "refresh_token": spec.refresh_token.model_dump(),
+        "public_keys": spec.public_keys,
+    }
+
+
+class _Applier:
+    def __init__(self, conn: AsyncConnection, now: datetime) -> None:
+        self.conn = conn
+        self.now = now
+        self.changed = False
+
+    async def run(self, cfg: ConfigFile, prune: bool) -> dict[str, Any]:
+        tenant_id = await self._tenant(cfg)
+        await self._domains(tenant_id, cfg.tenant.domains)
+        await self._resource_servers(tenant_id, cfg, prune)
+        clients = await self._clients(tenant_id, cfg, prune)
+        connections = await self._connections(tenant_id, cfg, clients, prune)
+        await self._email_provider(tenant_id, cfg)
+        if self.changed:
+            await self._bump_revision()
+        return {
+            "tenant": cfg.tenant.name,
+            "clients": [clients[c.name][1] for c in cfg.clients],
+            "connections": connections,
+        }
+
+    async def _write(self, stmt: Any) -> None:
+        self.changed = True
+        await self.conn.execute(stmt)
+
+    async def _tenant(self, cfg: ConfigFile) -> str:
+        t = table(TenantRow)
+        spec = cfg.tenant
+        values = {
+            "friendly_name": spec.friendly_name,
+            "default_audience": spec.default_audience,
+            "rate_limits": spec.rate_limits.model_dump(),
+            "test_identities": [i.model_dump() for i in spec.test_identities],
+        }
+        row = (await self.conn.execute(select(t).where(t.c.name == spec.name))).first()
+        if row is None:
+            tenant_id = secrets.token_hex(16)
+            await self._write(
+                insert(t).values(
+                    id=tenant_id, name=spec.name, created_at=self.now, updated_at=self.now, **values
+                )
+            )
+            return tenant_id
+        if any(getattr(row, k) != v for k, v in values.items()):
+            await self._write(
+                update(t).where(t.c.id == row.id).values(updated_at=self.now, **values)
+            )
+        return str(row.id)
+
+    async def _domains(self, tenant_id: str, origins: list[str]) -> None:
+        t = table(TenantDomainRow)
+        wanted = {_host_of(o): o for o in origins}
+        others = (
+            (
+                await self.conn.execute(
+                    select(t.c.host).where(t.c.host.in_(wanted), t.c.tenant_id != tenant_id)
+                )
+            )
+            .scalars()
+            .all()
+        )
+        if others:
+            raise ApplyConflict(f"tenant.domains: {others[0]!r} belongs to another tenant")
+        current = {
+            r.host: r.origin
+            for r in (await self.conn.execute(select(t).where(t.c.tenant_id == tenant_id))).all()
+        }
+        for host in current.keys() - wanted.keys():
+            await self._write(delete(t).where(t.c.tenant_id == tenant_id, t.c.host == host))
+        for host, origin in wanted.items():
+            if host not in current:
+                await self._write(insert(t).values(tenant_id=tenant_id, host=host, origin=origin))
+            elif current[host] != origin:
+                await self._write(
+                    update(t)
+                    .where(t.c.tenant_id == tenant_id, t.c.host == host)
+                    .values(origin=origin)
+                )
+
+    async def _resource_servers(self, tenant_id: str, cfg: ConfigFile, prune: bool) -> None:
+        t = table(ResourceServerRow)
+        current = {
+            r.identifier: r
+            for r in (await self.conn.execute(select(t).where(t.c.tenant_id == tenant_id))).all()
+        }
+        for spec in cfg.resource_servers:
+            values = spec.model_dump()
+            row = current.pop(spec.identifier, None)
+            if row is None:
+                await self._write(insert(t).values(tenant_id=tenant_id, **values))
+            elif any(getattr(row, k) != v for k, v in values.items()):
+                await self._write(update(t).where(t.c.id == row.id).values(**values))
+        if prune:
+            for row in current.values():
+                await self._write(delete(t).where(t.c.id == row.id))
+
+    async def _clients(
+        self, tenant_id: str, cfg: ConfigFile, prune: bool
+    ) -> dict[str, tuple[str, dict[str, str]]]:
+        """Returns name -> (client_id, summary entry)."""
+        t = table(ClientRow)
+        current = {
+            r.name: r
+            for r in (await self.conn.execute(select(t).where(t.c.tenant_id == tenant_id))).all()
+        }
+        result: dict[str, tuple[str, dict[str, str]]] = {}
+        for i, spec in enumerate(cfg.clients):
+            settings = _client_settings(spec)
+            row = current.pop(spec.name, None)
+            entry: dict[str, str] = {"name": spec.name}
+            confidential = spec.auth_method in ("client_secret_post", "client_secret_basic")
+            if row is None:
+                client_id = spec.client_id or secrets.token_urlsafe(24)
+                secret = spec.client_secret
+                if confidential and secret is None:
+                    secret = secrets.token_urlsafe(48)
+                    entry["client_secret"] = secret
+                await self._write(
+                    insert(t).values(
+                        tenant_id=tenant_id,
+                        client_id=client_id,
+                        name=spec.name,
+                        secret_hash=hash_client_secret(secret) if secret else None,
+                        settings=settings,
+                    )
+                )
+            else:
+                client_id = str(row.client_id)
+                if spec.client_id is not None and spec.client_id != client_id:
+                    raise ApplyConflict(
+                        f"clients[{i}].client_id: client {spec.name!r} already has client_id "
+                        f"{client_id!r}; a client_id cannot change"
+                    )
+                values: dict[str, Any] = {}
+                if row.settings != settings:
+                    values["settings"] = settings
+                if spec.client_secret is not None and not (
+                    row.secret_hash and client_secret_matches(spec.client_secret, row.secret_hash)
+                ):
+                    values["secret_hash"] = hash_client_secret(spec.client_secret)
+                elif confidential and row.secret_hash is None:
+                    secret = secrets.token_urlsafe(48)
+                    entry["client_secret"] = secret
+                    values["secret_hash"] = hash_client_secret(secret)
+                elif not confidential and row.secret_hash is not None:
+                    values["secret_hash"] = None
+                if values:
+                    await self._write(update(t).where(t.c.id == row.id).values(**values))
+            entry["client_id"] = client_id
+            result[spec.name] = (client_id, entry)
+        if prune:
+            for row in current.values():
+                await self._write(delete(t).where(t.c.id == row.id))
+        ids = [cid for cid, _ in result.values()]
+        taken = (
+            await self.conn.execute(
+                select(t.c.client_id, t.c.tenant_id).where(
+                    t.c.client_id.in_(ids), t.c.tenant_id != tenant_id
+                )
+            )
+        ).first()
+        if taken is not None:
+            raise ApplyConflict(f"clients: client_id {taken.client_id!r} is used by another tenant")
+        return result
+
+    async def _connections(
+        self,
+        tenant_id: str,
+        cfg: ConfigFile,
+        clients: dict[str, tuple[str, dict[str, str]]],
+        prune: bool,
+    ) -> list[dict[str, str]]:
+        t = table(ConnectionRow)
+        cc = table(ConnectionClientRow)
+        by_ref = {name: cid for name, (cid, _) in clients.items()}
+        by_ref.update({cid: cid for cid, _ in clients.values()})
+        current = {
+            r.name: r
+            for r in (await self.conn.execute(select(t).where(t.c.tenant_id == tenant_id))).all()
+        }
+        summary = []
+        for spec in cfg.connections:
+            options = spec.normalized_options()
+            row = current.pop(spec.name, None)
+            if row is None:
+                conn_id = new_id()
+                await self._write(
+                    insert(t).values(
+                        id=conn_id,
+                        tenant_id=tenant_id,
+                        name=spec.name,
+                        strategy=spec.strategy,
+                        options=options,
+                    )
+                )
+            else:
+                conn_id = str(row.id)
+                if row.strategy != spec.strategy or row.options != options:
+                    await self._write(
+                        update(t)
+                        .where(t.c.id == conn_id)
+                        .values(strategy=spec.strategy, options=options)
+                    )
+            wanted = {by_ref[ref] for ref in spec.enabled_clients}
+            have = set(
+                (
+                    await self.conn.execute(
+                        select(cc.c.client_id).where(
+                            cc.c.tenant_id == tenant_id, cc.c.connection_id == conn_id
+                        )
+                    )
+                ).scalars()
+            )
+            for client_id in have - wanted:
+                await self._write(
+                    delete(cc).where(cc.c.connection_id == conn_id, cc.c.client_id == client_id)
+                )
+            for client_id in sorted(wanted - have):
+                await self._write(
+                    insert(cc).values(
+                        tenant_id=tenant_id, connection_id=conn_id, client_id=client_id
+                    )
+                )
+            summary.append({"name": spec.name, "strategy": spec.strategy})
+        if prune:
+            for row in current.values():
+                await self._write(delete(t).where(t.c.id == row.id))
+        return summary
+
+    async def _email_provider(self, tenant_id: str, cfg: ConfigFile) -> None:
+        t = table(EmailProviderRow)
+        row = (await self.conn.execute(select(t).where(t.c.tenant_id == tenant_id))).first()
+        spec = cfg.email_provider
+        if spec is None:
+            return
+        values = {
+            "name": spec.name,
+            "enabled": spec.enabled,
+            "default_from_address": spec.default_from_address,
+            "credentials": spec.credentials.model_dump() if spec.credentials else {},
+            "settings": spec.settings.model_dump(),
+        }
+        if row is None:
+            await self._write(insert(t).values(tenant_id=tenant_id, **values))
+        elif any(getattr(row, k) != v for k, v in values.items()):
+            await self._write(update(t).where(t.c.tenant_id == tenant_id).values(**values))
+
+    async def _bump_revision(self) -> None:
+        t = table(ConfigStateRow)
+        result = await self.conn.execute(
+            update(t).where(t.c.id == 1).values(revision=t.c.revision + 1)
+        )
+        if result.rowcount == 0:
+            await self.conn.execute(insert(t).values(id=1, revision=1))
+
+
+async def apply_config(
+    engine: AsyncEngine, cfg: ConfigFile, *, now: datetime, prune: bool = False
+) -> dict[str, Any]:
+    async with engine.begin() as conn:
+        return await _Applier(conn, now).run(cfg, prune)

@@ -1,0 +1,176 @@
+"""Tenant configuration reads, cached in-process.
+
+Every request needs its tenant, client and connection; reading them from the database each time
+would cost more than the rest of the request. The whole configuration is small, so it is loaded
+once and kept. ``nopass apply`` bumps ``config_state.revision`` in the same transaction as its
+changes; each process checks the revision at most every ``recheck_seconds`` (1 s by default) and
+reloads when it moved, so configuration changes reach running servers within a second.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import defaultdict
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from nopass.core.models import (
+    AuthMethod,
+    Client,
+    Connection,
+    EmailProvider,
+    Resolved,
+    Tenant,
+    TenantConfig,
+)
+from nopass.store.tables import (
+    ClientRow,
+    ConfigStateRow,
+    ConnectionClientRow,
+    ConnectionRow,
+    EmailProviderRow,
+    TenantDomainRow,
+    TenantRow,
+    table,
+)
+
+
+def host_key(host: str) -> str:
+    """Normalise a Host header value: lower case, default ports dropped."""
+    host = host.strip().lower()
+    for default in (":443", ":80"):
+        if host.endswith(default):
+            return host[: -len(default)]
+    return host
+
+
+class ConfigCache:
+    def __init__(self, engine: AsyncEngine, *, recheck_seconds: float = 1.0) -> None:
+        self._engine = engine
+        self._recheck = recheck_seconds
+        self._revision: int | None = None
+        self._checked_at = float("-inf")
+        self._hosts: dict[str, tuple[str, str]] = {}
+        self._tenants: dict[str, TenantConfig] = {}
+        self._lock = asyncio.Lock()
+
+    async def resolve(self, host: str) -> Resolved | None:
+        await self._refresh_if_due()
+        hit = self._hosts.get(host_key(host))
+        if hit is None:
+            return None
+        tenant_id, origin = hit
+        return Resolved(self._tenants[tenant_id], origin)
+
+    async def by_name(self, name: str) -> TenantConfig | None:
+        await self._refresh_if_due()
+        return next((c for c in self._tenants.values() if c.tenant.name == name), None)
+
+    async def email_provider(self, tenant_id: str) -> EmailProvider | None:
+        await self._refresh_if_due()
+        config = self._tenants.get(tenant_id)
+        return config.email_provider if config else None
+
+    def invalidate(self) -> None:
+        self._checked_at = float("-inf")
+        self._revision = None
+
+    async def _refresh_if_due(self) -> None:
+        if time.monotonic() - self._checked_at < self._recheck:
+            return
+        async with self._lock:
+            if time.monotonic() - self._checked_at < self._recheck:
+                return
+            async with self._engine.connect() as conn:
+                revision = await conn.scalar(select(ConfigStateRow.revision)) or 0
+                if revision != self._revision:
+                    self._hosts, self._tenants = await _load_all(conn)
+                    self._revision = revision
+            self._checked_at = time.monotonic()
+
+
+async def _load_all(
+    conn: AsyncConnection,
+) -> tuple[dict[str, tuple[str, str]], dict[str, TenantConfig]]:
+    tenants = (await conn.execute(select(table(TenantRow)))).all()
+    domains = (await conn.execute(select(table(TenantDomainRow)))).all()
+    clients = (await conn.execute(select(table(ClientRow)))).all()
+    connections = (await conn.execute(select(table(ConnectionRow)))).all()
+    enabled = (await conn.execute(select(table(ConnectionClientRow)))).all()
+    providers = (await conn.execute(select(table(EmailProviderRow)))).all()
+
+    enabled_by_conn: dict[str, set[str]] = defaultdict(set)
+    for row in enabled:
+        enabled_by_conn[row.connection_id].add(row.client_id)
+    clients_by_tenant: dict[str, dict[str, Client]] = defaultdict(dict)
+    for row in clients:
+        clients_by_tenant[row.tenant_id][row.client_id] = client_from_row(
+            row.tenant_id, row.client_id, row.name, row.secret_hash, row.settings
+        )
+    conns_by_tenant: dict[str, dict[str, Connection]] = defaultdict(dict)
+    for row in connections:
+        conns_by_tenant[row.tenant_id][row.name] = Connection(
+            tenant_id=row.tenant_id,
+            id=row.id,
+            name=row.name,
+            strategy=row.strategy,
+            options=row.options,
+            enabled_clients=frozenset(enabled_by_conn[row.id]),
+        )
+    provider_by_tenant = {
+        row.tenant_id: EmailProvider(
+            name=row.name,
+            enabled=row.enabled,
+            default_from_address=row.default_from_address,
+            credentials=row.credentials,
+            settings=row.settings,
+        )
+        for row in providers
+    }
+    configs = {
+        row.id: TenantConfig(
+            tenant=Tenant(
+                id=row.id,
+                name=row.name,
+                friendly_name=row.friendly_name,
+                default_audience=row.default_audience,
+                rate_limits=row.rate_limits,
+            ),
+            clients=clients_by_tenant[row.id],
+            connections=conns_by_tenant[row.id],
+            email_provider=provider_by_tenant.get(row.id),
+        )
+        for row in tenants
+    }
+    hosts = {row.host: (row.tenant_id, row.origin) for row in domains}
+    return hosts, configs
+
+
+def client_from_row(
+    tenant_id: str, client_id: str, name: str, secret_hash: str | None, s: dict[str, object]
+) -> Client:
+    def strings(key: str) -> tuple[str, ...]:
+        value = s.get(key) or []
+        return tuple(str(v) for v in value) if isinstance(value, list) else ()
+
+    jwt_cfg = s.get("jwt_configuration")
+    refresh = s.get("refresh_token")
+    return Client(
+        tenant_id=tenant_id,
+        client_id=client_id,
+        name=name,
+        app_type=str(s.get("app_type", "native")),
+        auth_method=AuthMethod(str(s.get("token_endpoint_auth_method", "none"))),
+        secret_hash=secret_hash,
+        grant_types=strings("grant_types"),
+        callbacks=strings("callbacks"),
+        allowed_origins=strings("allowed_origins"),
+        web_origins=strings("web_origins"),
+        cross_origin_auth=bool(s.get("cross_origin_auth", False)),
+        ip_header_trusted=bool(s.get("is_token_endpoint_ip_header_trusted", False)),
+        public_keys=strings("public_keys"),
+        jwt_configuration=jwt_cfg if isinstance(jwt_cfg, dict) else {},
+        refresh_token=refresh if isinstance(refresh, dict) else {},
+    )

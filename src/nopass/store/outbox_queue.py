@@ -1,0 +1,148 @@
+"""SQL side of the outbox: claiming due rows, settling them, and listing them (dev page)."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import insert, select, update
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from nopass.core.keyring import Keyring, SealError
+from nopass.core.models import Channel, Message, OutboxEntry
+from nopass.store.tables import AuditEventRow, OutboxRow, table
+from nopass.store.unit_of_work import OUTBOX_CONTEXT
+
+_T = table(OutboxRow)
+
+
+class SqlOutboxQueue:
+    def __init__(self, engine: AsyncEngine, keyring: Keyring) -> None:
+        self._engine = engine
+        self._keyring = keyring
+
+    async def claim_due(
+        self, now: datetime, *, lease_seconds: float, limit: int
+    ) -> list[OutboxEntry]:
+        async with self._engine.connect() as conn:
+            rows = (
+                await conn.execute(
+                    select(_T.c.id)
+                    .where(_T.c.status == "pending", _T.c.next_attempt_at <= now)
+                    .order_by(_T.c.next_attempt_at)
+                    .limit(limit)
+                )
+            ).all()
+            await conn.rollback()
+        claimed = []
+        lease = now + timedelta(seconds=lease_seconds)
+        for (row_id,) in rows:
+            async with self._engine.begin() as conn:
+                row = (
+                    await conn.execute(
+                        update(_T)
+                        .where(_T.c.id == row_id, _T.c.status == "pending")
+                        .values(status="sending", lease_until=lease, attempts=_T.c.attempts + 1)
+                        .returning(*_T.c)
+                    )
+                ).first()
+            if row is not None:
+                claimed.append(self._entry(row._mapping))
+        return claimed
+
+    async def mark_sent(self, entry: OutboxEntry, now: datetime) -> None:
+        async with self._engine.begin() as conn:
+            await conn.execute(
+                update(_T)
+                .where(_T.c.id == entry.id, _T.c.status == "sending")
+                .values(status="sent", sent_at=now, payload=None, lease_until=None, last_error=None)
+            )
+
+    async def retry_later(self, entry: OutboxEntry, at: datetime, error: str) -> None:
+        async with self._engine.begin() as conn:
+            await conn.execute(
+                update(_T)
+                .where(_T.c.id == entry.id, _T.c.status == "sending")
+                .values(status="pending", next_attempt_at=at, lease_until=None, last_error=error)
+            )
+
+    async def fail(self, entry: OutboxEntry, error: str, now: datetime) -> None:
+        async with self._engine.begin() as conn:
+            result = await conn.execute(
+                update(_T)
+                .where(_T.c.id == entry.id, _T.c.status == "sending")
+                .values(status="failed", payload=None, lease_until=None, last_error=error)
+            )
+            if result.rowcount:
+                await conn.execute(insert(table(AuditEventRow)).values(**_fn(entry, error, now)))
+
+    async def fail_abandoned(self, now: datetime) -> int:
+        async with self._engine.connect() as conn:
+            rows = (
+                await conn.execute(
+                    select(*_T.c).where(_T.c.status == "sending", _T.c.lease_until < now)
+                )
+            ).all()
+            await conn.rollback()
+        for row in rows:
+            entry = self._entry(row._mapping, with_message=False)
+            await self.fail(entry, "sender stopped mid-delivery; not retried (at most once)", now)
+        return len(rows)
+
+    async def list_recent(self, tenant_id: str, *, limit: int = 50) -> list[OutboxEntry]:
+        async with self._engine.connect() as conn:
+            rows = (
+                await conn.execute(
+                    select(*_T.c)
+                    .where(_T.c.tenant_id == tenant_id)
+                    .order_by(_T.c.created_at.desc(), _T.c.id.desc())
+                    .limit(limit)
+                )
+            ).all()
+        return [self._entry(r._mapping) for r in rows]
+
+    def _entry(self, row: Any, *, with_message: bool = True) -> OutboxEntry:
+        message = None
+        code = link = None
+        if with_message and row["payload"]:
+            try:
+                body = json.loads(
+                    self._keyring.open(row["payload"], context=f"{OUTBOX_CONTEXT}:{row['id']}")
+                )
+            except SealError:
+                body = None
+            if body is not None:
+                message = Message(
+                    channel=Channel(row["channel"]),
+                    recipient=row["recipient"],
+                    subject=body["subject"],
+                    text=body["text"],
+                    html=body["html"],
+                    sender=body["sender"],
+                )
+                code, link = body.get("code"), body.get("link")
+        return OutboxEntry(
+            id=row["id"],
+            tenant_id=row["tenant_id"],
+            channel=Channel(row["channel"]),
+            recipient=row["recipient"],
+            provider=row["provider"],
+            status=row["status"],
+            attempts=row["attempts"],
+            created_at=row["created_at"],
+            message=message,
+            code=code,
+            link=link,
+        )
+
+
+def _fn(entry: OutboxEntry, error: str, now: datetime) -> dict[str, Any]:
+    return {
+        "tenant_id": entry.tenant_id,
+        "type": "fn",
+        "created_at": now,
+        "description": "Failed sending notification",
+        "user_name": entry.recipient,
+        "details": {"error": error[:500], "message_id": entry.id, "channel": entry.channel.value},
+    }

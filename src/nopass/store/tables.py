@@ -1,0 +1,267 @@
+"""The relational schema (SQLAlchemy 2 typed models). Every tenant-owned row has ``tenant_id``.
+
+Table models never leave ``nopass.store``: repositories turn them into ``nopass.core.models``.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any, cast
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.engine import Dialect
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.types import TypeDecorator
+
+NAMING = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Timezone-aware UTC on every backend (SQLite stores naive text)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime")
+        return value.astimezone(UTC)
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None or value.tzinfo is not None:
+            return value
+        return value.replace(tzinfo=UTC)
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING)
+    type_annotation_map = {  # noqa: RUF012 (SQLAlchemy reads it as is)
+        dict[str, Any]: JSON,
+        list[Any]: JSON,
+        datetime: UTCDateTime(),
+    }
+
+
+def _tenant_fk() -> Mapped[str]:
+    return mapped_column(
+        String(32), ForeignKey("tenants.id", ondelete="CASCADE"), nullable=False, index=True
+    )
+
+
+class TenantRow(Base):
+    __tablename__ = "tenants"
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    name: Mapped[str] = mapped_column(String(128), unique=True)
+    friendly_name: Mapped[str | None] = mapped_column(String(255))
+    default_audience: Mapped[str | None] = mapped_column(String(512))
+    rate_limits: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    test_identities: Mapped[list[Any]] = mapped_column(default=list)
+    created_at: Mapped[datetime]
+    updated_at: Mapped[datetime]
+
+
+class TenantDomainRow(Base):
+    __tablename__ = "tenant_domains"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    tenant_id: Mapped[str] = _tenant_fk()
+    origin: Mapped[str] = mapped_column(String(512))
+    host: Mapped[str] = mapped_column(String(512), unique=True)
+
+
+class ClientRow(Base):
+    __tablename__ = "clients"
+    __table_args__ = (
+        UniqueConstraint("tenant_id", "client_id"),
+        UniqueConstraint("tenant_id", "name"),
+    )
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    tenant_id: Mapped[str] = _tenant_fk()
+    client_id: Mapped[str] = mapped_column(String(128))
+    name: Mapped[str] = mapped_column(String(255))
+    secret_hash: Mapped[str | None] = mapped_column(String(64))
+    settings: Mapped[dict[str, Any]] = mapped_column(default=dict)
+
+
+class ConnectionRow(Base):
+    __tablename__ = "connections"
+    __table_args__ = (UniqueConstraint("tenant_id", "name"),)
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    tenant_id: Mapped[str] = _tenant_fk()
+    name: Mapped[str] = mapped_column(String(128))
+    strategy: Mapped[str] = mapped_column(String(64))
+    options: Mapped[dict[str, Any]] = mapped_column(default=dict)
+
+
+class ConnectionClientRow(Base):
+    __tablename__ = "connection_clients"
+    tenant_id: Mapped[str] = _tenant_fk()
+    connection_id: Mapped[str] = mapped_column(
+        String(32), ForeignKey("connections.id", ondelete="CASCADE"), primary_key=True
+    )
+    client_id: Mapped[str] = mapped_column(String(128), primary_key=True)
+
+
+class ResourceServerRow(Base):
+    __tablename__ = "resource_servers"
+    __table_args__ = (UniqueConstraint("tenant_id", "identifier"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    tenant_id: Mapped[str] = _tenant_fk()
+    identifier: Mapped[str] = mapped_column(String(512))
+    name: Mapped[str] = mapped_column(String(255))
+    token_lifetime: Mapped[int] = mapped_column(Integer, default=86400)
+    allow_offline_access: Mapped[bool] = mapped_column(Boolean, default=False)
+
+
+class EmailProviderRow(Base):
+    __tablename__ = "email_providers"
+    tenant_id: Mapped[str] = mapped_column(
+        String(32), ForeignKey("tenants.id", ondelete="CASCADE"), primary_key=True
+    )
+    name: Mapped[str] = mapped_column(String(32))
+    enabled: Mapped[bool] = mapped_column(Boolean, default=True)
+    default_from_address: Mapped[str | None] = mapped_column(String(512))
+    credentials: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    settings: Mapped[dict[str, Any]] = mapped_column(default=dict)
+
+
+class UserRow(Base):
+    __tablename__ = "users"
+    __table_args__ = (
+        UniqueConstraint("tenant_id", "connection_id", "identifier"),
+        UniqueConstraint("tenant_id", "user_id"),
+    )
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    tenant_id: Mapped[str] = _tenant_fk()
+    user_id: Mapped[str] = mapped_column(String(64))
+    connection_id: Mapped[str] = mapped_column(
+        String(32), ForeignKey("connections.id", ondelete="CASCADE")
+    )
+    identifier: Mapped[str] = mapped_column(String(320))
+    profile: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    created_at: Mapped[datetime]
+    updated_at: Mapped[datetime]
+    last_login: Mapped[datetime | None]
+    last_ip: Mapped[str | None] = mapped_column(String(64))
+    logins_count: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class ChallengeRow(Base):
+    """A one-time code. ``code_hmac`` is HMAC-SHA256 over (id, code); never the code."""
+
+    __tablename__ = "challenges"
+    __table_args__ = (
+        Index("ix_challenges_identity", "tenant_id", "connection_id", "identifier", "created_at"),
+        Index("ix_challenges_expires_at", "expires_at"),
+    )
+    id: Mapped[str] = mapped_column(String(24), primary_key=True)
+    tenant_id: Mapped[str] = mapped_column(
+        String(32), ForeignKey("tenants.id", ondelete="CASCADE"), nullable=False
+    )
+    connection_id: Mapped[str] = mapped_column(String(32))
+    client_id: Mapped[str] = mapped_column(String(128))
+    identifier: Mapped[str] = mapped_column(String(320))
+    code_hmac: Mapped[str] = mapped_column(String(64))
+    key_id: Mapped[str] = mapped_column(String(16))
+    send: Mapped[str] = mapped_column(String(16))
+    auth_params: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    phantom: Mapped[bool] = mapped_column(Boolean, default=False)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    created_at: Mapped[datetime]
+    expires_at: Mapped[datetime]
+    consumed_at: Mapped[datetime | None]
+    voided_at: Mapped[datetime | None]
+
+
+class OutboxRow(Base):
+    """A message waiting for (or done with) delivery. ``payload`` is sealed (AES-GCM)."""
+
+    __tablename__ = "outbox_messages"
+    __table_args__ = (
+        Index("ix_outbox_messages_due", "status", "next_attempt_at"),
+        Index("ix_outbox_messages_tenant_created", "tenant_id", "created_at"),
+    )
+    id: Mapped[str] = mapped_column(String(24), primary_key=True)
+    tenant_id: Mapped[str] = mapped_column(
+        String(32), ForeignKey("tenants.id", ondelete="CASCADE"), nullable=False
+    )
+    channel: Mapped[str] = mapped_column(String(8))
+    provider: Mapped[str] = mapped_column(String(16))
+    recipient: Mapped[str] = mapped_column(String(320))
+    challenge_id: Mapped[str | None] = mapped_column(String(24))
+    payload: Mapped[str | None] = mapped_column(Text)
+    status: Mapped[str] = mapped_column(String(16))
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[datetime]
+    lease_until: Mapped[datetime | None]
+    last_error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime]
+    sent_at: Mapped[datetime | None]
+
+
+class AuditEventRow(Base):
+    __tablename__ = "audit_events"
+    __table_args__ = (
+        Index("ix_audit_events_tenant_created", "tenant_id", "created_at"),
+        Index("ix_audit_events_tenant_type", "tenant_id", "type"),
+    )
+    id: Mapped[int] = mapped_column(
+        BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
+    )
+    tenant_id: Mapped[str] = mapped_column(
+        String(32), ForeignKey("tenants.id", ondelete="CASCADE"), nullable=False
+    )
+    type: Mapped[str] = mapped_column(String(16))
+    created_at: Mapped[datetime]
+    description: Mapped[str] = mapped_column(Text, default="")
+    ip: Mapped[str | None] = mapped_column(String(64))
+    user_agent: Mapped[str | None] = mapped_column(String(512))
+    client_id: Mapped[str | None] = mapped_column(String(128))
+    connection: Mapped[str | None] = mapped_column(String(128))
+    user_name: Mapped[str | None] = mapped_column(String(320))
+    user_id: Mapped[str | None] = mapped_column(String(64))
+    details: Mapped[dict[str, Any]] = mapped_column(default=dict)
+
+
+class ClientAssertionRow(Base):
+    """``jti`` values of accepted private_key_jwt assertions, each accepted once."""
+
+    __tablename__ = "client_assertions"
+    tenant_id: Mapped[str] = mapped_column(
+        String(32), ForeignKey("tenants.id", ondelete="CASCADE"), primary_key=True
+    )
+    client_id: Mapped[str] = mapped_column(String(128), primary_key=True)
+    jti: Mapped[str] = mapped_column(String(255), primary_key=True)
+    expires_at: Mapped[datetime] = mapped_column(index=True)
+
+
+class ConfigStateRow(Base):
+    """One row whose revision grows whenever ``apply`` changes configuration."""
+
+    __tablename__ = "config_state"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    revision: Mapped[int] = mapped_column(BigInteger, default=0)
+
+
+def table(model: type[Base]) -> Table:
+    """The Core ``Table`` of a model (typed: ``__table__`` is declared as a FromClause)."""
+    return cast(Table, model.__table__)

@@ -1,0 +1,230 @@
+"""SQL implementations of the ``nopass.core.ports`` repositories, one transaction each.
+
+Every method takes ``tenant_id`` first and every query is scoped by it.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from types import TracebackType
+from typing import Self
+
+from sqlalchemy import exists, insert, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from nopass.core.keyring import Keyring
+from nopass.core.models import AuditEvent, Challenge, Message
+from nopass.core.otp import new_id
+from nopass.store.tables import (
+    AuditEventRow,
+    ChallengeRow,
+    ClientAssertionRow,
+    OutboxRow,
+    UserRow,
+    table,
+)
+
+OUTBOX_CONTEXT = "outbox"
+
+
+class SqlChallengeRepo:
+    def __init__(self, conn: AsyncConnection) -> None:
+        self._conn = conn
+
+    async def void_pending(
+        self, tenant_id: str, connection_id: str, identifier: str, now: datetime
+    ) -> int:
+        t = table(ChallengeRow)
+        result = await self._conn.execute(
+            update(t)
+            .where(
+                t.c.tenant_id == tenant_id,
+                t.c.connection_id == connection_id,
+                t.c.identifier == identifier,
+                t.c.consumed_at.is_(None),
+                t.c.voided_at.is_(None),
+            )
+            .values(voided_at=now)
+        )
+        return int(result.rowcount)
+
+    async def add(self, challenge: Challenge) -> None:
+        await self._conn.execute(
+            insert(table(ChallengeRow)).values(
+                id=challenge.id,
+                tenant_id=challenge.tenant_id,
+                connection_id=challenge.connection_id,
+                client_id=challenge.client_id,
+                identifier=challenge.identifier,
+                code_hmac=challenge.code_hmac,
+                key_id=challenge.key_id,
+                send=challenge.send,
+                auth_params=dict(challenge.auth_params),
+                phantom=challenge.phantom,
+                attempts=0,
+                created_at=challenge.created_at,
+                expires_at=challenge.expires_at,
+            )
+        )
+
+    async def void(self, tenant_id: str, challenge_id: str, now: datetime) -> None:
+        t = table(ChallengeRow)
+        await self._conn.execute(
+            update(t)
+            .where(t.c.tenant_id == tenant_id, t.c.id == challenge_id, t.c.voided_at.is_(None))
+            .values(voided_at=now)
+        )
+
+
+class SqlUserRepo:
+    def __init__(self, conn: AsyncConnection) -> None:
+        self._conn = conn
+
+    async def exists(self, tenant_id: str, connection_id: str, identifier: str) -> bool:
+        t = table(UserRow)
+        query = select(
+            exists().where(
+                t.c.tenant_id == tenant_id,
+                t.c.connection_id == connection_id,
+                t.c.identifier == identifier,
+            )
+        )
+        return bool(await self._conn.scalar(query))
+
+
+class SqlOutboxRepo:
+    def __init__(self, conn: AsyncConnection, keyring: Keyring) -> None:
+        self._conn = conn
+        self._keyring = keyring
+
+    async def add(
+        self,
+        tenant_id: str,
+        message: Message,
+        *,
+        provider: str,
+        challenge_id: str | None,
+        code: str | None,
+        link: str | None,
+        now: datetime,
+    ) -> str:
+        message_id = new_id()
+        await self._conn.execute(
+            insert(table(OutboxRow)).values(
+                id=message_id,
+                tenant_id=tenant_id,
+                channel=message.channel.value,
+                provider=provider,
+                recipient=message.recipient,
+                challenge_id=challenge_id,
+                payload=seal_payload(self._keyring, message_id, message, code=code, link=link),
+                status="pending" if provider != "outbox" else "stored",
+                attempts=0,
+                next_attempt_at=now,
+                created_at=now,
+            )
+        )
+        return message_id
+
+
+def seal_payload(
+    keyring: Keyring, message_id: str, message: Message, *, code: str | None, link: str | None
+) -> str:
+    """Messages carry codes and links, so the stored body is encrypted (security.md §6)."""
+    body = {
+        "subject": message.subject,
+        "text": message.text,
+        "html": message.html,
+        "sender": message.sender,
+        "code": code,
+        "link": link,
+    }
+    return keyring.seal(json.dumps(body).encode(), context=f"{OUTBOX_CONTEXT}:{message_id}")
+
+
+class SqlAuditRepo:
+    def __init__(self, conn: AsyncConnection) -> None:
+        self._conn = conn
+
+    async def add(self, event: AuditEvent, now: datetime) -> None:
+        await self._conn.execute(
+            insert(table(AuditEventRow)).values(
+                tenant_id=event.tenant_id,
+                type=event.type,
+                created_at=now,
+                description=event.description,
+                ip=event.ip,
+                user_agent=(event.user_agent or "")[:512] or None,
+                client_id=event.client_id,
+                connection=event.connection,
+                user_name=event.user_name,
+                user_id=event.user_id,
+                details=dict(event.details),
+            )
+        )
+
+
+class SqlAssertionRepo:
+    def __init__(self, conn: AsyncConnection) -> None:
+        self._conn = conn
+
+    async def claim_jti(
+        self, tenant_id: str, client_id: str, jti: str, expires_at: datetime, now: datetime
+    ) -> bool:
+        # A savepoint keeps the surrounding transaction usable when the jti is a replay.
+        try:
+            async with self._conn.begin_nested():
+                await self._conn.execute(
+                    insert(table(ClientAssertionRow)).values(
+                        tenant_id=tenant_id, client_id=client_id, jti=jti, expires_at=expires_at
+                    )
+                )
+        except IntegrityError:
+            return False
+        return True
+
+
+class SqlUnitOfWork:
+    challenges: SqlChallengeRepo
+    users: SqlUserRepo
+    outbox: SqlOutboxRepo
+    audit: SqlAuditRepo
+    assertions: SqlAssertionRepo
+
+    def __init__(self, engine: AsyncEngine, keyring: Keyring) -> None:
+        self._engine = engine
+        self._keyring = keyring
+        self._conn: AsyncConnection | None = None
+
+    async def __aenter__(self) -> Self:
+        conn = await self._engine.connect()
+        await conn.begin()
+        self._conn = conn
+        self.challenges = SqlChallengeRepo(conn)
+        self.users = SqlUserRepo(conn)
+        self.outbox = SqlOutboxRepo(conn, self._keyring)
+        self.audit = SqlAuditRepo(conn)
+        self.assertions = SqlAssertionRepo(conn)
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        conn, self._conn = self._conn, None
+        if conn is None:
+            return
+        try:
+            if conn.in_transaction():
+                await conn.rollback()
+        finally:
+            await conn.close()
+
+    async def commit(self) -> None:
+        if self._conn is None:
+            raise RuntimeError("unit of work is not open")
+        await self._conn.commit()

@@ -1,0 +1,44 @@
+"""Shared fixtures: every storage test runs on SQLite and on PostgreSQL (when configured)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.support.services import (
+    POSTGRES_ENV,
+    create_postgres_database,
+    drop_postgres_database,
+    free_port,
+    required_url,
+)
+from tests.support.smtp import SmtpSink
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+async def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[str]:
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'nopass.db'}"
+        return
+    url = await create_postgres_database(required_url(POSTGRES_ENV))
+    try:
+        yield url
+    finally:
+        await drop_postgres_database(url)
+
+
+@pytest.fixture
+def sqlite_url(tmp_path: Path) -> str:
+    return f"sqlite:///{tmp_path / 'nopass.db'}"
+
+
+@pytest.fixture
+def smtp_sink() -> Iterator[SmtpSink]:
+    sink = SmtpSink(free_port())
+    sink.start()
+    try:
+        yield sink
+    finally:
+        sink.stop()
