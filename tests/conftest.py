@@ -14,6 +14,7 @@ from tests.support.services import (
     free_port,
     required_url,
 )
+from tests.support.sms_gateway import Gateway, serve_gateway
 from tests.support.smtp import SmtpSink
 
 
@@ -42,3 +43,10 @@ def smtp_sink() -> Iterator[SmtpSink]:
         yield sink
     finally:
         sink.stop()
+
+
+@pytest.fixture
+def gateway() -> Iterator[Gateway]:
+    """A real HTTP SMS gateway on loopback (Auth0's custom gateway format)."""
+    with serve_gateway() as state:
+        yield state
