@@ -90,13 +90,22 @@ async def outbox_worker(
             await wakeup.wait(settings.outbox_poll_seconds)
 
 
-def create_app(settings: Settings, *, clock: Clock | None = None) -> FastAPI:
+def create_app(
+    settings: Settings,
+    *,
+    clock: Clock | None = None,
+    http_transport: httpx.AsyncBaseTransport | None = None,
+) -> FastAPI:
+    """Build the ASGI app. ``http_transport`` replaces the network for outbound provider
+    calls (SMS APIs); tests pass an ``httpx.MockTransport``."""
     settings = with_secret(settings, require=False)
     configure_logging(settings.log_level)
     clock = clock or SystemClock()
     keyring = Keyring(settings.secret_keys)
     engine = create_engine(settings.database_url)
-    http = httpx.AsyncClient(timeout=settings.sms_timeout_seconds)
+    http = httpx.AsyncClient(
+        timeout=settings.sms_timeout_seconds, transport=http_transport, trust_env=False
+    )
     runtime = Runtime(
         engine=engine,
         http=http,

@@ -46,7 +46,8 @@ def _check_template(value: str | None) -> str | None:
         try:
             _liquid.from_string(value)
         except LiquidError as exc:
-            raise ValueError(f"invalid Liquid template: {exc}") from exc
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise ValueError(f"invalid Liquid template: {first}") from exc
     return value
 
 
@@ -422,6 +423,14 @@ def _loc(loc: tuple[int | str, ...]) -> str:
 
 
 def parse_config(data: object) -> ConfigFile:
+    """Validate a decoded file; every error is one line naming the key."""
+    try:
+        return _parse(data)
+    except ConfigFileError as exc:
+        raise ConfigFileError(" ".join(str(exc).split())) from None
+
+
+def _parse(data: object) -> ConfigFile:
     if not isinstance(data, dict):
         raise ConfigFileError("(file): the top level must be a mapping with a 'tenant' key")
     try:

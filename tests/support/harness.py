@@ -76,10 +76,13 @@ async def running_app(
     *,
     base_url: str = "http://127.0.0.1:8123",
     clock: Clock | None = None,
+    http_transport: httpx.AsyncBaseTransport | None = None,
     **settings: Any,
 ) -> AsyncIterator[Harness]:
     summary = await prepare_database(database_url, config)
-    app = create_app(test_settings(database_url, **settings), clock=clock)
+    app = create_app(
+        test_settings(database_url, **settings), clock=clock, http_transport=http_transport
+    )
     engine = create_engine(database_url)
     try:
         async with LifespanManager(app) as manager:
