@@ -376,3 +376,25 @@ async def test_audit_event_per_send(app: Harness, smtp_sink: SmtpSink) -> None:
     assert events[0]["client_id"] == NATIVE_ID
     assert events[0]["connection"] == "email"
     assert events[1]["user_name"] == "+15550001"
+
+
+async def test_auth0_client_telemetry_is_decoded_leniently(app: Harness) -> None:
+    import base64
+    import json
+
+    telemetry = {"name": "auth0.js", "version": "10.2.1"}
+    raw = json.dumps(telemetry).encode()
+    headers = [
+        base64.b64encode(raw).decode(),  # auth0-python: standard alphabet
+        base64.urlsafe_b64encode(raw).decode(),  # auth0.js: url-safe, padded
+        base64.urlsafe_b64encode(raw).decode().rstrip("="),
+        "%%% not base64 %%%",
+    ]
+    for header in headers:
+        response = await app.start(email_body(send="code"), headers={"auth0-client": header})
+        assert response.status_code == 200
+    events = await app.rows("SELECT details FROM audit_events ORDER BY id")
+    details = [
+        e["details"] if isinstance(e["details"], dict) else json.loads(e["details"]) for e in events
+    ]
+    assert [d.get("auth0_client") for d in details] == [telemetry, telemetry, telemetry, None]

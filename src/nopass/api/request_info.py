@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import binascii
 import ipaddress
+import json
 from urllib.parse import unquote
 
 from starlette.requests import Request
@@ -45,7 +46,24 @@ def _is_trusted(value: str, trusted: list[Network]) -> bool:
 
 
 def request_info(request: Request, trusted: list[Network]) -> RequestInfo:
-    return RequestInfo(ip=client_ip(request, trusted), user_agent=request.headers.get("user-agent"))
+    return RequestInfo(
+        ip=client_ip(request, trusted),
+        user_agent=request.headers.get("user-agent"),
+        auth0_client=auth0_client(request.headers.get("auth0-client")),
+    )
+
+
+def auth0_client(header: str | None) -> dict[str, object] | None:
+    """Decode SDK telemetry leniently: standard or url-safe base64, with or without padding.
+    A missing or malformed header is never an error (auth0-wire.md §0)."""
+    if not header or len(header) > 2048:
+        return None
+    value = header.strip().replace("-", "+").replace("_", "/")
+    try:
+        decoded = json.loads(base64.b64decode(value + "=" * (-len(value) % 4)))
+    except (binascii.Error, ValueError):
+        return None
+    return decoded if isinstance(decoded, dict) else None
 
 
 def request_language(request: Request) -> str | None:

@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from types import TracebackType
@@ -117,6 +118,7 @@ class Renderer(Protocol):
 class RequestInfo:
     ip: str | None
     user_agent: str | None
+    auth0_client: Mapping[str, object] | None = None  # decoded Auth0-Client telemetry
 
 
 class SmsSender(Protocol):

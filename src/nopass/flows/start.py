@@ -386,6 +386,9 @@ def _audit_base(
             "strategy": connection.strategy,
             "strategy_type": "passwordless",
             "client_name": client.name,
+            **(
+                {"auth0_client": dict(cmd.request.auth0_client)} if cmd.request.auth0_client else {}
+            ),
         },
     )
 
