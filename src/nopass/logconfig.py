@@ -20,6 +20,14 @@ LEVELS = {
 
 
 def configure_logging(level: str) -> None:
+    """structlog for our own events; the standard library's loggers (providers, SQLAlchemy,
+    uvicorn) go to the same stderr as JSON lines too."""
+    root = logging.getLogger()
+    if not any(isinstance(h.formatter, JsonFormatter) for h in root.handlers):
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(JsonFormatter())
+        root.addHandler(handler)
+    root.setLevel(LEVELS.get(level, logging.INFO))
     structlog.configure(
         processors=[
             structlog.processors.add_log_level,

@@ -31,12 +31,11 @@ from nopass.core.clock import Clock, SystemClock
 from nopass.core.errors import DeliveryFailed, DeliveryFailure
 from nopass.core.models import Connection, Message
 from nopass.core.ports import RequestInfo
+from nopass.delivery.sms.http import post
 
 __all__ = ["TOKEN_LIFETIME_SECONDS", "GatewaySmsSender", "gateway_token"]
 
 TOKEN_LIFETIME_SECONDS = 60
-TIMEOUT_STATUS = 504
-NETWORK_ERROR_STATUS = 502
 
 logger = logging.getLogger(__name__)
 
@@ -103,18 +102,15 @@ class GatewaySmsSender:
         if authentication:
             issued_at = int(self._clock.now().timestamp())
             headers["Authorization"] = "Bearer " + gateway_token(authentication, issued_at)
-        try:
-            response = await self._client.post(
-                str(options["gateway_url"]), json=payload, headers=headers, timeout=self._timeout
-            )
-        except httpx.TimeoutException as exc:
-            logger.warning("sms gateway timed out (connection %s)", connection.id)
-            raise DeliveryFailed(DeliveryFailure.UNEXPECTED, status=TIMEOUT_STATUS) from exc
-        except httpx.TransportError as exc:
-            logger.warning(
-                "sms gateway unreachable (connection %s): %s", connection.id, type(exc).__name__
-            )
-            raise DeliveryFailed(DeliveryFailure.UNEXPECTED, status=NETWORK_ERROR_STATUS) from exc
+        response = await post(
+            self._client,
+            str(options["gateway_url"]),
+            provider="sms gateway",
+            connection_id=connection.id,
+            timeout=self._timeout,
+            json=payload,
+            headers=headers,
+        )
         if response.is_success:
             return
         logger.warning(

@@ -19,12 +19,11 @@ import httpx
 from nopass.core.errors import DeliveryFailed, DeliveryFailure
 from nopass.core.models import Connection, Message
 from nopass.core.ports import RequestInfo
+from nopass.delivery.sms.http import post
 
 __all__ = ["TWILIO_API", "TwilioSmsSender"]
 
 TWILIO_API = "https://api.twilio.com"
-TIMEOUT_STATUS = 504
-NETWORK_ERROR_STATUS = 502
 
 logger = logging.getLogger(__name__)
 
@@ -71,18 +70,15 @@ class TwilioSmsSender:
         else:
             raise ValueError("a twilio connection needs from or messaging_service_sid")
         url = f"{self._base_url}/2010-04-01/Accounts/{quote(str(sid), safe='')}/Messages.json"
-        try:
-            response = await self._client.post(
-                url, data=form, auth=(str(sid), str(token)), timeout=self._timeout
-            )
-        except httpx.TimeoutException as exc:
-            logger.warning("twilio timed out (connection %s)", connection.id)
-            raise DeliveryFailed(DeliveryFailure.UNEXPECTED, status=TIMEOUT_STATUS) from exc
-        except httpx.TransportError as exc:
-            logger.warning(
-                "twilio unreachable (connection %s): %s", connection.id, type(exc).__name__
-            )
-            raise DeliveryFailed(DeliveryFailure.UNEXPECTED, status=NETWORK_ERROR_STATUS) from exc
+        response = await post(
+            self._client,
+            url,
+            provider="twilio",
+            connection_id=connection.id,
+            timeout=self._timeout,
+            data=form,
+            auth=(str(sid), str(token)),
+        )
         if response.is_success:
             return
         failure = _rejection(response)
