@@ -63,6 +63,7 @@ ALLOWED_PROPERTIES = (
 )
 SEND_VALUES = ("link", "code", "link_ios", "link_android")
 OUTBOX_PROVIDER = "outbox"
+DEFAULT_SENDER = "nopass@localhost"
 
 
 @dataclass(frozen=True, slots=True)
@@ -182,6 +183,11 @@ def build_link(
     return f"{origin}/passwordless/verify_redirect?{query}"
 
 
+def _connection_auth_params(connection: Connection) -> dict[str, str]:
+    value = connection.options.get("authParams")
+    return {str(k): str(v) for k, v in value.items()} if isinstance(value, Mapping) else {}
+
+
 def _resolve(
     body: Mapping[str, object], config: TenantConfig
 ) -> tuple[Client, Connection, dict[str, str], str]:
@@ -205,129 +211,158 @@ def _resolve(
     return client, connection, auth_params, send
 
 
-async def start_passwordless(
-    cmd: StartCommand, config: TenantConfig, deps: StartDeps
-) -> StartResult:
+@dataclass(frozen=True, slots=True)
+class _Request:
+    """A start request that passed every check that needs no database."""
+
+    client: Client
+    connection: Connection
+    identifier: str
+    send: str
+    channel: Channel
+    auth_params: dict[str, str]
+    credentials: ClientCredentials
+
+
+@dataclass(frozen=True, slots=True)
+class _Issued:
+    challenge_id: str
+    code: str
+    link: str
+    phantom: bool
+
+
+def _validate(cmd: StartCommand, config: TenantConfig) -> _Request:
     client, connection, request_params, send = _resolve(cmd.body, config)
     identifier = _identifier(cmd.body, connection)
     redirect_uri = request_params.get("redirect_uri")
     if redirect_uri is not None and redirect_uri not in client.callbacks:
         raise RedirectNotAllowed()
     channel = Channel.EMAIL if connection.strategy == "email" else Channel.SMS
-    if channel is Channel.SMS:
-        send = "code"
-    auth_params = {**_connection_auth_params(connection), **request_params}
-    creds = ClientCredentials(
-        secret=_string(cmd.body, "client_secret"),
-        basic=cmd.basic_auth,
-        assertion=_string(cmd.body, "client_assertion"),
-        assertion_type=_string(cmd.body, "client_assertion_type"),
+    return _Request(
+        client=client,
+        connection=connection,
+        identifier=identifier,
+        send=send if channel is Channel.EMAIL else "code",
+        channel=channel,
+        auth_params={**_connection_auth_params(connection), **request_params},
+        credentials=ClientCredentials(
+            secret=_string(cmd.body, "client_secret"),
+            basic=cmd.basic_auth,
+            assertion=_string(cmd.body, "client_assertion"),
+            assertion_type=_string(cmd.body, "client_assertion_type"),
+        ),
     )
-    sms_provider = str(connection.options.get("provider", OUTBOX_PROVIDER))
-    app_name = client.name
+
+
+async def start_passwordless(
+    cmd: StartCommand, config: TenantConfig, deps: StartDeps
+) -> StartResult:
+    req = _validate(cmd, config)
     async with deps.uow() as uow:
         now = deps.clock.now()
         await authenticate_client(
-            client, creds, issuer=cmd.origin + "/", assertions=uow.assertions, now=now
+            req.client, req.credentials, issuer=cmd.origin + "/", assertions=uow.assertions, now=now
         )
-        challenge_id = new_id()
-        code = new_code(connection.code_length)
-        key_id, mac = deps.keyring.code_mac(challenge_id, code)
-        phantom = connection.disable_signup and not await uow.users.exists(
-            config.tenant.id, connection.id, identifier
-        )
-        await uow.challenges.void_pending(config.tenant.id, connection.id, identifier, now)
-        await uow.challenges.add(
-            Challenge(
-                id=challenge_id,
-                tenant_id=config.tenant.id,
-                connection_id=connection.id,
-                client_id=client.client_id,
-                identifier=identifier,
-                code_hmac=mac,
-                key_id=key_id,
-                send=send,
-                created_at=now,
-                expires_at=now + timedelta(seconds=connection.code_lifetime),
-                phantom=phantom,
-                auth_params=auth_params,
-            )
-        )
-        link = build_link(cmd.origin, connection, client, identifier, code, auth_params)
-        context = TemplateContext(
-            code=code,
-            link=link,
-            application_name=app_name,
-            request_language=cmd.request_language,
-            send=send,
-            recipient=identifier,
-            lifetime_seconds=connection.code_lifetime,
-        )
-        audit = _audit_base(cmd, config, client, connection, identifier, send, link, code)
-        sms_message: Message | None = None
-        if phantom:
-            pass  # answers like any other start, but nothing is delivered (§12.5)
-        elif channel is Channel.EMAIL:
-            await _queue_email(
-                uow, config, connection, context, code, link, challenge_id, now, deps
-            )
-            await uow.audit.add(_event(audit, "cls"), now)
-        else:
-            sms_message = deps.renderer.sms(connection, context)
-            if sms_provider == OUTBOX_PROVIDER:
-                await uow.outbox.add(
-                    config.tenant.id,
-                    sms_message,
-                    provider=OUTBOX_PROVIDER,
-                    challenge_id=challenge_id,
-                    code=code,
-                    link=None,
-                    now=now,
-                )
-                await uow.audit.add(_event(audit, "cs"), now)
-                sms_message = None
+        issued = await _issue_code(uow, cmd, req, config, deps, now)
+        audit = _audit_base(cmd, config, req, issued)
+        sms_now: Message | None = None
+        if not issued.phantom:  # a phantom answers like any other start, sends nothing (§12.5)
+            sms_now = await _queue_message(uow, cmd, req, issued, config, deps, audit, now)
         await uow.commit()
-    if channel is Channel.EMAIL and not phantom:
+    if sms_now is not None:
+        await _send_sms(deps, config, req.connection, sms_now, cmd.request, issued, audit)
+    elif req.channel is Channel.EMAIL and not issued.phantom:
         deps.outbox_signal.notify()
-    if sms_message is not None:
-        await _send_sms(deps, config, connection, sms_message, cmd.request, challenge_id, audit)
     return StartResult(
-        id=challenge_id,
-        channel=channel,
-        identifier=identifier,
+        id=issued.challenge_id,
+        channel=req.channel,
+        identifier=req.identifier,
         request_language=cmd.request_language,
     )
 
 
-def _connection_auth_params(connection: Connection) -> dict[str, str]:
-    value = connection.options.get("authParams")
-    return {str(k): str(v) for k, v in value.items()} if isinstance(value, Mapping) else {}
-
-
-async def _queue_email(
+async def _issue_code(
     uow: UnitOfWork,
+    cmd: StartCommand,
+    req: _Request,
     config: TenantConfig,
-    connection: Connection,
-    context: TemplateContext,
-    code: str,
-    link: str,
-    challenge_id: str,
-    now: datetime,
     deps: StartDeps,
-) -> None:
-    provider = config.email_provider
-    default_sender = (provider.default_from_address if provider else None) or "nopass@localhost"
-    message = deps.renderer.email(connection, context, default_sender)
-    provider_name = provider.name if provider is not None and provider.enabled else "none"
+    now: datetime,
+) -> _Issued:
+    """Store a new code (as an HMAC) and void the identity's earlier ones."""
+    tenant_id, connection = config.tenant.id, req.connection
+    challenge_id = new_id()
+    code = new_code(connection.code_length)
+    key_id, mac = deps.keyring.code_mac(challenge_id, code)
+    phantom = connection.disable_signup and not await uow.users.exists(
+        tenant_id, connection.id, req.identifier
+    )
+    await uow.challenges.void_pending(tenant_id, connection.id, req.identifier, now)
+    await uow.challenges.add(
+        Challenge(
+            id=challenge_id,
+            tenant_id=tenant_id,
+            connection_id=connection.id,
+            client_id=req.client.client_id,
+            identifier=req.identifier,
+            code_hmac=mac,
+            key_id=key_id,
+            send=req.send,
+            created_at=now,
+            expires_at=now + timedelta(seconds=connection.code_lifetime),
+            phantom=phantom,
+            auth_params=req.auth_params,
+        )
+    )
+    link = build_link(cmd.origin, connection, req.client, req.identifier, code, req.auth_params)
+    return _Issued(challenge_id=challenge_id, code=code, link=link, phantom=phantom)
+
+
+async def _queue_message(
+    uow: UnitOfWork,
+    cmd: StartCommand,
+    req: _Request,
+    issued: _Issued,
+    config: TenantConfig,
+    deps: StartDeps,
+    audit: AuditEvent,
+    now: datetime,
+) -> Message | None:
+    """Render the message. Email (and SMS on the outbox provider) is written to the outbox in
+    this transaction; an SMS for a real provider is returned, to be sent after the commit."""
+    context = TemplateContext(
+        code=issued.code,
+        link=issued.link,
+        application_name=req.client.name,
+        request_language=cmd.request_language,
+        send=req.send,
+        recipient=req.identifier,
+        lifetime_seconds=req.connection.code_lifetime,
+    )
+    if req.channel is Channel.EMAIL:
+        provider = config.email_provider
+        sender = (provider.default_from_address if provider else None) or DEFAULT_SENDER
+        message = deps.renderer.email(req.connection, context, sender)
+        provider_name = provider.name if provider is not None and provider.enabled else "none"
+        event = "cls"
+    else:
+        message = deps.renderer.sms(req.connection, context)
+        provider_name = str(req.connection.options.get("provider", OUTBOX_PROVIDER))
+        if provider_name != OUTBOX_PROVIDER:
+            return message
+        event = "cs"
     await uow.outbox.add(
         config.tenant.id,
         message,
         provider=provider_name,
-        challenge_id=challenge_id,
-        code=code,
-        link=link,
+        challenge_id=issued.challenge_id,
+        code=issued.code,
+        link=issued.link if req.channel is Channel.EMAIL else None,
         now=now,
     )
+    await uow.audit.add(_event(audit, event), now)
+    return None
 
 
 async def _send_sms(
@@ -336,7 +371,7 @@ async def _send_sms(
     connection: Connection,
     message: Message,
     request: RequestInfo,
-    challenge_id: str,
+    issued: _Issued,
     audit: AuditEvent,
 ) -> None:
     try:
@@ -344,7 +379,7 @@ async def _send_sms(
     except DeliveryFailed as exc:
         async with deps.uow() as uow:
             now = deps.clock.now()
-            await uow.challenges.void(config.tenant.id, challenge_id, now)
+            await uow.challenges.void(config.tenant.id, issued.challenge_id, now)
             await uow.audit.add(_event(audit, "fn", description=_failure_text(exc)), now)
             await uow.commit()
         raise
@@ -360,35 +395,29 @@ def _failure_text(exc: DeliveryFailed) -> str:
 
 
 def _audit_base(
-    cmd: StartCommand,
-    config: TenantConfig,
-    client: Client,
-    connection: Connection,
-    identifier: str,
-    send: str,
-    link: str,
-    code: str,
+    cmd: StartCommand, config: TenantConfig, req: _Request, issued: _Issued
 ) -> AuditEvent:
-    masked_link = link.replace(f"verification_code={code}", "verification_code=******")
+    masked_link = issued.link.replace(
+        f"verification_code={issued.code}", "verification_code=******"
+    )
+    telemetry = cmd.request.auth0_client
     return AuditEvent(
         tenant_id=config.tenant.id,
         type="",
         ip=cmd.request.ip,
         user_agent=cmd.request.user_agent,
-        client_id=client.client_id,
-        connection=connection.name,
-        user_name=identifier,
+        client_id=req.client.client_id,
+        connection=req.connection.name,
+        user_name=req.identifier,
         user_id="",
         details={
             "link": masked_link,
-            "send": send,
+            "send": req.send,
             "request_language": cmd.request_language,
-            "strategy": connection.strategy,
+            "strategy": req.connection.strategy,
             "strategy_type": "passwordless",
-            "client_name": client.name,
-            **(
-                {"auth0_client": dict(cmd.request.auth0_client)} if cmd.request.auth0_client else {}
-            ),
+            "client_name": req.client.name,
+            **({"auth0_client": dict(telemetry)} if telemetry else {}),
         },
     )
 
