@@ -24,7 +24,7 @@ from starlette.responses import Response
 from nopass.api.deps import Services
 from nopass.api.errors import common_error, unavailable_error
 from nopass.api.responses import auth0_error
-from nopass.api.routes import dev, health, passwordless
+from nopass.api.routes import dev, health, oauth, oidc, passwordless
 from nopass.core.clock import Clock, SystemClock
 from nopass.core.errors import NopassError
 from nopass.core.keyring import Keyring
@@ -33,10 +33,13 @@ from nopass.delivery.smtp import SmtpTransport
 from nopass.delivery.templates import TemplateRenderer
 from nopass.flows.outbox import RetryPolicy, deliver_due
 from nopass.flows.start import StartDeps
+from nopass.flows.token import TokenDeps
+from nopass.flows.userinfo import UserinfoDeps
 from nopass.logconfig import AccessLog, configure_logging
 from nopass.settings import Settings, with_secret
 from nopass.store.config import ConfigCache
 from nopass.store.engine import create_engine
+from nopass.store.keys import SqlKeyStore
 from nopass.store.outbox_queue import SqlOutboxQueue
 from nopass.store.unit_of_work import SqlUnitOfWork
 
@@ -126,10 +129,16 @@ def create_app(
             return False
         return True
 
+    def unit_of_work() -> SqlUnitOfWork:
+        return SqlUnitOfWork(engine, keyring)
+
+    keys = SqlKeyStore(engine, keyring, runtime.config, clock)
     services = Services(
         tenants=runtime.config,
+        tokens=TokenDeps(uow=unit_of_work, keyring=keyring, keys=keys, clock=clock),
+        userinfo=UserinfoDeps(uow=unit_of_work, keys=keys),
         start=StartDeps(
-            uow=lambda: SqlUnitOfWork(engine, keyring),
+            uow=unit_of_work,
             keyring=keyring,
             renderer=TemplateRenderer(),
             sms=SmsRouter(http, timeout=settings.sms_timeout_seconds),
@@ -170,6 +179,8 @@ def create_app(
     app.state.services = services
     app.state.runtime = runtime
     app.include_router(passwordless.router)
+    app.include_router(oauth.router)
+    app.include_router(oidc.router)
     app.include_router(health.router)
     if settings.dev_mode:
         app.include_router(dev.router)

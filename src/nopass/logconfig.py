@@ -27,7 +27,10 @@ def configure_logging(level: str) -> None:
         handler = logging.StreamHandler(sys.stderr)
         handler.setFormatter(JsonFormatter())
         root.addHandler(handler)
-    root.setLevel(LEVELS.get(level, logging.INFO))
+    # Libraries speak up from WARNING (httpx would log every provider URL at INFO); our own
+    # loggers follow NOPASS_LOG_LEVEL.
+    root.setLevel(logging.WARNING)
+    logging.getLogger("nopass").setLevel(LEVELS.get(level, logging.INFO))
     structlog.configure(
         processors=[
             structlog.processors.add_log_level,

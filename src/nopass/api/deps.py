@@ -13,12 +13,16 @@ from nopass.core.errors import TenantNotFound
 from nopass.core.models import Resolved
 from nopass.core.ports import OutboxReader, TenantResolver
 from nopass.flows.start import StartDeps
+from nopass.flows.token import TokenDeps
+from nopass.flows.userinfo import UserinfoDeps
 
 
 @dataclass(frozen=True, slots=True)
 class Services:
     tenants: TenantResolver
     start: StartDeps
+    tokens: TokenDeps
+    userinfo: UserinfoDeps
     outbox: OutboxReader
     trusted_proxies: list[Network]
     dev_mode: bool

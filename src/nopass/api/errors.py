@@ -9,12 +9,18 @@ from nopass.api.responses import JSON, auth0_error
 from nopass.core.errors import (
     BodyUnreadable,
     ClientAuthenticationFailed,
+    CodeFailure,
+    CodeRejected,
     ConnectionIssue,
     ConnectionProblem,
     DeliveryFailed,
     DeliveryFailure,
+    GrantNotAllowed,
+    IdentityBlocked,
     InvalidEnum,
     InvalidFormat,
+    InvalidRefreshToken,
+    InvalidScope,
     InvalidType,
     MissingProperty,
     NopassError,
@@ -22,8 +28,10 @@ from nopass.core.errors import (
     RequestRejected,
     ServiceUnavailable,
     TenantNotFound,
+    UnknownAudience,
     UnknownClient,
     UnknownProperties,
+    UnsupportedGrantType,
 )
 
 TENANT_ERROR = "error in tenant - tenant validation failed: invalid_tenant"
@@ -107,4 +115,75 @@ def start_error(exc: NopassError) -> JSON:
             return auth0_error(
                 400, "sms_provider_error", SMS_TEXT[exc.kind].format(status=exc.status)
             )
+    return auth0_error(500, "server_error", "Internal error")
+
+
+GRANT_ERROR_URI = "https://auth0.com/docs/clients/client-grant-types"
+REALM_TEXT = {
+    ConnectionIssue.NOT_FOUND: "the connection was not found",
+    ConnectionIssue.NOT_PASSWORDLESS: "the connection was not found",
+    ConnectionIssue.DISABLED: "the connection was disabled",
+}
+WRONG_CODE_TEXT = {
+    "email": "Wrong email or verification code.",
+    "sms": "Wrong phone number or verification code.",
+}
+CODE_TEXT = {
+    CodeFailure.EXPIRED: "The verification code has expired. Please try to login again.",
+    CodeFailure.EXHAUSTED: (
+        "You've reached the maximum number of attempts. Please try to login again."
+    ),
+}
+BLOCKED_TEXT = "Your account has been blocked after multiple consecutive login attempts."
+NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
+
+
+def token_error(exc: NopassError) -> JSON:
+    """``POST /oauth/token`` and ``/oauth/revoke`` (§3.5, §12.6)."""
+    response = common_error(exc) or _token_error(exc)
+    response.headers.update(NO_STORE)
+    return response
+
+
+def _token_error(exc: NopassError) -> JSON:
+    match exc:
+        case MissingProperty() if exc.field == "client_id":
+            return auth0_error(400, "invalid_request", "missing client_id parameter")
+        case MissingProperty():
+            return auth0_error(400, "invalid_request", f"Missing required parameter: {exc.field}")
+        case InvalidType():
+            return auth0_error(400, "invalid_request", f"Invalid parameter: {exc.field}")
+        case RequestRejected():
+            return auth0_error(400, "invalid_request", "Invalid request body")
+        case UnsupportedGrantType():
+            return auth0_error(
+                400, "unsupported_grant_type", f"Unsupported grant type: {exc.grant_type}"
+            )
+        case UnknownClient():
+            return auth0_error(403, "unauthorized_client", "invalid client")
+        case GrantNotAllowed():
+            body = {
+                "error": "unauthorized_client",
+                "error_description": f"Grant type '{exc.grant_type}' not allowed for the client.",
+                "error_uri": GRANT_ERROR_URI,
+            }
+            return JSON(body, 403)
+        case ConnectionProblem():
+            return auth0_error(400, "invalid_request", REALM_TEXT[exc.issue])
+        case CodeRejected() if exc.reason is CodeFailure.WRONG:
+            return auth0_error(
+                403, "invalid_grant", WRONG_CODE_TEXT.get(exc.strategy, WRONG_CODE_TEXT["email"])
+            )
+        case CodeRejected():
+            return auth0_error(403, "invalid_grant", CODE_TEXT[exc.reason])
+        case IdentityBlocked():
+            return auth0_error(
+                429, "too_many_attempts", BLOCKED_TEXT, {"Retry-After": str(exc.retry_after)}
+            )
+        case UnknownAudience():
+            return auth0_error(403, "access_denied", f"Service not found: {exc.audience}")
+        case InvalidScope():
+            return auth0_error(400, "invalid_scope", exc.message)
+        case InvalidRefreshToken():
+            return auth0_error(403, "invalid_grant", "Unknown or invalid refresh token.")
     return auth0_error(500, "server_error", "Internal error")

@@ -16,7 +16,15 @@
     ├── RedirectNotAllowed        authParams.redirect_uri is not a callback of the client
     ├── ClientAuthenticationFailed  a confidential client did not prove itself
     ├── DeliveryFailed            a provider refused or failed a synchronous send (SMS)
-    └── ServiceUnavailable        a dependency (database) is unreachable: fail closed
+    ├── ServiceUnavailable        a dependency (database) is unreachable: fail closed
+    ├── UnsupportedGrantType      /oauth/token grant_type we do not implement
+    ├── GrantNotAllowed           the client lacks the grant
+    ├── CodeRejected              wrong / expired / exhausted one-time code
+    ├── IdentityBlocked           the identity's failure window is full
+    ├── UnknownAudience           no resource server with that identifier
+    ├── InvalidScope              scope of the wrong type, or wider than granted
+    ├── InvalidRefreshToken       unknown, revoked, expired or reused refresh token
+    └── InvalidAccessToken        a bearer token that must not be honoured
 """
 
 from __future__ import annotations
@@ -138,3 +146,69 @@ class ServiceUnavailable(NopassError):
     def __init__(self, what: str) -> None:
         super().__init__(f"{what} is unavailable")
         self.what = what
+
+
+class UnsupportedGrantType(NopassError):
+    def __init__(self, grant_type: str) -> None:
+        super().__init__(f"unsupported grant type {grant_type!r}")
+        self.grant_type = grant_type
+
+
+class GrantNotAllowed(NopassError):
+    """The client is not configured for this grant type."""
+
+    def __init__(self, grant_type: str) -> None:
+        super().__init__(f"grant {grant_type!r} not allowed for the client")
+        self.grant_type = grant_type
+
+
+class CodeRejected(NopassError):
+    """A one-time code did not verify. ``reason`` only picks the message; a wrong, used,
+    voided, unknown or phantom code all read the same (no enumeration)."""
+
+    def __init__(self, reason: CodeFailure, strategy: str) -> None:
+        super().__init__(f"code rejected: {reason.value}")
+        self.reason = reason
+        self.strategy = strategy
+
+
+class CodeFailure(Enum):
+    WRONG = "wrong"
+    EXPIRED = "expired"
+    EXHAUSTED = "exhausted"  # the code already failed 3 times
+
+
+class IdentityBlocked(NopassError):
+    """Too many failed verifications for one identity in the current window."""
+
+    def __init__(self, retry_after: int) -> None:
+        super().__init__("too many failed attempts for this identity")
+        self.retry_after = retry_after
+
+
+class UnknownAudience(NopassError):
+    def __init__(self, audience: str) -> None:
+        super().__init__(f"no API {audience!r}")
+        self.audience = audience
+
+
+class InvalidScope(NopassError):
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class InvalidRefreshToken(NopassError):
+    """Unknown, revoked, expired, rotated-and-reused, or of another client."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+class InvalidAccessToken(NopassError):
+    """A bearer token that may not be used (userinfo); the reason is logged, not returned."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason

@@ -60,6 +60,12 @@ class Keyring:
         key = self._keys[0]
         return key.id, _mac(key.code, challenge_id, code)
 
+    def code_mac_with(self, key_id: str, challenge_id: str, code: str) -> str | None:
+        """The MAC a guess must have to match a code stored under ``key_id`` (None when that
+        key is no longer configured: nothing can match)."""
+        key = self._by_id.get(key_id)
+        return _mac(key.code, challenge_id, code) if key is not None else None
+
     def code_matches(self, challenge_id: str, code: str, key_id: str, stored: str) -> bool:
         """Constant-time check of a guess against a stored code MAC."""
         key = self._by_id.get(key_id)

@@ -11,6 +11,8 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
+from cryptography.hazmat.primitives.asymmetric.rsa import RSAPrivateKey
+
 PASSWORDLESS_OTP_GRANT = "http://auth0.com/oauth/grant-type/passwordless/otp"
 PASSWORDLESS_STRATEGIES = frozenset({"email", "sms"})
 
@@ -92,6 +94,16 @@ class EmailProvider:
 
 
 @dataclass(frozen=True, slots=True)
+class ResourceServer:
+    """An API access tokens can be issued for (its ``identifier`` is the audience)."""
+
+    identifier: str
+    name: str
+    token_lifetime: int
+    allow_offline_access: bool
+
+
+@dataclass(frozen=True, slots=True)
 class TenantConfig:
     """Everything a request of one tenant needs to read, loaded once and cached."""
 
@@ -99,6 +111,7 @@ class TenantConfig:
     clients: Mapping[str, Client]
     connections: Mapping[str, Connection]
     email_provider: EmailProvider | None
+    resource_servers: Mapping[str, ResourceServer] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -134,6 +147,9 @@ class Challenge:
     expires_at: datetime
     phantom: bool = False  # an identity that may not sign up: never deliverable, never valid
     auth_params: Mapping[str, str] = field(default_factory=dict)
+    attempts: int = 0
+    consumed_at: datetime | None = None
+    voided_at: datetime | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -177,3 +193,44 @@ class AuditEvent:
     user_name: str | None = None
     user_id: str | None = None
     details: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class User:
+    """A passwordless user: one per (tenant, connection, identifier)."""
+
+    tenant_id: str
+    user_id: str  # "email|<24 hex>" or "sms|<24 hex>"
+    connection_id: str
+    identifier: str
+    profile: Mapping[str, Any]  # email/phone, *_verified, name, nickname, picture
+    created_at: datetime
+    updated_at: datetime
+    last_login: datetime | None = None
+    last_ip: str | None = None
+    logins_count: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class RefreshGrant:
+    """What a refresh token stands for (its value is only known to the client)."""
+
+    id: str
+    family_id: str
+    client_id: str
+    user_id: str
+    scope: str
+    audience: str | None
+    created_at: datetime
+    expires_at: datetime | None
+    rotated_at: datetime | None
+    revoked_at: datetime | None
+
+
+@dataclass(frozen=True, slots=True)
+class SigningKey:
+    """A tenant's RS256 key: ``jwk`` is the public half as published (kid, alg, use)."""
+
+    kid: str
+    private: RSAPrivateKey
+    jwk: Mapping[str, Any]

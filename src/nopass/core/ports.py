@@ -7,9 +7,11 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from types import TracebackType
-from typing import Protocol, Self
+from typing import Any, Protocol, Self
+
+from cryptography.hazmat.primitives.asymmetric.rsa import RSAPublicKey
 
 from nopass.core.models import (
     AuditEvent,
@@ -18,7 +20,10 @@ from nopass.core.models import (
     EmailProvider,
     Message,
     OutboxEntry,
+    RefreshGrant,
     Resolved,
+    SigningKey,
+    User,
 )
 
 
@@ -31,9 +36,58 @@ class ChallengeRepo(Protocol):
 
     async def void(self, tenant_id: str, challenge_id: str, now: datetime) -> None: ...
 
+    async def latest(
+        self, tenant_id: str, connection_id: str, identifier: str
+    ) -> Challenge | None: ...
+
+    async def get(self, tenant_id: str, challenge_id: str) -> Challenge | None: ...
+
+    async def attempt(
+        self, tenant_id: str, challenge_id: str, guess_mac: str, now: datetime
+    ) -> bool | None:
+        """Count one guess and decide it in one atomic statement: True consumed, False a
+        counted wrong guess, None not open for guesses (used, voided, expired, exhausted)."""
+        ...
+
 
 class UserRepo(Protocol):
     async def exists(self, tenant_id: str, connection_id: str, identifier: str) -> bool: ...
+
+    async def get(self, tenant_id: str, user_id: str) -> User | None: ...
+
+    async def record_login(
+        self,
+        tenant_id: str,
+        connection_id: str,
+        identifier: str,
+        *,
+        new_user_id: str,
+        profile: Mapping[str, Any],
+        ip: str | None,
+        now: datetime,
+    ) -> tuple[User, bool]: ...
+
+
+class RefreshTokenRepo(Protocol):
+    async def add(self, tenant_id: str, grant: RefreshGrant, token_hash: str) -> None: ...
+
+    async def find(self, tenant_id: str, token_hash: str) -> RefreshGrant | None: ...
+
+    async def mark_rotated(self, tenant_id: str, grant_id: str, now: datetime) -> bool: ...
+
+    async def revoke_family(self, tenant_id: str, family_id: str, now: datetime) -> int: ...
+
+
+class FailureWindowRepo(Protocol):
+    async def current(
+        self, tenant_id: str, connection_id: str, identifier: str, window: timedelta, now: datetime
+    ) -> tuple[int, datetime | None]: ...
+
+    async def record_failure(
+        self, tenant_id: str, connection_id: str, identifier: str, window: timedelta, now: datetime
+    ) -> int: ...
+
+    async def reset(self, tenant_id: str, connection_id: str, identifier: str) -> None: ...
 
 
 class OutboxRepo(Protocol):
@@ -75,6 +129,10 @@ class UnitOfWork(Protocol):
     def audit(self) -> AuditRepo: ...
     @property
     def assertions(self) -> AssertionRepo: ...
+    @property
+    def refresh_tokens(self) -> RefreshTokenRepo: ...
+    @property
+    def failures(self) -> FailureWindowRepo: ...
 
     async def __aenter__(self) -> Self: ...
 
@@ -170,3 +228,13 @@ class TenantResolver(Protocol):
 
 class OutboxReader(Protocol):
     async def list_recent(self, tenant_id: str, *, limit: int = 50) -> list[OutboxEntry]: ...
+
+
+class KeyStore(Protocol):
+    """A tenant's signing keys, created on first need and cached."""
+
+    async def signing_key(self, tenant_id: str) -> SigningKey: ...
+
+    async def public_keys(self, tenant_id: str) -> Mapping[str, RSAPublicKey]: ...
+
+    async def jwks(self, tenant_id: str) -> list[dict[str, Any]]: ...

@@ -9,7 +9,7 @@ code, SMS is sent synchronously after the commit and a provider failure voids th
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from urllib.parse import quote, urlencode
 
@@ -424,15 +424,4 @@ def _audit_base(
 
 def _event(base: AuditEvent, type_: str, *, description: str = "") -> AuditEvent:
     texts = {"cls": "Code/Link Sent", "cs": "Code Sent", "fn": "Failed sending notification"}
-    return AuditEvent(
-        tenant_id=base.tenant_id,
-        type=type_,
-        description=description or texts.get(type_, ""),
-        ip=base.ip,
-        user_agent=base.user_agent,
-        client_id=base.client_id,
-        connection=base.connection,
-        user_name=base.user_name,
-        user_id=base.user_id,
-        details=base.details,
-    )
+    return replace(base, type=type_, description=description or texts.get(type_, ""))

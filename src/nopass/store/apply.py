@@ -17,9 +17,9 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from nopass.config_file import ClientSpec, ConfigFile
 from nopass.core.keyring import client_secret_matches, hash_client_secret
 from nopass.core.otp import new_id
+from nopass.store.config import bump_revision
 from nopass.store.tables import (
     ClientRow,
-    ConfigStateRow,
     ConnectionClientRow,
     ConnectionRow,
     EmailProviderRow,
@@ -69,7 +69,7 @@ class _Applier:
         connections = await self._connections(tenant_id, cfg, clients, prune)
         await self._email_provider(tenant_id, cfg)
         if self.changed:
-            await self._bump_revision()
+            await bump_revision(self.conn)
         return {
             "tenant": cfg.tenant.name,
             "clients": [clients[c.name][1] for c in cfg.clients],
@@ -301,14 +301,6 @@ class _Applier:
             await self._write(insert(t).values(tenant_id=tenant_id, **values))
         elif any(getattr(row, k) != v for k, v in values.items()):
             await self._write(update(t).where(t.c.tenant_id == tenant_id).values(**values))
-
-    async def _bump_revision(self) -> None:
-        t = table(ConfigStateRow)
-        result = await self.conn.execute(
-            update(t).where(t.c.id == 1).values(revision=t.c.revision + 1)
-        )
-        if result.rowcount == 0:
-            await self.conn.execute(insert(t).values(id=1, revision=1))
 
 
 async def apply_config(

@@ -13,7 +13,7 @@ import asyncio
 import time
 from collections import defaultdict
 
-from sqlalchemy import select
+from sqlalchemy import insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from nopass.core.models import (
@@ -22,6 +22,7 @@ from nopass.core.models import (
     Connection,
     EmailProvider,
     Resolved,
+    ResourceServer,
     Tenant,
     TenantConfig,
 )
@@ -31,6 +32,7 @@ from nopass.store.tables import (
     ConnectionClientRow,
     ConnectionRow,
     EmailProviderRow,
+    ResourceServerRow,
     TenantDomainRow,
     TenantRow,
     table,
@@ -73,6 +75,12 @@ class ConfigCache:
         config = self._tenants.get(tenant_id)
         return config.email_provider if config else None
 
+    async def current_revision(self) -> int | None:
+        """The configuration revision this process has loaded (checked at most every
+        ``recheck_seconds``)."""
+        await self._refresh_if_due()
+        return self._revision
+
     def invalidate(self) -> None:
         self._checked_at = float("-inf")
         self._revision = None
@@ -100,6 +108,7 @@ async def _load_all(
     connections = (await conn.execute(select(table(ConnectionRow)))).all()
     enabled = (await conn.execute(select(table(ConnectionClientRow)))).all()
     providers = (await conn.execute(select(table(EmailProviderRow)))).all()
+    apis = (await conn.execute(select(table(ResourceServerRow)))).all()
 
     enabled_by_conn: dict[str, set[str]] = defaultdict(set)
     for row in enabled:
@@ -129,6 +138,14 @@ async def _load_all(
         )
         for row in providers
     }
+    apis_by_tenant: dict[str, dict[str, ResourceServer]] = defaultdict(dict)
+    for row in apis:
+        apis_by_tenant[row.tenant_id][row.identifier] = ResourceServer(
+            identifier=row.identifier,
+            name=row.name,
+            token_lifetime=row.token_lifetime,
+            allow_offline_access=row.allow_offline_access,
+        )
     configs = {
         row.id: TenantConfig(
             tenant=Tenant(
@@ -141,6 +158,7 @@ async def _load_all(
             clients=clients_by_tenant[row.id],
             connections=conns_by_tenant[row.id],
             email_provider=provider_by_tenant.get(row.id),
+            resource_servers=apis_by_tenant[row.id],
         )
         for row in tenants
     }
@@ -174,3 +192,11 @@ def client_from_row(
         jwt_configuration=jwt_cfg if isinstance(jwt_cfg, dict) else {},
         refresh_token=refresh if isinstance(refresh, dict) else {},
     )
+
+
+async def bump_revision(conn: AsyncConnection) -> None:
+    """Tell every process that configuration (or keys) changed."""
+    t = table(ConfigStateRow)
+    result = await conn.execute(update(t).where(t.c.id == 1).values(revision=t.c.revision + 1))
+    if result.rowcount == 0:
+        await conn.execute(insert(t).values(id=1, revision=1))

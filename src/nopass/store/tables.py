@@ -21,6 +21,7 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
@@ -265,3 +266,61 @@ class ConfigStateRow(Base):
 def table(model: type[Base]) -> Table:
     """The Core ``Table`` of a model (typed: ``__table__`` is declared as a FromClause)."""
     return cast(Table, model.__table__)
+
+
+class SigningKeyRow(Base):
+    """A tenant's RS256 key. The private key is sealed with NOPASS_SECRET_KEY; at most one
+    key per tenant is ``is_current`` (it signs); the others stay published in the JWKS."""
+
+    __tablename__ = "signing_keys"
+    __table_args__ = (
+        Index(
+            "uq_signing_keys_current",
+            "tenant_id",
+            unique=True,
+            sqlite_where=text("is_current"),
+            postgresql_where=text("is_current"),
+        ),
+    )
+    kid: Mapped[str] = mapped_column(String(64), primary_key=True)
+    tenant_id: Mapped[str] = _tenant_fk()
+    alg: Mapped[str] = mapped_column(String(16), default="RS256")
+    private_key: Mapped[str] = mapped_column(Text)
+    public_jwk: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    is_current: Mapped[bool] = mapped_column(Boolean, default=True)
+    created_at: Mapped[datetime]
+
+
+class RefreshTokenRow(Base):
+    """A refresh token, stored as the SHA-256 of its value. Tokens rotated from one another
+    share a ``family_id``: reusing a rotated token revokes the whole family."""
+
+    __tablename__ = "refresh_tokens"
+    __table_args__ = (Index("ix_refresh_tokens_family", "tenant_id", "family_id"),)
+    id: Mapped[str] = mapped_column(String(24), primary_key=True)
+    tenant_id: Mapped[str] = mapped_column(
+        String(32), ForeignKey("tenants.id", ondelete="CASCADE"), nullable=False
+    )
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    family_id: Mapped[str] = mapped_column(String(24))
+    client_id: Mapped[str] = mapped_column(String(128))
+    user_id: Mapped[str] = mapped_column(String(64))
+    scope: Mapped[str] = mapped_column(Text)
+    audience: Mapped[str | None] = mapped_column(String(512))
+    created_at: Mapped[datetime]
+    expires_at: Mapped[datetime | None]
+    rotated_at: Mapped[datetime | None]
+    revoked_at: Mapped[datetime | None]
+
+
+class FailureWindowRow(Base):
+    """Failed verifications of one identity in the current window (security.md §6)."""
+
+    __tablename__ = "failure_windows"
+    tenant_id: Mapped[str] = mapped_column(
+        String(32), ForeignKey("tenants.id", ondelete="CASCADE"), primary_key=True
+    )
+    connection_id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    identifier: Mapped[str] = mapped_column(String(320), primary_key=True)
+    window_start: Mapped[datetime]
+    failures: Mapped[int] = mapped_column(Integer, default=0)

@@ -10,88 +10,20 @@ from datetime import datetime
 from types import TracebackType
 from typing import Self
 
-from sqlalchemy import exists, insert, select, update
+from sqlalchemy import insert
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from nopass.core.keyring import Keyring
-from nopass.core.models import AuditEvent, Challenge, Message
+from nopass.core.models import AuditEvent, Message
 from nopass.core.otp import new_id
-from nopass.store.tables import (
-    AuditEventRow,
-    ChallengeRow,
-    ClientAssertionRow,
-    OutboxRow,
-    UserRow,
-    table,
-)
+from nopass.store.challenges import SqlChallengeRepo
+from nopass.store.failure_windows import SqlFailureWindowRepo
+from nopass.store.refresh_tokens import SqlRefreshTokenRepo
+from nopass.store.tables import AuditEventRow, ClientAssertionRow, OutboxRow, table
+from nopass.store.users import SqlUserRepo
 
 OUTBOX_CONTEXT = "outbox"
-
-
-class SqlChallengeRepo:
-    def __init__(self, conn: AsyncConnection) -> None:
-        self._conn = conn
-
-    async def void_pending(
-        self, tenant_id: str, connection_id: str, identifier: str, now: datetime
-    ) -> int:
-        t = table(ChallengeRow)
-        result = await self._conn.execute(
-            update(t)
-            .where(
-                t.c.tenant_id == tenant_id,
-                t.c.connection_id == connection_id,
-                t.c.identifier == identifier,
-                t.c.consumed_at.is_(None),
-                t.c.voided_at.is_(None),
-            )
-            .values(voided_at=now)
-        )
-        return int(result.rowcount)
-
-    async def add(self, challenge: Challenge) -> None:
-        await self._conn.execute(
-            insert(table(ChallengeRow)).values(
-                id=challenge.id,
-                tenant_id=challenge.tenant_id,
-                connection_id=challenge.connection_id,
-                client_id=challenge.client_id,
-                identifier=challenge.identifier,
-                code_hmac=challenge.code_hmac,
-                key_id=challenge.key_id,
-                send=challenge.send,
-                auth_params=dict(challenge.auth_params),
-                phantom=challenge.phantom,
-                attempts=0,
-                created_at=challenge.created_at,
-                expires_at=challenge.expires_at,
-            )
-        )
-
-    async def void(self, tenant_id: str, challenge_id: str, now: datetime) -> None:
-        t = table(ChallengeRow)
-        await self._conn.execute(
-            update(t)
-            .where(t.c.tenant_id == tenant_id, t.c.id == challenge_id, t.c.voided_at.is_(None))
-            .values(voided_at=now)
-        )
-
-
-class SqlUserRepo:
-    def __init__(self, conn: AsyncConnection) -> None:
-        self._conn = conn
-
-    async def exists(self, tenant_id: str, connection_id: str, identifier: str) -> bool:
-        t = table(UserRow)
-        query = select(
-            exists().where(
-                t.c.tenant_id == tenant_id,
-                t.c.connection_id == connection_id,
-                t.c.identifier == identifier,
-            )
-        )
-        return bool(await self._conn.scalar(query))
 
 
 class SqlOutboxRepo:
@@ -192,6 +124,8 @@ class SqlUnitOfWork:
     outbox: SqlOutboxRepo
     audit: SqlAuditRepo
     assertions: SqlAssertionRepo
+    refresh_tokens: SqlRefreshTokenRepo
+    failures: SqlFailureWindowRepo
 
     def __init__(self, engine: AsyncEngine, keyring: Keyring) -> None:
         self._engine = engine
@@ -207,6 +141,8 @@ class SqlUnitOfWork:
         self.outbox = SqlOutboxRepo(conn, self._keyring)
         self.audit = SqlAuditRepo(conn)
         self.assertions = SqlAssertionRepo(conn)
+        self.refresh_tokens = SqlRefreshTokenRepo(conn)
+        self.failures = SqlFailureWindowRepo(conn)
         return self
 
     async def __aexit__(

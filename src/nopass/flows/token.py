@@ -1,0 +1,451 @@
+"""``POST /oauth/token``: the passwordless OTP grant and the refresh-token grant.
+
+auth0-wire.md §3 with the house decisions of §12.6-12.8; refresh rotation with reuse detection
+per RFC 9700 §4.14. Order of checks: grant_type → client_id → grant parameters → client exists
+→ client authentication → grant allowed for the client → realm → scope/audience → the code.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
+from datetime import datetime, timedelta
+from typing import Any
+
+from nopass.core.clock import Clock
+from nopass.core.errors import (
+    CodeFailure,
+    CodeRejected,
+    ConnectionIssue,
+    ConnectionProblem,
+    GrantNotAllowed,
+    InvalidRefreshToken,
+    InvalidScope,
+    InvalidType,
+    MissingProperty,
+    UnknownAudience,
+    UnknownClient,
+    UnsupportedGrantType,
+)
+from nopass.core.keyring import Keyring
+from nopass.core.models import (
+    PASSWORDLESS_OTP_GRANT,
+    AuditEvent,
+    Client,
+    Connection,
+    RefreshGrant,
+    TenantConfig,
+    User,
+)
+from nopass.core.otp import new_id
+from nopass.core.ports import KeyStore, RequestInfo, UnitOfWork, UnitOfWorkFactory
+from nopass.flows.client_auth import ClientCredentials, authenticate_client
+from nopass.flows.verify import (
+    check_identity_window,
+    complete_login,
+    normalize_identifier,
+    verify_code,
+)
+from nopass.tokens.claims import access_token_claims, id_token_claims
+from nopass.tokens.jwt import ACCESS_TOKEN_TYPE, ID_TOKEN_TYPE, sign
+
+REFRESH_GRANT = "refresh_token"
+SUPPORTED_GRANTS = (PASSWORDLESS_OTP_GRANT, REFRESH_GRANT)
+DEFAULT_SCOPE = "openid"
+DEFAULT_ACCESS_TOKEN_LIFETIME = 86400
+DEFAULT_ID_TOKEN_LIFETIME = 36000
+DEFAULT_REFRESH_LIFETIME = 2592000
+REFRESH_TOKEN_PREFIX = "v1."  # noqa: S105 (a format prefix)
+
+
+@dataclass(frozen=True, slots=True)
+class TokenCommand:
+    body: Mapping[str, object]
+    basic_auth: tuple[str, str] | None
+    issuer: str
+    request: RequestInfo
+
+
+@dataclass(frozen=True, slots=True)
+class TokenDeps:
+    uow: UnitOfWorkFactory
+    keyring: Keyring
+    keys: KeyStore
+    clock: Clock
+
+
+@dataclass(frozen=True, slots=True)
+class TokenSet:
+    access_token: str
+    expires_in: int
+    scope: str
+    id_token: str | None = None
+    refresh_token: str | None = None
+
+    def as_json(self) -> dict[str, Any]:
+        body: dict[str, Any] = {"access_token": self.access_token}
+        if self.id_token is not None:
+            body["id_token"] = self.id_token
+        if self.refresh_token is not None:
+            body["refresh_token"] = self.refresh_token
+        body.update({"scope": self.scope, "expires_in": self.expires_in, "token_type": "Bearer"})
+        return body
+
+
+def param(body: Mapping[str, object], name: str) -> str | None:
+    """A request parameter: JSON ``null`` and the empty string mean absent (§1.2)."""
+    value = body.get(name)
+    if value is None or value == "":
+        return None
+    if not isinstance(value, str):
+        raise InvalidType(name, "array" if isinstance(value, list) else "other", "string")
+    return value
+
+
+def required(body: Mapping[str, object], name: str) -> str:
+    value = param(body, name)
+    if value is None:
+        raise MissingProperty(name)
+    return value
+
+
+def parse_scope(body: Mapping[str, object]) -> list[str] | None:
+    value = body.get("scope")
+    if value is None or value == "":
+        return None
+    if isinstance(value, str):
+        return value.split()
+    if isinstance(value, list) and all(isinstance(v, str) for v in value):
+        return [s for v in value for s in v.split()]
+    raise InvalidScope("Scope must be an array or a string")
+
+
+def hash_refresh_token(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def client_of(cmd: TokenCommand, config: TenantConfig) -> tuple[Client, ClientCredentials]:
+    client_id = param(cmd.body, "client_id") or (cmd.basic_auth[0] if cmd.basic_auth else None)
+    if client_id is None:
+        raise MissingProperty("client_id")
+    return config.clients.get(client_id) or _unknown(client_id), ClientCredentials(
+        secret=param(cmd.body, "client_secret"),
+        basic=cmd.basic_auth,
+        assertion=param(cmd.body, "client_assertion"),
+        assertion_type=param(cmd.body, "client_assertion_type"),
+    )
+
+
+def _unknown(client_id: str) -> Client:
+    raise UnknownClient(client_id)
+
+
+def _grant_type(cmd: TokenCommand) -> str:
+    grant_type = required(cmd.body, "grant_type")
+    if grant_type not in SUPPORTED_GRANTS:
+        raise UnsupportedGrantType(grant_type)
+    return grant_type
+
+
+def _allow(client: Client, grant_type: str) -> None:
+    spa_otp = grant_type == PASSWORDLESS_OTP_GRANT and client.app_type == "spa"
+    if grant_type not in client.grant_types or spa_otp:
+        raise GrantNotAllowed(grant_type)
+
+
+async def exchange(cmd: TokenCommand, config: TenantConfig, deps: TokenDeps) -> TokenSet:
+    grant_type = _grant_type(cmd)
+    if grant_type == PASSWORDLESS_OTP_GRANT:
+        return await _otp_grant(cmd, config, deps)
+    return await _refresh_grant(cmd, config, deps)
+
+
+@dataclass(frozen=True, slots=True)
+class _Grant:
+    scopes: list[str]
+    audience: str | None
+    access_lifetime: int
+    offline: bool
+
+
+def _grant_scope(
+    config: TenantConfig, client: Client, scopes: list[str] | None, audience: str | None
+) -> _Grant:
+    scopes = list(dict.fromkeys(scopes or DEFAULT_SCOPE.split()))
+    audience = audience or config.tenant.default_audience
+    lifetime = DEFAULT_ACCESS_TOKEN_LIFETIME
+    may_refresh = REFRESH_GRANT in client.grant_types
+    if audience is not None:
+        api = config.resource_servers.get(audience)
+        if api is None:
+            raise UnknownAudience(audience)
+        lifetime = api.token_lifetime
+        may_refresh = may_refresh and api.allow_offline_access
+    offline = "offline_access" in scopes and may_refresh
+    if "offline_access" in scopes and not offline:
+        scopes.remove("offline_access")
+    return _Grant(scopes=scopes, audience=audience, access_lifetime=lifetime, offline=offline)
+
+
+async def _otp_grant(cmd: TokenCommand, config: TenantConfig, deps: TokenDeps) -> TokenSet:
+    client, creds = client_of(cmd, config)
+    username = required(cmd.body, "username")
+    otp = required(cmd.body, "otp")
+    realm = required(cmd.body, "realm")
+    async with deps.uow() as uow:
+        now = deps.clock.now()
+        await authenticate_client(
+            client, creds, issuer=cmd.issuer, assertions=uow.assertions, now=now
+        )
+        _allow(client, PASSWORDLESS_OTP_GRANT)
+        connection = _realm(config, client, realm)
+        grant = _grant_scope(config, client, parse_scope(cmd.body), param(cmd.body, "audience"))
+        audit = _audit(cmd, config, client, connection, username)
+        identifier = normalize_identifier(connection, username)
+        try:
+            if identifier is None:
+                raise CodeRejected(CodeFailure.WRONG, connection.strategy)
+            await check_identity_window(uow, config.tenant, connection, identifier, now)
+            challenge_id = await verify_code(
+                uow, deps.keyring, config.tenant, connection, identifier, otp, now
+            )
+        except CodeRejected as exc:
+            description = _wrong_text(exc)
+            await uow.audit.add(_event(audit, "fp", description), now)
+            await uow.audit.add(_event(audit, "fepotpft", description), now)
+            await uow.commit()
+            raise
+        login = await complete_login(
+            uow, config.tenant, connection, identifier, challenge_id, ip=cmd.request.ip, now=now
+        )
+        refresh = await _new_refresh_token(uow, config, client, login.user, grant, now, None)
+        user_audit = _event(audit, "s", "Successful login", user_id=login.user.user_id)
+        if login.created:
+            await uow.audit.add(
+                _event(audit, "ss", "Successful signup", user_id=login.user.user_id), now
+            )
+        await uow.audit.add(user_audit, now)
+        await uow.commit()
+    return await _tokens(cmd, config, deps, client, login.user, grant, now, refresh)
+
+
+def _realm(config: TenantConfig, client: Client, realm: str) -> Connection:
+    connection = config.connections.get(realm)
+    if connection is None or not connection.is_passwordless:
+        raise ConnectionProblem(ConnectionIssue.NOT_FOUND)
+    if client.client_id not in connection.enabled_clients:
+        raise ConnectionProblem(ConnectionIssue.DISABLED)
+    return connection
+
+
+async def _new_refresh_token(
+    uow: UnitOfWork,
+    config: TenantConfig,
+    client: Client,
+    user: User,
+    grant: _Grant,
+    now: datetime,
+    parent: RefreshGrant | None,
+) -> str | None:
+    if not grant.offline:
+        return None
+    settings = client.refresh_token
+    if parent is not None:
+        family, expires_at = parent.family_id, parent.expires_at
+    else:
+        family = new_id()
+        expires_at = None
+        if settings.get("expiration_type", "non-expiring") == "expiring":
+            lifetime = int(settings.get("token_lifetime", DEFAULT_REFRESH_LIFETIME))
+            expires_at = now + timedelta(seconds=lifetime)
+    token = REFRESH_TOKEN_PREFIX + secrets.token_urlsafe(48)
+    record = RefreshGrant(
+        id=new_id(),
+        family_id=family,
+        client_id=client.client_id,
+        user_id=user.user_id,
+        scope=" ".join(grant.scopes),
+        audience=grant.audience,
+        created_at=now,
+        expires_at=expires_at,
+        rotated_at=None,
+        revoked_at=None,
+    )
+    await uow.refresh_tokens.add(config.tenant.id, record, hash_refresh_token(token))
+    return token
+
+
+async def _refresh_grant(cmd: TokenCommand, config: TenantConfig, deps: TokenDeps) -> TokenSet:
+    client, creds = client_of(cmd, config)
+    token = required(cmd.body, "refresh_token")
+    requested = parse_scope(cmd.body)
+    async with deps.uow() as uow:
+        now = deps.clock.now()
+        await authenticate_client(
+            client, creds, issuer=cmd.issuer, assertions=uow.assertions, now=now
+        )
+        _allow(client, REFRESH_GRANT)
+        audit = _audit(cmd, config, client, None, None)
+        try:
+            stored, user = await _redeem(uow, config, client, token, now, audit)
+            granted = stored.scope.split()
+            if requested is not None and not set(requested) <= set(granted):
+                raise InvalidScope("The requested scope exceeds the original grant")
+        except (InvalidRefreshToken, InvalidScope) as exc:
+            await uow.audit.add(_event(audit, "fertft", str(exc)), now)
+            await uow.commit()
+            raise
+        scopes = requested or granted
+        grant = _Grant(
+            scopes=scopes,
+            audience=stored.audience,
+            access_lifetime=_access_lifetime(config, stored.audience),
+            offline=_rotating(client),
+        )
+        new_token = await _new_refresh_token(uow, config, client, user, grant, now, stored)
+        await uow.audit.add(
+            _event(audit, "sertft", "Successful exchange", user_id=user.user_id), now
+        )
+        await uow.commit()
+    scope_label = _Grant(scopes, stored.audience, grant.access_lifetime, offline=False)
+    return await _tokens(cmd, config, deps, client, user, scope_label, now, new_token)
+
+
+def _rotating(client: Client) -> bool:
+    return bool(client.refresh_token.get("rotation_type", "non-rotating") == "rotating")
+
+
+def _access_lifetime(config: TenantConfig, audience: str | None) -> int:
+    api = config.resource_servers.get(audience) if audience else None
+    return api.token_lifetime if api is not None else DEFAULT_ACCESS_TOKEN_LIFETIME
+
+
+async def _redeem(
+    uow: UnitOfWork,
+    config: TenantConfig,
+    client: Client,
+    token: str,
+    now: datetime,
+    audit: AuditEvent,
+) -> tuple[RefreshGrant, User]:
+    tenant_id = config.tenant.id
+    stored = await uow.refresh_tokens.find(tenant_id, hash_refresh_token(token))
+    if stored is None or stored.client_id != client.client_id:
+        raise InvalidRefreshToken("unknown refresh token")
+    if stored.revoked_at is not None:
+        raise InvalidRefreshToken("revoked refresh token")
+    if stored.expires_at is not None and stored.expires_at <= now:
+        raise InvalidRefreshToken("expired refresh token")
+    if _rotating(client) or stored.rotated_at is not None:
+        leeway = timedelta(seconds=int(client.refresh_token.get("leeway", 0)))
+        rotated_now = await uow.refresh_tokens.mark_rotated(tenant_id, stored.id, now)
+        in_leeway = stored.rotated_at is not None and now - stored.rotated_at <= leeway
+        if not rotated_now and not (in_leeway and leeway):
+            await uow.refresh_tokens.revoke_family(tenant_id, stored.family_id, now)
+            await uow.audit.add(
+                _event(
+                    audit,
+                    "ferrt",
+                    "Reused rotated refresh token: family revoked",
+                    user_id=stored.user_id,
+                ),
+                now,
+            )
+            raise InvalidRefreshToken("reused rotated refresh token")
+    user = await uow.users.get(tenant_id, stored.user_id)
+    if user is None:
+        raise InvalidRefreshToken("the user no longer exists")
+    return stored, user
+
+
+async def _tokens(
+    cmd: TokenCommand,
+    config: TenantConfig,
+    deps: TokenDeps,
+    client: Client,
+    user: User,
+    grant: _Grant,
+    now: datetime,
+    refresh_token: str | None,
+) -> TokenSet:
+    key = await deps.keys.signing_key(config.tenant.id)
+    issued_at = int(now.timestamp())
+    scopes = frozenset(grant.scopes)
+    audiences = [grant.audience] if grant.audience else []
+    if "openid" in scopes or not audiences:
+        audiences.append(cmd.issuer + "userinfo")
+    scope = " ".join(grant.scopes)
+    access = sign(
+        access_token_claims(
+            subject=user.user_id,
+            issuer=cmd.issuer,
+            audiences=audiences,
+            client_id=client.client_id,
+            scope=scope,
+            issued_at=issued_at,
+            lifetime=grant.access_lifetime,
+            token_id=new_id(),
+        ),
+        key,
+        typ=ACCESS_TOKEN_TYPE,
+    )
+    id_token = None
+    if "openid" in scopes:
+        lifetime = int(
+            client.jwt_configuration.get("lifetime_in_seconds", DEFAULT_ID_TOKEN_LIFETIME)
+        )
+        id_token = sign(
+            id_token_claims(
+                user,
+                issuer=cmd.issuer,
+                client_id=client.client_id,
+                scopes=scopes,
+                issued_at=issued_at,
+                lifetime=lifetime,
+            ),
+            key,
+            typ=ID_TOKEN_TYPE,
+        )
+    return TokenSet(
+        access_token=access,
+        expires_in=grant.access_lifetime,
+        scope=scope,
+        id_token=id_token,
+        refresh_token=refresh_token,
+    )
+
+
+def _wrong_text(exc: CodeRejected) -> str:
+    return f"{exc.reason.value} verification code"
+
+
+def _audit(
+    cmd: TokenCommand,
+    config: TenantConfig,
+    client: Client,
+    connection: Connection | None,
+    username: str | None,
+) -> AuditEvent:
+    return AuditEvent(
+        tenant_id=config.tenant.id,
+        type="",
+        ip=cmd.request.ip,
+        user_agent=cmd.request.user_agent,
+        client_id=client.client_id,
+        connection=connection.name if connection else None,
+        user_name=username,
+        details={"client_name": client.name},
+    )
+
+
+def _event(
+    base: AuditEvent, type_: str, description: str, *, user_id: str | None = None
+) -> AuditEvent:
+    return replace(
+        base,
+        type=type_,
+        description=description,
+        user_id=user_id if user_id is not None else base.user_id,
+    )

@@ -1,0 +1,68 @@
+"""Per-identity failure windows (security.md §6: 10 failures per 15 minutes, then 429 until the
+window passes; a success resets; new codes do not). Always in the database, never per process."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from sqlalchemy import case, delete, select
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from nopass.store.tables import FailureWindowRow, table
+
+_T = table(FailureWindowRow)
+
+
+class SqlFailureWindowRepo:
+    def __init__(self, conn: AsyncConnection) -> None:
+        self._conn = conn
+
+    async def current(
+        self, tenant_id: str, connection_id: str, identifier: str, window: timedelta, now: datetime
+    ) -> tuple[int, datetime | None]:
+        """Failures in the open window and when it started (0, None when none is open)."""
+        row = (
+            await self._conn.execute(
+                select(_T.c.failures, _T.c.window_start).where(
+                    _T.c.tenant_id == tenant_id,
+                    _T.c.connection_id == connection_id,
+                    _T.c.identifier == identifier,
+                )
+            )
+        ).first()
+        if row is None or row.window_start <= now - window:
+            return 0, None
+        return int(row.failures), row.window_start
+
+    async def record_failure(
+        self, tenant_id: str, connection_id: str, identifier: str, window: timedelta, now: datetime
+    ) -> int:
+        """Count one failure atomically (upsert); a stale window starts over."""
+        dialect = self._conn.dialect.name
+        insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+        stmt = insert(_T).values(
+            tenant_id=tenant_id,
+            connection_id=connection_id,
+            identifier=identifier,
+            window_start=now,
+            failures=1,
+        )
+        stale = _T.c.window_start <= now - window
+        upsert = stmt.on_conflict_do_update(
+            index_elements=["tenant_id", "connection_id", "identifier"],
+            set_={
+                "failures": case((stale, 1), else_=_T.c.failures + 1),
+                "window_start": case((stale, now), else_=_T.c.window_start),
+            },
+        ).returning(_T.c.failures)
+        return int((await self._conn.execute(upsert)).scalar_one())
+
+    async def reset(self, tenant_id: str, connection_id: str, identifier: str) -> None:
+        await self._conn.execute(
+            delete(_T).where(
+                _T.c.tenant_id == tenant_id,
+                _T.c.connection_id == connection_id,
+                _T.c.identifier == identifier,
+            )
+        )

@@ -1,0 +1,109 @@
+"""Users in SQL: one per (tenant, connection, identifier), created at the first login."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import exists, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from nopass.core.models import User
+from nopass.store.tables import UserRow, table
+
+_T = table(UserRow)
+
+
+def _user(row: Any) -> User:
+    return User(
+        tenant_id=row.tenant_id,
+        user_id=row.user_id,
+        connection_id=row.connection_id,
+        identifier=row.identifier,
+        profile=row.profile,
+        created_at=row.created_at,
+        updated_at=row.updated_at,
+        last_login=row.last_login,
+        last_ip=row.last_ip,
+        logins_count=row.logins_count,
+    )
+
+
+class SqlUserRepo:
+    def __init__(self, conn: AsyncConnection) -> None:
+        self._conn = conn
+
+    async def exists(self, tenant_id: str, connection_id: str, identifier: str) -> bool:
+        query = select(
+            exists().where(
+                _T.c.tenant_id == tenant_id,
+                _T.c.connection_id == connection_id,
+                _T.c.identifier == identifier,
+            )
+        )
+        return bool(await self._conn.scalar(query))
+
+    async def get(self, tenant_id: str, user_id: str) -> User | None:
+        row = (
+            await self._conn.execute(
+                select(_T).where(_T.c.tenant_id == tenant_id, _T.c.user_id == user_id)
+            )
+        ).first()
+        return _user(row) if row is not None else None
+
+    async def record_login(
+        self,
+        tenant_id: str,
+        connection_id: str,
+        identifier: str,
+        *,
+        new_user_id: str,
+        profile: Mapping[str, Any],
+        ip: str | None,
+        now: datetime,
+    ) -> tuple[User, bool]:
+        """Create the user if needed (``new_user_id``, ``profile``) and count the login.
+        Returns the user and whether it was created by this call."""
+        values = {
+            "tenant_id": tenant_id,
+            "user_id": new_user_id,
+            "connection_id": connection_id,
+            "identifier": identifier,
+            "profile": dict(profile),
+            "created_at": now,
+            "updated_at": now,
+            "logins_count": 0,
+        }
+        dialect = self._conn.dialect.name
+        insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+        created = await self._conn.execute(
+            insert(_T)
+            .values(**values)
+            .on_conflict_do_nothing(index_elements=["tenant_id", "connection_id", "identifier"])
+        )
+        row = (
+            await self._conn.execute(
+                update(_T)
+                .where(
+                    _T.c.tenant_id == tenant_id,
+                    _T.c.connection_id == connection_id,
+                    _T.c.identifier == identifier,
+                )
+                .values(
+                    last_login=now,
+                    last_ip=ip,
+                    updated_at=now,
+                    logins_count=_T.c.logins_count + 1,
+                )
+                .returning(*_T.c)
+            )
+        ).one()
+        return _user(row), bool(created.rowcount)
+
+    async def list(self, tenant_id: str, *, limit: int | None = None) -> list[User]:
+        query = select(_T).where(_T.c.tenant_id == tenant_id).order_by(_T.c.created_at, _T.c.id)
+        if limit:
+            query = query.limit(limit)
+        return [_user(r) for r in (await self._conn.execute(query)).all()]

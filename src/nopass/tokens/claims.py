@@ -1,0 +1,78 @@
+"""Claims of ID tokens (OIDC Core §2, §5.4 scope mapping) and access tokens (RFC 9068), in
+the shapes Auth0 issues (auth0-wire.md §6.5-6.6, §12.8)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import datetime
+from typing import Any
+
+from nopass.core.models import User
+
+PROFILE_CLAIMS = ("name", "nickname", "picture", "updated_at")
+SCOPE_CLAIMS: dict[str, tuple[str, ...]] = {
+    "profile": PROFILE_CLAIMS,
+    "email": ("email", "email_verified"),
+    "phone": ("phone_number", "phone_verified"),
+}
+
+
+def iso(moment: datetime) -> str:
+    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def user_claims(user: User, scopes: frozenset[str]) -> dict[str, Any]:
+    """``sub`` plus the profile claims the scopes allow (also the /userinfo body)."""
+    available: dict[str, Any] = {
+        **user.profile,
+        "updated_at": iso(user.updated_at),
+    }
+    claims: dict[str, Any] = {"sub": user.user_id}
+    for scope, names in SCOPE_CLAIMS.items():
+        if scope in scopes:
+            claims.update({n: available[n] for n in names if n in available})
+    return claims
+
+
+def id_token_claims(
+    user: User,
+    *,
+    issuer: str,
+    client_id: str,
+    scopes: frozenset[str],
+    issued_at: int,
+    lifetime: int,
+    nonce: str | None = None,
+    extra: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    claims = user_claims(user, scopes)
+    claims.update({"iss": issuer, "aud": client_id, "iat": issued_at, "exp": issued_at + lifetime})
+    if nonce is not None:
+        claims["nonce"] = nonce
+    if extra:
+        claims.update(extra)
+    return claims
+
+
+def access_token_claims(
+    *,
+    subject: str,
+    issuer: str,
+    audiences: list[str],
+    client_id: str,
+    scope: str,
+    issued_at: int,
+    lifetime: int,
+    token_id: str,
+) -> dict[str, Any]:
+    return {
+        "iss": issuer,
+        "sub": subject,
+        "aud": audiences[0] if len(audiences) == 1 else audiences,
+        "iat": issued_at,
+        "exp": issued_at + lifetime,
+        "scope": scope,
+        "azp": client_id,
+        "client_id": client_id,
+        "jti": token_id,
+    }

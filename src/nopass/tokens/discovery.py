@@ -1,0 +1,53 @@
+"""The OpenID Provider metadata (OIDC Discovery 1.0 §3), advertising only what nopass serves."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from nopass.core.models import PASSWORDLESS_OTP_GRANT
+
+
+def openid_configuration(issuer: str) -> dict[str, Any]:
+    return {
+        "issuer": issuer,
+        "token_endpoint": f"{issuer}oauth/token",
+        "userinfo_endpoint": f"{issuer}userinfo",
+        "jwks_uri": f"{issuer}.well-known/jwks.json",
+        "revocation_endpoint": f"{issuer}oauth/revoke",
+        "scopes_supported": ["openid", "profile", "email", "phone", "offline_access"],
+        "response_types_supported": [],
+        "grant_types_supported": [PASSWORDLESS_OTP_GRANT, "refresh_token"],
+        "subject_types_supported": ["public"],
+        "id_token_signing_alg_values_supported": ["RS256"],
+        "token_endpoint_auth_methods_supported": [
+            "none",
+            "client_secret_post",
+            "client_secret_basic",
+            "private_key_jwt",
+        ],
+        "token_endpoint_auth_signing_alg_values_supported": ["RS256", "PS256", "ES256"],
+        "revocation_endpoint_auth_methods_supported": [
+            "none",
+            "client_secret_post",
+            "client_secret_basic",
+            "private_key_jwt",
+        ],
+        "claims_supported": [
+            "aud",
+            "email",
+            "email_verified",
+            "exp",
+            "iat",
+            "iss",
+            "name",
+            "nickname",
+            "nonce",
+            "phone_number",
+            "phone_verified",
+            "picture",
+            "sub",
+            "updated_at",
+        ],
+        "request_parameter_supported": False,
+        "request_uri_parameter_supported": False,
+    }

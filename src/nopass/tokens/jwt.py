@@ -1,0 +1,67 @@
+"""Signing and verifying our JWTs (RFC 7519) the way RFC 8725 asks.
+
+Signing: RS256 only, ``kid`` always, ``typ`` ``JWT`` for ID tokens and ``at+jwt`` for access
+tokens (RFC 9068). Verifying: the algorithm is pinned (never taken from the header alone, never
+``none`` or HS*), the key comes only from our own key set by ``kid`` (``jku``/``x5u``/``jwk``
+headers are refused, not followed), and ``typ``, ``iss``, ``aud`` and ``exp`` are checked.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import jwt
+from cryptography.hazmat.primitives.asymmetric import rsa
+
+from nopass.core.errors import InvalidAccessToken
+from nopass.core.models import SigningKey
+from nopass.tokens.keys import ALGORITHM
+
+ID_TOKEN_TYPE = "JWT"  # noqa: S105 (a media type, not a secret)
+ACCESS_TOKEN_TYPE = "at+jwt"  # noqa: S105
+FORBIDDEN_HEADERS = ("jku", "x5u", "jwk", "x5c", "crit")
+LEEWAY_SECONDS = 0
+
+
+def sign(claims: Mapping[str, Any], key: SigningKey, *, typ: str) -> str:
+    return jwt.encode(
+        dict(claims), key.private, algorithm=ALGORITHM, headers={"kid": key.kid, "typ": typ}
+    )
+
+
+def verify_access_token(
+    token: str,
+    public_keys: Mapping[str, rsa.RSAPublicKey],
+    *,
+    issuer: str,
+    audience: str,
+) -> dict[str, Any]:
+    """Claims of a valid access token of ours, or ``InvalidAccessToken``."""
+    try:
+        header = jwt.get_unverified_header(token)
+    except jwt.PyJWTError as exc:
+        raise InvalidAccessToken("malformed token") from exc
+    if header.get("alg") != ALGORITHM:
+        raise InvalidAccessToken(f"algorithm {header.get('alg')!r} refused")
+    if any(name in header for name in FORBIDDEN_HEADERS):
+        raise InvalidAccessToken("token carries key-location headers")
+    if header.get("typ") != ACCESS_TOKEN_TYPE:
+        raise InvalidAccessToken("not an access token")
+    kid = header.get("kid")
+    key = public_keys.get(kid) if isinstance(kid, str) else None
+    if key is None:
+        raise InvalidAccessToken("unknown kid")
+    try:
+        claims: dict[str, Any] = jwt.decode(
+            token,
+            key,
+            algorithms=[ALGORITHM],
+            issuer=issuer,
+            audience=audience,
+            leeway=LEEWAY_SECONDS,
+            options={"require": ["exp", "iat", "iss", "sub", "aud"]},
+        )
+    except jwt.PyJWTError as exc:
+        raise InvalidAccessToken(type(exc).__name__) from exc
+    return claims
