@@ -1,4 +1,4 @@
-"""The ``nopass`` command (interface.md): dev, migrate, apply, serve, logs."""
+"""The ``nopass`` command (interface.md): dev, migrate, apply, serve, logs, users, keys."""
 
 from __future__ import annotations
 
@@ -12,14 +12,18 @@ from pathlib import Path
 from typing import Any
 
 from pydantic import ValidationError
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from nopass import __version__
 from nopass.config_file import ConfigFileError, load_config_file, parse_config
+from nopass.core.keyring import Keyring
 from nopass.settings import Settings, SettingsError, with_secret
 from nopass.store.apply import ApplyConflict, apply_config
 from nopass.store.audit_log import read_events, tenant_id_by_name
 from nopass.store.engine import DatabaseUrlError, create_engine
+from nopass.store.keys import create_key
 from nopass.store.migrate import is_empty, migrate, migrate_engine
+from nopass.store.users import SqlUserRepo, user_record
 
 EXIT_USAGE = 2
 DEV_TENANT = "dev"
@@ -195,9 +199,7 @@ def cmd_logs(args: argparse.Namespace) -> int:
     async def run() -> int:
         engine = create_engine(settings.database_url)
         try:
-            tenant_id = await tenant_id_by_name(engine, args.tenant)
-            if tenant_id is None:
-                raise CliError(f"error: no tenant named {args.tenant!r}", EXIT_USAGE)
+            tenant_id = await _tenant_id(engine, args.tenant)
             async for event in read_events(
                 engine, tenant_id, type_=args.type, since=since, user_id=args.user, limit=args.limit
             ):
@@ -207,6 +209,50 @@ def cmd_logs(args: argparse.Namespace) -> int:
         return 0
 
     return asyncio.run(run())
+
+
+async def _tenant_id(engine: AsyncEngine, name: str) -> str:
+    tenant_id = await tenant_id_by_name(engine, name)
+    if tenant_id is None:
+        raise CliError(f"error: no tenant named {name!r}", EXIT_USAGE)
+    return tenant_id
+
+
+def cmd_keys_rotate(args: argparse.Namespace) -> int:
+    settings = _settings(require_secret=True)
+
+    async def run() -> str:
+        engine = create_engine(settings.database_url)
+        try:
+            tenant_id = await _tenant_id(engine, args.tenant)
+            keyring = Keyring(settings.secret_keys)
+            return await create_key(engine, keyring, tenant_id, datetime.now(UTC), rotate=True)
+        finally:
+            await engine.dispose()
+
+    print(json.dumps({"tenant": args.tenant, "kid": asyncio.run(run())}))
+    return 0
+
+
+def cmd_users(args: argparse.Namespace) -> int:
+    settings = _settings(require_secret=False)
+
+    async def run() -> None:
+        engine = create_engine(settings.database_url)
+        try:
+            tenant_id = await _tenant_id(engine, args.tenant)
+            async with engine.connect() as conn:
+                repo = SqlUserRepo(conn)
+                names = await repo.connection_names(tenant_id)
+                users = await repo.list(tenant_id, limit=args.limit)
+            for user in users:
+                record = user_record(user, names.get(user.connection_id, ""))
+                sys.stdout.write(json.dumps(record) + "\n")
+        finally:
+            await engine.dispose()
+
+    asyncio.run(run())
+    return 0
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -248,6 +294,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--user", help="only events of this user_id")
     p.add_argument("--limit", type=int, help="at most this many events")
     p.set_defaults(func=cmd_logs)
+
+    p = sub.add_parser("users", help="list a tenant's users as JSON lines")
+    p.add_argument("--tenant", required=True, help="tenant name")
+    p.add_argument("--limit", type=int, help="at most this many users")
+    p.set_defaults(func=cmd_users)
+
+    keys = sub.add_parser("keys", help="manage token signing keys")
+    keys_sub = keys.add_subparsers(dest="keys_command", required=True, metavar="ACTION")
+    p = keys_sub.add_parser(
+        "rotate",
+        help="add a new signing key (new kid) that signs from now on; older keys stay in JWKS",
+    )
+    p.add_argument("--tenant", required=True, help="tenant name")
+    p.set_defaults(func=cmd_keys_rotate)
     return parser
 
 

@@ -11,7 +11,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from nopass.core.models import User
-from nopass.store.tables import UserRow, table
+from nopass.store.tables import ConnectionRow, UserRow, table
 
 _T = table(UserRow)
 
@@ -102,8 +102,34 @@ class SqlUserRepo:
         ).one()
         return _user(row), bool(created.rowcount)
 
+    async def connection_names(self, tenant_id: str) -> dict[str, str]:
+        t = table(ConnectionRow)
+        rows = await self._conn.execute(select(t.c.id, t.c.name).where(t.c.tenant_id == tenant_id))
+        return {row.id: row.name for row in rows}
+
     async def list(self, tenant_id: str, *, limit: int | None = None) -> list[User]:
         query = select(_T).where(_T.c.tenant_id == tenant_id).order_by(_T.c.created_at, _T.c.id)
         if limit:
             query = query.limit(limit)
         return [_user(r) for r in (await self._conn.execute(query)).all()]
+
+
+def user_record(user: User, connection: str) -> dict[str, Any]:
+    """The Management-API-like JSON shape of a user (``nopass users``)."""
+
+    def iso(moment: datetime | None) -> str | None:
+        return moment.isoformat().replace("+00:00", "Z") if moment else None
+
+    provider, _, local_id = user.user_id.partition("|")
+    return {
+        "user_id": user.user_id,
+        **user.profile,
+        "identities": [
+            {"user_id": local_id, "provider": provider, "connection": connection, "isSocial": False}
+        ],
+        "created_at": iso(user.created_at),
+        "updated_at": iso(user.updated_at),
+        "last_login": iso(user.last_login),
+        "last_ip": user.last_ip,
+        "logins_count": user.logins_count,
+    }
