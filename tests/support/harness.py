@@ -17,10 +17,12 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from nopass.app import create_app
 from nopass.config_file import parse_config
 from nopass.core.clock import Clock
+from nopass.core.keyring import Keyring
 from nopass.settings import Settings
 from nopass.store.apply import apply_config
 from nopass.store.engine import create_engine
 from nopass.store.migrate import migrate_engine
+from nopass.store.outbox_queue import SqlOutboxQueue
 
 TEST_SECRET = "test-secret-key-0123456789abcdef"
 
@@ -62,6 +64,16 @@ class Harness:
         async with self.engine.connect() as conn:
             value = await conn.scalar(text(f"SELECT COUNT(*) FROM {table} WHERE {where}"))  # noqa: S608
         return int(value or 0)
+
+    async def code_for(self, recipient: str) -> str:
+        """The code of the newest outbox message to ``recipient`` (outbox providers keep
+        their messages; the payload is decrypted with the test secret)."""
+        queue = SqlOutboxQueue(self.engine, Keyring([TEST_SECRET.encode()]))
+        for tenant in await self.rows("SELECT id FROM tenants"):
+            for entry in await queue.list_recent(tenant["id"], limit=200):
+                if entry.recipient == recipient and entry.code:
+                    return entry.code
+        raise AssertionError(f"no message to {recipient}")
 
     async def rows(self, sql: str) -> list[dict[str, Any]]:
         async with self.engine.connect() as conn:

@@ -94,7 +94,10 @@ class SqlChallengeRepo:
         )
 
     async def latest(self, tenant_id: str, connection_id: str, identifier: str) -> Challenge | None:
-        """The identity's most recent code, whatever its state: only the latest counts."""
+        """The identity's most recent code, whatever its state: only the latest counts.
+        An open code sorts first (a new start voids the older ones, so at most one is open
+        unless two starts raced; then the newer wins)."""
+        is_open = case((and_(_T.c.consumed_at.is_(None), _T.c.voided_at.is_(None)), 1), else_=0)
         row = (
             await self._conn.execute(
                 select(_T)
@@ -103,7 +106,7 @@ class SqlChallengeRepo:
                     _T.c.connection_id == connection_id,
                     _T.c.identifier == identifier,
                 )
-                .order_by(_T.c.created_at.desc(), _T.c.id.desc())
+                .order_by(is_open.desc(), _T.c.created_at.desc(), _T.c.id.desc())
                 .limit(1)
             )
         ).first()
