@@ -136,7 +136,7 @@ def create_app(
     services = Services(
         tenants=runtime.config,
         tokens=TokenDeps(uow=unit_of_work, keyring=keyring, keys=keys, clock=clock),
-        userinfo=UserinfoDeps(uow=unit_of_work, keys=keys),
+        userinfo=UserinfoDeps(uow=unit_of_work, keys=keys, clock=clock),
         start=StartDeps(
             uow=unit_of_work,
             keyring=keyring,

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from nopass.core.clock import Clock
 from nopass.core.errors import InvalidAccessToken
 from nopass.core.models import Resolved
 from nopass.core.ports import KeyStore, UnitOfWorkFactory
@@ -16,6 +17,7 @@ from nopass.tokens.jwt import verify_access_token
 class UserinfoDeps:
     uow: UnitOfWorkFactory
     keys: KeyStore
+    clock: Clock
 
 
 async def userinfo(token: str, tenant: Resolved, deps: UserinfoDeps) -> dict[str, Any]:
@@ -25,6 +27,7 @@ async def userinfo(token: str, tenant: Resolved, deps: UserinfoDeps) -> dict[str
         await deps.keys.public_keys(tenant_id),
         issuer=tenant.issuer,
         audience=tenant.issuer + "userinfo",
+        now=deps.clock.now(),
     )
     subject = claims.get("sub")
     scope = claims.get("scope")

@@ -9,6 +9,7 @@ headers are refused, not followed), and ``typ``, ``iss``, ``aud`` and ``exp`` ar
 from __future__ import annotations
 
 from collections.abc import Mapping
+from datetime import datetime
 from typing import Any
 
 import jwt
@@ -36,8 +37,10 @@ def verify_access_token(
     *,
     issuer: str,
     audience: str,
+    now: datetime,
 ) -> dict[str, Any]:
-    """Claims of a valid access token of ours, or ``InvalidAccessToken``."""
+    """Claims of a valid access token of ours, or ``InvalidAccessToken``. Time comes from
+    ``now`` (the injected clock), not from PyJWT's own reading of the system clock."""
     try:
         header = jwt.get_unverified_header(token)
     except jwt.PyJWTError as exc:
@@ -59,9 +62,19 @@ def verify_access_token(
             algorithms=[ALGORITHM],
             issuer=issuer,
             audience=audience,
-            leeway=LEEWAY_SECONDS,
-            options={"require": ["exp", "iat", "iss", "sub", "aud"]},
+            options={
+                "require": ["exp", "iat", "iss", "sub", "aud"],
+                "verify_exp": False,
+                "verify_iat": False,
+                "verify_nbf": False,
+            },
         )
     except jwt.PyJWTError as exc:
         raise InvalidAccessToken(type(exc).__name__) from exc
+    exp = claims.get("exp")
+    if not isinstance(exp, int | float) or exp + LEEWAY_SECONDS <= now.timestamp():
+        raise InvalidAccessToken("expired")
+    nbf = claims.get("nbf")
+    if isinstance(nbf, int | float) and nbf - LEEWAY_SECONDS > now.timestamp():
+        raise InvalidAccessToken("not yet valid")
     return claims
