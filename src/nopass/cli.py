@@ -144,6 +144,9 @@ Then read the code at {base}/dev/outbox
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
+    # The dev outbox page shows codes: only `nopass dev` may turn it on, never the environment.
+    if os.environ.pop("NOPASS_DEV_MODE", None) is not None:
+        print("warning: NOPASS_DEV_MODE is ignored by `nopass serve`", file=sys.stderr)
     settings = _settings(require_secret=True)
     engine = create_engine(settings.database_url)
 
