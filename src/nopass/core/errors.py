@@ -24,7 +24,10 @@
     ├── UnknownAudience           no resource server with that identifier
     ├── InvalidScope              scope of the wrong type, or wider than granted
     ├── InvalidRefreshToken       unknown, revoked, expired or reused refresh token
-    └── InvalidAccessToken        a bearer token that must not be honoured
+    ├── InvalidAccessToken        a bearer token that must not be honoured
+    ├── RedirectRejected          no safe redirect_uri: answer with an HTML page
+    ├── AuthorizeInvalid          an authorization request refused through its redirect
+    └── AuthorizationCodeRejected the code grant's code, redirect_uri or PKCE verifier
 """
 
 from __future__ import annotations
@@ -212,3 +215,50 @@ class InvalidAccessToken(NopassError):
     def __init__(self, reason: str) -> None:
         super().__init__(reason)
         self.reason = reason
+
+
+class RedirectRejected(NopassError):
+    """An authorization request that must not redirect anywhere (unknown client, or a
+    redirect_uri that is not an exact callback): answered with an HTML error page."""
+
+    def __init__(
+        self, reason: str, *, client_id: str | None = None, uri: str | None = None
+    ) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.client_id = client_id
+        self.uri = uri
+
+
+class AuthorizeProblem(Enum):
+    UNSUPPORTED_RESPONSE_TYPE = "unsupported_response_type"
+    UNSUPPORTED_RESPONSE_MODE = "unsupported_response_mode"
+    NONCE_REQUIRED = "nonce_required"
+    PKCE_REQUIRED = "pkce_required"
+    PKCE_METHOD = "pkce_method"
+    GRANT_NOT_ALLOWED = "grant_not_allowed"
+    LOGIN_REQUIRED = "login_required"
+    INVALID_TICKET = "invalid_ticket"
+    CONNECTION = "connection"
+
+
+class AuthorizeInvalid(NopassError):
+    """An authorization request that fails after its redirect_uri was validated: the error
+    goes back to the client through the response channel, with ``state``."""
+
+    def __init__(self, problem: AuthorizeProblem, detail: str = "") -> None:
+        super().__init__(f"{problem.value} {detail}".strip())
+        self.problem = problem
+        self.detail = detail
+
+
+class CodeGrantFailure(Enum):
+    INVALID = "invalid"  # unknown, expired, used, or of another client
+    REDIRECT_MISMATCH = "redirect_mismatch"
+    PKCE = "pkce"
+
+
+class AuthorizationCodeRejected(NopassError):
+    def __init__(self, failure: CodeGrantFailure) -> None:
+        super().__init__(f"authorization code rejected: {failure.value}")
+        self.failure = failure

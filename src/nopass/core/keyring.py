@@ -97,9 +97,15 @@ def _mac(key: bytes, challenge_id: str, code: str) -> str:
     return hmac.new(key, f"{challenge_id}\x00{code}".encode(), hashlib.sha256).hexdigest()
 
 
+def opaque_hash(value: str) -> str:
+    """How high-entropy bearer values (refresh tokens, sessions, tickets, authorization codes,
+    client secrets) are stored: SHA-256; with ≥ 128 random bits a plain hash suffices
+    (ASVS 6.5.2)."""
+    return hashlib.sha256(value.encode()).hexdigest()
+
+
 def hash_client_secret(secret: str) -> str:
-    """Client secrets are stored as SHA-256 (they are long random values; ASVS 6.5.2)."""
-    return hashlib.sha256(secret.encode()).hexdigest()
+    return opaque_hash(secret)
 
 
 def client_secret_matches(secret: str, stored_hash: str) -> bool:

@@ -234,3 +234,55 @@ class SigningKey:
     kid: str
     private: RSAPrivateKey
     jwk: Mapping[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class AuthorizationCode:
+    id: str
+    client_id: str
+    user_id: str
+    redirect_uri: str
+    scope: str
+    audience: str | None
+    nonce: str | None
+    code_challenge: str | None
+    code_challenge_method: str | None
+    auth_time: datetime
+    created_at: datetime
+    expires_at: datetime
+    used_at: datetime | None = None
+    refresh_family_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Session:
+    id: str
+    user_id: str
+    created_at: datetime
+    expires_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class LoginTransaction:
+    id: str
+    client_id: str
+    params: Mapping[str, str]
+    created_at: datetime
+    expires_at: datetime
+    connection: str | None = None
+    identifier: str | None = None
+    challenge_id: str | None = None
+    send: str | None = None
+    last_sent_at: datetime | None = None
+    completed_at: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class LoginTicket:
+    id: str
+    co_id: str
+    co_verifier_hash: str
+    client_id: str
+    user_id: str
+    realm: str
+    expires_at: datetime

@@ -15,13 +15,17 @@ from cryptography.hazmat.primitives.asymmetric.rsa import RSAPublicKey
 
 from nopass.core.models import (
     AuditEvent,
+    AuthorizationCode,
     Challenge,
     Connection,
     EmailProvider,
+    LoginTicket,
+    LoginTransaction,
     Message,
     OutboxEntry,
     RefreshGrant,
     Resolved,
+    Session,
     SigningKey,
     User,
 )
@@ -47,6 +51,13 @@ class ChallengeRepo(Protocol):
     ) -> bool | None:
         """Count one guess and decide it in one atomic statement: True consumed, False a
         counted wrong guess, None not open for guesses (used, voided, expired, exhausted)."""
+        ...
+
+    async def check(
+        self, tenant_id: str, challenge_id: str, guess_mac: str, now: datetime
+    ) -> bool | None:
+        """Like ``attempt`` without consuming: a right guess changes nothing, a wrong one
+        is counted (``/passwordless/verify``)."""
         ...
 
 
@@ -76,6 +87,44 @@ class RefreshTokenRepo(Protocol):
     async def mark_rotated(self, tenant_id: str, grant_id: str, now: datetime) -> bool: ...
 
     async def revoke_family(self, tenant_id: str, family_id: str, now: datetime) -> int: ...
+
+
+class AuthorizationCodeRepo(Protocol):
+    async def add(self, tenant_id: str, code: AuthorizationCode, code_hash: str) -> None: ...
+
+    async def redeem(
+        self, tenant_id: str, code_hash: str, now: datetime
+    ) -> tuple[AuthorizationCode | None, bool]: ...
+
+    async def remember_refresh_family(self, tenant_id: str, code_id: str, family: str) -> None: ...
+
+
+class SessionRepo(Protocol):
+    async def add(self, tenant_id: str, session: Session, token_hash: str) -> None: ...
+
+    async def find(self, tenant_id: str, token_hash: str, now: datetime) -> Session | None: ...
+
+    async def revoke(self, tenant_id: str, token_hash: str, now: datetime) -> None: ...
+
+
+class TransactionRepo(Protocol):
+    async def add(self, tenant_id: str, tx: LoginTransaction, token_hash: str) -> None: ...
+
+    async def find(
+        self, tenant_id: str, token_hash: str, now: datetime
+    ) -> LoginTransaction | None: ...
+
+    async def update(self, tenant_id: str, tx_id: str, values: Mapping[str, Any]) -> None: ...
+
+
+class LoginTicketRepo(Protocol):
+    async def add(
+        self, tenant_id: str, ticket: LoginTicket, ticket_hash: str, now: datetime
+    ) -> None: ...
+
+    async def consume(
+        self, tenant_id: str, ticket_hash: str, client_id: str, now: datetime
+    ) -> LoginTicket | None: ...
 
 
 class FailureWindowRepo(Protocol):
@@ -133,6 +182,14 @@ class UnitOfWork(Protocol):
     def refresh_tokens(self) -> RefreshTokenRepo: ...
     @property
     def failures(self) -> FailureWindowRepo: ...
+    @property
+    def authorization_codes(self) -> AuthorizationCodeRepo: ...
+    @property
+    def sessions(self) -> SessionRepo: ...
+    @property
+    def transactions(self) -> TransactionRepo: ...
+    @property
+    def tickets(self) -> LoginTicketRepo: ...
 
     async def __aenter__(self) -> Self: ...
 

@@ -7,12 +7,10 @@ per RFC 9700 §4.14. Order of checks: grant_type → client_id → grant paramet
 
 from __future__ import annotations
 
-import hashlib
 import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
-from typing import Any
 
 from nopass.core.clock import Clock
 from nopass.core.errors import (
@@ -29,7 +27,7 @@ from nopass.core.errors import (
     UnknownClient,
     UnsupportedGrantType,
 )
-from nopass.core.keyring import Keyring
+from nopass.core.keyring import Keyring, opaque_hash
 from nopass.core.models import (
     PASSWORDLESS_OTP_GRANT,
     AuditEvent,
@@ -42,20 +40,18 @@ from nopass.core.models import (
 from nopass.core.otp import new_id
 from nopass.core.ports import KeyStore, RequestInfo, UnitOfWork, UnitOfWorkFactory
 from nopass.flows.client_auth import ClientCredentials, authenticate_client
+from nopass.flows.issue import Grant, TokenSet, issue_tokens
 from nopass.flows.verify import (
     check_identity_window,
     complete_login,
     normalize_identifier,
     verify_code,
 )
-from nopass.tokens.claims import access_token_claims, id_token_claims
-from nopass.tokens.jwt import ACCESS_TOKEN_TYPE, ID_TOKEN_TYPE, sign
 
 REFRESH_GRANT = "refresh_token"
 SUPPORTED_GRANTS = (PASSWORDLESS_OTP_GRANT, REFRESH_GRANT)
 DEFAULT_SCOPE = "openid"
 DEFAULT_ACCESS_TOKEN_LIFETIME = 86400
-DEFAULT_ID_TOKEN_LIFETIME = 36000
 DEFAULT_REFRESH_LIFETIME = 2592000
 REFRESH_TOKEN_PREFIX = "v1."  # noqa: S105 (a format prefix)
 
@@ -74,24 +70,6 @@ class TokenDeps:
     keyring: Keyring
     keys: KeyStore
     clock: Clock
-
-
-@dataclass(frozen=True, slots=True)
-class TokenSet:
-    access_token: str
-    expires_in: int
-    scope: str
-    id_token: str | None = None
-    refresh_token: str | None = None
-
-    def as_json(self) -> dict[str, Any]:
-        body: dict[str, Any] = {"access_token": self.access_token}
-        if self.id_token is not None:
-            body["id_token"] = self.id_token
-        if self.refresh_token is not None:
-            body["refresh_token"] = self.refresh_token
-        body.update({"scope": self.scope, "expires_in": self.expires_in, "token_type": "Bearer"})
-        return body
 
 
 def param(body: Mapping[str, object], name: str) -> str | None:
@@ -120,10 +98,6 @@ def parse_scope(body: Mapping[str, object]) -> list[str] | None:
     if isinstance(value, list) and all(isinstance(v, str) for v in value):
         return [s for v in value for s in v.split()]
     raise InvalidScope("Scope must be an array or a string")
-
-
-def hash_refresh_token(token: str) -> str:
-    return hashlib.sha256(token.encode()).hexdigest()
 
 
 def client_of(cmd: TokenCommand, config: TenantConfig) -> tuple[Client, ClientCredentials]:
@@ -162,17 +136,9 @@ async def exchange(cmd: TokenCommand, config: TenantConfig, deps: TokenDeps) -> 
     return await _refresh_grant(cmd, config, deps)
 
 
-@dataclass(frozen=True, slots=True)
-class _Grant:
-    scopes: list[str]
-    audience: str | None
-    access_lifetime: int
-    offline: bool
-
-
 def _grant_scope(
     config: TenantConfig, client: Client, scopes: list[str] | None, audience: str | None
-) -> _Grant:
+) -> Grant:
     scopes = list(dict.fromkeys(scopes or DEFAULT_SCOPE.split()))
     audience = audience or config.tenant.default_audience
     lifetime = DEFAULT_ACCESS_TOKEN_LIFETIME
@@ -186,7 +152,7 @@ def _grant_scope(
     offline = "offline_access" in scopes and may_refresh
     if "offline_access" in scopes and not offline:
         scopes.remove("offline_access")
-    return _Grant(scopes=scopes, audience=audience, access_lifetime=lifetime, offline=offline)
+    return Grant(scopes=scopes, audience=audience, access_lifetime=lifetime, offline=offline)
 
 
 async def _otp_grant(cmd: TokenCommand, config: TenantConfig, deps: TokenDeps) -> TokenSet:
@@ -228,7 +194,9 @@ async def _otp_grant(cmd: TokenCommand, config: TenantConfig, deps: TokenDeps) -
             )
         await uow.audit.add(user_audit, now)
         await uow.commit()
-    return await _tokens(cmd, config, deps, client, login.user, grant, now, refresh)
+    return await issue_tokens(
+        deps.keys, config, cmd.issuer, client, login.user, grant, now, refresh
+    )
 
 
 def _realm(config: TenantConfig, client: Client, realm: str) -> Connection:
@@ -245,7 +213,7 @@ async def _new_refresh_token(
     config: TenantConfig,
     client: Client,
     user: User,
-    grant: _Grant,
+    grant: Grant,
     now: datetime,
     parent: RefreshGrant | None,
 ) -> str | None:
@@ -273,7 +241,7 @@ async def _new_refresh_token(
         rotated_at=None,
         revoked_at=None,
     )
-    await uow.refresh_tokens.add(config.tenant.id, record, hash_refresh_token(token))
+    await uow.refresh_tokens.add(config.tenant.id, record, opaque_hash(token))
     return token
 
 
@@ -298,7 +266,7 @@ async def _refresh_grant(cmd: TokenCommand, config: TenantConfig, deps: TokenDep
             await uow.commit()
             raise
         scopes = requested or granted
-        grant = _Grant(
+        grant = Grant(
             scopes=scopes,
             audience=stored.audience,
             access_lifetime=_access_lifetime(config, stored.audience),
@@ -309,8 +277,7 @@ async def _refresh_grant(cmd: TokenCommand, config: TenantConfig, deps: TokenDep
             _event(audit, "sertft", "Successful exchange", user_id=user.user_id), now
         )
         await uow.commit()
-    scope_label = _Grant(scopes, stored.audience, grant.access_lifetime, offline=False)
-    return await _tokens(cmd, config, deps, client, user, scope_label, now, new_token)
+    return await issue_tokens(deps.keys, config, cmd.issuer, client, user, grant, now, new_token)
 
 
 def _rotating(client: Client) -> bool:
@@ -331,7 +298,7 @@ async def _redeem(
     audit: AuditEvent,
 ) -> tuple[RefreshGrant, User]:
     tenant_id = config.tenant.id
-    stored = await uow.refresh_tokens.find(tenant_id, hash_refresh_token(token))
+    stored = await uow.refresh_tokens.find(tenant_id, opaque_hash(token))
     if stored is None or stored.client_id != client.client_id:
         raise InvalidRefreshToken("unknown refresh token")
     if stored.revoked_at is not None:
@@ -358,63 +325,6 @@ async def _redeem(
     if user is None:
         raise InvalidRefreshToken("the user no longer exists")
     return stored, user
-
-
-async def _tokens(
-    cmd: TokenCommand,
-    config: TenantConfig,
-    deps: TokenDeps,
-    client: Client,
-    user: User,
-    grant: _Grant,
-    now: datetime,
-    refresh_token: str | None,
-) -> TokenSet:
-    key = await deps.keys.signing_key(config.tenant.id)
-    issued_at = int(now.timestamp())
-    scopes = frozenset(grant.scopes)
-    audiences = [grant.audience] if grant.audience else []
-    if "openid" in scopes or not audiences:
-        audiences.append(cmd.issuer + "userinfo")
-    scope = " ".join(grant.scopes)
-    access = sign(
-        access_token_claims(
-            subject=user.user_id,
-            issuer=cmd.issuer,
-            audiences=audiences,
-            client_id=client.client_id,
-            scope=scope,
-            issued_at=issued_at,
-            lifetime=grant.access_lifetime,
-            token_id=new_id(),
-        ),
-        key,
-        typ=ACCESS_TOKEN_TYPE,
-    )
-    id_token = None
-    if "openid" in scopes:
-        lifetime = int(
-            client.jwt_configuration.get("lifetime_in_seconds", DEFAULT_ID_TOKEN_LIFETIME)
-        )
-        id_token = sign(
-            id_token_claims(
-                user,
-                issuer=cmd.issuer,
-                client_id=client.client_id,
-                scopes=scopes,
-                issued_at=issued_at,
-                lifetime=lifetime,
-            ),
-            key,
-            typ=ID_TOKEN_TYPE,
-        )
-    return TokenSet(
-        access_token=access,
-        expires_in=grant.access_lifetime,
-        scope=scope,
-        id_token=id_token,
-        refresh_token=refresh_token,
-    )
 
 
 def _wrong_text(exc: CodeRejected) -> str:

@@ -129,14 +129,7 @@ class SqlChallengeRepo:
         row = (
             await self._conn.execute(
                 update(_T)
-                .where(
-                    _T.c.tenant_id == tenant_id,
-                    _T.c.id == challenge_id,
-                    _T.c.attempts < MAX_ATTEMPTS,
-                    _T.c.consumed_at.is_(None),
-                    _T.c.voided_at.is_(None),
-                    _T.c.expires_at > now,
-                )
+                .where(*_open_for_guesses(tenant_id, challenge_id, now))
                 .values(attempts=_T.c.attempts + 1, consumed_at=case((matches, now), else_=None))
                 .returning(_T.c.consumed_at)
             )
@@ -144,3 +137,28 @@ class SqlChallengeRepo:
         if row is None:
             return None
         return row.consumed_at is not None
+
+    async def check(
+        self, tenant_id: str, challenge_id: str, guess_mac: str, now: datetime
+    ) -> bool | None:
+        matches = and_(_T.c.code_hmac == guess_mac, _T.c.phantom.is_(False))
+        row = (
+            await self._conn.execute(
+                update(_T)
+                .where(*_open_for_guesses(tenant_id, challenge_id, now))
+                .values(attempts=_T.c.attempts + case((matches, 0), else_=1))
+                .returning(case((matches, 1), else_=0).label("ok"))
+            )
+        ).first()
+        return None if row is None else bool(row.ok)
+
+
+def _open_for_guesses(tenant_id: str, challenge_id: str, now: datetime) -> list[Any]:
+    return [
+        _T.c.tenant_id == tenant_id,
+        _T.c.id == challenge_id,
+        _T.c.attempts < MAX_ATTEMPTS,
+        _T.c.consumed_at.is_(None),
+        _T.c.voided_at.is_(None),
+        _T.c.expires_at > now,
+    ]

@@ -324,3 +324,78 @@ class FailureWindowRow(Base):
     identifier: Mapped[str] = mapped_column(String(320), primary_key=True)
     window_start: Mapped[datetime]
     failures: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class AuthorizationCodeRow(Base):
+    """An OAuth authorization code (RFC 6749 §4.1), stored as SHA-256, valid ≤ 60 s, once.
+    ``refresh_family_id`` remembers what the first redemption issued, so that a second
+    redemption can revoke it (RFC 6749 §4.1.2)."""
+
+    __tablename__ = "authorization_codes"
+    id: Mapped[str] = mapped_column(String(24), primary_key=True)
+    tenant_id: Mapped[str] = _tenant_fk()
+    code_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    client_id: Mapped[str] = mapped_column(String(128))
+    user_id: Mapped[str] = mapped_column(String(64))
+    redirect_uri: Mapped[str] = mapped_column(Text)
+    scope: Mapped[str] = mapped_column(Text)
+    audience: Mapped[str | None] = mapped_column(String(512))
+    nonce: Mapped[str | None] = mapped_column(Text)
+    code_challenge: Mapped[str | None] = mapped_column(String(128))
+    code_challenge_method: Mapped[str | None] = mapped_column(String(8))
+    auth_time: Mapped[datetime]
+    created_at: Mapped[datetime]
+    expires_at: Mapped[datetime] = mapped_column(index=True)
+    used_at: Mapped[datetime | None]
+    refresh_family_id: Mapped[str | None] = mapped_column(String(24))
+
+
+class SessionRow(Base):
+    """A browser session at nopass (the hosted page's cookie), stored as SHA-256."""
+
+    __tablename__ = "sessions"
+    id: Mapped[str] = mapped_column(String(24), primary_key=True)
+    tenant_id: Mapped[str] = _tenant_fk()
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    user_id: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime]
+    expires_at: Mapped[datetime] = mapped_column(index=True)
+    revoked_at: Mapped[datetime | None]
+
+
+class LoginTransactionRow(Base):
+    """One visit to the hosted login page: the authorization request it serves, then the
+    identity it sent a code or link to. Found by the SHA-256 of its cookie value."""
+
+    __tablename__ = "login_transactions"
+    id: Mapped[str] = mapped_column(String(24), primary_key=True)
+    tenant_id: Mapped[str] = _tenant_fk()
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    client_id: Mapped[str] = mapped_column(String(128))
+    params: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    connection: Mapped[str | None] = mapped_column(String(128))
+    identifier: Mapped[str | None] = mapped_column(String(320))
+    challenge_id: Mapped[str | None] = mapped_column(String(24))
+    send: Mapped[str | None] = mapped_column(String(16))
+    created_at: Mapped[datetime]
+    expires_at: Mapped[datetime] = mapped_column(index=True)
+    last_sent_at: Mapped[datetime | None]
+    completed_at: Mapped[datetime | None]
+
+
+class LoginTicketRow(Base):
+    """A ``/co/authenticate`` login ticket (auth0-wire.md §5.2-5.3, §12.11): 5 minutes, once,
+    bound to its client; ``co_verifier`` is checked when the browser presents its cookie."""
+
+    __tablename__ = "login_tickets"
+    id: Mapped[str] = mapped_column(String(24), primary_key=True)
+    tenant_id: Mapped[str] = _tenant_fk()
+    ticket_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    co_id: Mapped[str] = mapped_column(String(64))
+    co_verifier_hash: Mapped[str] = mapped_column(String(64))
+    client_id: Mapped[str] = mapped_column(String(128))
+    user_id: Mapped[str] = mapped_column(String(64))
+    realm: Mapped[str] = mapped_column(String(128))
+    created_at: Mapped[datetime]
+    expires_at: Mapped[datetime] = mapped_column(index=True)
+    used_at: Mapped[datetime | None]

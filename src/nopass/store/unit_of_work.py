@@ -17,9 +17,12 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from nopass.core.keyring import Keyring
 from nopass.core.models import AuditEvent, Message
 from nopass.core.otp import new_id
+from nopass.store.authorization_codes import SqlAuthorizationCodeRepo
 from nopass.store.challenges import SqlChallengeRepo
 from nopass.store.failure_windows import SqlFailureWindowRepo
+from nopass.store.login_tickets import SqlLoginTicketRepo
 from nopass.store.refresh_tokens import SqlRefreshTokenRepo
+from nopass.store.sessions import SqlSessionRepo, SqlTransactionRepo
 from nopass.store.tables import AuditEventRow, ClientAssertionRow, OutboxRow, table
 from nopass.store.users import SqlUserRepo
 
@@ -126,6 +129,10 @@ class SqlUnitOfWork:
     assertions: SqlAssertionRepo
     refresh_tokens: SqlRefreshTokenRepo
     failures: SqlFailureWindowRepo
+    authorization_codes: SqlAuthorizationCodeRepo
+    sessions: SqlSessionRepo
+    transactions: SqlTransactionRepo
+    tickets: SqlLoginTicketRepo
 
     def __init__(self, engine: AsyncEngine, keyring: Keyring) -> None:
         self._engine = engine
@@ -143,6 +150,10 @@ class SqlUnitOfWork:
         self.assertions = SqlAssertionRepo(conn)
         self.refresh_tokens = SqlRefreshTokenRepo(conn)
         self.failures = SqlFailureWindowRepo(conn)
+        self.authorization_codes = SqlAuthorizationCodeRepo(conn)
+        self.sessions = SqlSessionRepo(conn)
+        self.transactions = SqlTransactionRepo(conn)
+        self.tickets = SqlLoginTicketRepo(conn)
         return self
 
     async def __aexit__(
