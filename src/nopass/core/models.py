@@ -6,7 +6,7 @@ Field names follow Auth0's Management API where an Auth0 concept exists.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from enum import StrEnum
 from typing import Any
@@ -193,6 +193,15 @@ class AuditEvent:
     user_name: str | None = None
     user_id: str | None = None
     details: Mapping[str, Any] = field(default_factory=dict)
+
+    def but(self, type_: str, description: str = "", *, user_id: str | None = None) -> AuditEvent:
+        """This event's context (who, where, which client) for another event type."""
+        return replace(
+            self,
+            type=type_,
+            description=description,
+            user_id=user_id if user_id is not None else self.user_id,
+        )
 
 
 @dataclass(frozen=True, slots=True)

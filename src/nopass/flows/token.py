@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import secrets
 from collections.abc import Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from nopass.core.clock import Clock
@@ -179,18 +179,18 @@ async def _otp_grant(cmd: TokenCommand, config: TenantConfig, deps: TokenDeps) -
             )
         except CodeRejected as exc:
             description = _wrong_text(exc)
-            await uow.audit.add(_event(audit, "fp", description), now)
-            await uow.audit.add(_event(audit, "fepotpft", description), now)
+            await uow.audit.add(audit.but("fp", description), now)
+            await uow.audit.add(audit.but("fepotpft", description), now)
             await uow.commit()
             raise
         login = await complete_login(
             uow, config.tenant, connection, identifier, challenge_id, ip=cmd.request.ip, now=now
         )
         refresh = await _new_refresh_token(uow, config, client, login.user, grant, now, None)
-        user_audit = _event(audit, "s", "Successful login", user_id=login.user.user_id)
+        user_audit = audit.but("s", "Successful login", user_id=login.user.user_id)
         if login.created:
             await uow.audit.add(
-                _event(audit, "ss", "Successful signup", user_id=login.user.user_id), now
+                audit.but("ss", "Successful signup", user_id=login.user.user_id), now
             )
         await uow.audit.add(user_audit, now)
         await uow.commit()
@@ -262,7 +262,7 @@ async def _refresh_grant(cmd: TokenCommand, config: TenantConfig, deps: TokenDep
             if requested is not None and not set(requested) <= set(granted):
                 raise InvalidScope("The requested scope exceeds the original grant")
         except (InvalidRefreshToken, InvalidScope) as exc:
-            await uow.audit.add(_event(audit, "fertft", str(exc)), now)
+            await uow.audit.add(audit.but("fertft", str(exc)), now)
             await uow.commit()
             raise
         scopes = requested or granted
@@ -273,9 +273,7 @@ async def _refresh_grant(cmd: TokenCommand, config: TenantConfig, deps: TokenDep
             offline=_rotating(client),
         )
         new_token = await _new_refresh_token(uow, config, client, user, grant, now, stored)
-        await uow.audit.add(
-            _event(audit, "sertft", "Successful exchange", user_id=user.user_id), now
-        )
+        await uow.audit.add(audit.but("sertft", "Successful exchange", user_id=user.user_id), now)
         await uow.commit()
     return await issue_tokens(deps.keys, config, cmd.issuer, client, user, grant, now, new_token)
 
@@ -312,8 +310,7 @@ async def _redeem(
         if not rotated_now and not (in_leeway and leeway):
             await uow.refresh_tokens.revoke_family(tenant_id, stored.family_id, now)
             await uow.audit.add(
-                _event(
-                    audit,
+                audit.but(
                     "ferrt",
                     "Reused rotated refresh token: family revoked",
                     user_id=stored.user_id,
@@ -347,15 +344,4 @@ def _audit(
         connection=connection.name if connection else None,
         user_name=username,
         details={"client_name": client.name},
-    )
-
-
-def _event(
-    base: AuditEvent, type_: str, description: str, *, user_id: str | None = None
-) -> AuditEvent:
-    return replace(
-        base,
-        type=type_,
-        description=description,
-        user_id=user_id if user_id is not None else base.user_id,
     )

@@ -1,0 +1,161 @@
+"""``/passwordless/verify_redirect``: the magic link (auth0-wire.md §4, §12.9).
+
+GET and HEAD only show a confirmation page (mail scanners fetch links; they must burn
+nothing). The POST from that page checks and consumes the code with the same counters as the
+OTP grant, signs the browser in, and answers like ``/authorize`` would. A GET continues at
+once when it carries the hosted page's transaction cookie for this very code, or when the
+connection sets ``magic_link_confirmation: false``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from nopass.core.clock import Clock
+from nopass.core.errors import (
+    CodeFailure,
+    CodeRejected,
+    ConnectionIssue,
+    ConnectionProblem,
+    IdentityBlocked,
+)
+from nopass.core.keyring import Keyring, opaque_hash
+from nopass.core.models import AuditEvent, Connection, TenantConfig
+from nopass.core.ports import KeyStore, UnitOfWorkFactory
+from nopass.flows.authorize import (
+    AuthorizationResponse,
+    AuthorizeRequest,
+    parse_authorize,
+    respond,
+)
+from nopass.flows.session import open_session
+from nopass.flows.verify import (
+    check_identity_window,
+    complete_login,
+    normalize_identifier,
+    verify_code,
+)
+
+LINK_PARAMETERS = ("verification_code", "connection", "client_id", "email", "phone_number")
+
+
+@dataclass(frozen=True, slots=True)
+class BrowserDeps:
+    uow: UnitOfWorkFactory
+    keyring: Keyring
+    keys: KeyStore
+    clock: Clock
+
+
+@dataclass(frozen=True, slots=True)
+class MagicLink:
+    request: AuthorizeRequest
+    connection: Connection
+    identifier: str | None
+    code: str
+
+
+@dataclass(frozen=True, slots=True)
+class LinkOutcome:
+    response: AuthorizationResponse | None  # None: answered with an error (see ``error``)
+    session_token: str | None
+    error: Exception | None = None
+    request: AuthorizeRequest | None = None
+
+
+def read_link(params: Mapping[str, str | list[str]], config: TenantConfig) -> MagicLink:
+    """Validate a link's parameters. Raises ``RedirectRejected`` (HTML page) or, once the
+    redirect is known good, ``AuthorizeInvalid``/``ConnectionProblem`` wrapped for redirect."""
+    auth = {k: v for k, v in params.items() if k not in LINK_PARAMETERS}
+    auth["client_id"] = params.get("client_id", "")
+    if not auth.get("response_type"):
+        auth["response_type"] = "code"
+    request = parse_authorize(auth, config)
+    name = params.get("connection")
+    connection = config.connections.get(name) if isinstance(name, str) else None
+    if connection is None or not connection.is_passwordless:
+        raise LinkRejected(request, ConnectionProblem(ConnectionIssue.NOT_FOUND))
+    if request.client_id not in connection.enabled_clients:
+        raise LinkRejected(request, ConnectionProblem(ConnectionIssue.DISABLED))
+    field = "email" if connection.strategy == "email" else "phone_number"
+    raw = params.get(field)
+    code = params.get("verification_code")
+    identifier = normalize_identifier(connection, raw) if isinstance(raw, str) else None
+    return MagicLink(
+        request=request,
+        connection=connection,
+        identifier=identifier,
+        code=code if isinstance(code, str) else "",
+    )
+
+
+class LinkRejected(Exception):
+    """A link failure that goes back to the client's redirect_uri with ``state``."""
+
+    def __init__(self, request: AuthorizeRequest, cause: Exception) -> None:
+        super().__init__(str(cause))
+        self.request = request
+        self.cause = cause
+
+
+def confirmation_needed(
+    link: MagicLink, transaction_challenge: str | None, latest_challenge: str | None
+) -> bool:
+    if not link.connection.options.get("magic_link_confirmation", True):
+        return False
+    return transaction_challenge is None or transaction_challenge != latest_challenge
+
+
+async def redeem_link(
+    link: MagicLink,
+    config: TenantConfig,
+    issuer: str,
+    deps: BrowserDeps,
+    *,
+    ip: str | None,
+    audit: AuditEvent,
+) -> tuple[AuthorizationResponse, str]:
+    """Consume the link's code and sign in: ``(authorization response, session token)``.
+    Raises ``LinkRejected`` for failures that go back to the client."""
+    tenant, connection = config.tenant, link.connection
+    async with deps.uow() as uow:
+        now = deps.clock.now()
+        try:
+            if link.identifier is None:
+                raise CodeRejected(CodeFailure.WRONG, connection.strategy)
+            await check_identity_window(uow, tenant, connection, link.identifier, now)
+            challenge_id = await verify_code(
+                uow, deps.keyring, tenant, connection, link.identifier, link.code, now
+            )
+        except (CodeRejected, IdentityBlocked) as exc:
+            await uow.audit.add(audit.but("f", str(exc)), now)
+            await uow.commit()
+            raise LinkRejected(link.request, exc) from exc
+        login = await complete_login(
+            uow, tenant, connection, link.identifier, challenge_id, ip=ip, now=now
+        )
+        session = await open_session(uow, tenant.id, login.user, now)
+        response = await respond(
+            uow, deps.keys, config, issuer, link.request, login.user, auth_time=now, now=now
+        )
+        if login.created:
+            await uow.audit.add(
+                audit.but("ss", "Successful signup", user_id=login.user.user_id), now
+            )
+        await uow.audit.add(audit.but("s", "Successful login", user_id=login.user.user_id), now)
+        await uow.commit()
+    return response, session
+
+
+async def latest_challenge_id(
+    deps: BrowserDeps, config: TenantConfig, link: MagicLink, transaction_token: str | None
+) -> tuple[str | None, str | None]:
+    """``(the transaction's challenge, the identity's latest challenge)`` for the GET rule."""
+    if transaction_token is None or link.identifier is None:
+        return None, None
+    async with deps.uow() as uow:
+        now = deps.clock.now()
+        tx = await uow.transactions.find(config.tenant.id, opaque_hash(transaction_token), now)
+        latest = await uow.challenges.latest(config.tenant.id, link.connection.id, link.identifier)
+    return (tx.challenge_id if tx else None), (latest.id if latest else None)

@@ -1,0 +1,39 @@
+"""The browser session at nopass: a random cookie value, stored as SHA-256, 7 days."""
+
+from __future__ import annotations
+
+import secrets
+from datetime import datetime, timedelta
+
+from nopass.core.keyring import opaque_hash
+from nopass.core.models import Session, User
+from nopass.core.otp import new_id
+from nopass.core.ports import UnitOfWork
+
+SESSION_LIFETIME = timedelta(days=7)
+
+
+async def open_session(uow: UnitOfWork, tenant_id: str, user: User, now: datetime) -> str:
+    token = secrets.token_urlsafe(32)
+    session = Session(
+        id=new_id(), user_id=user.user_id, created_at=now, expires_at=now + SESSION_LIFETIME
+    )
+    await uow.sessions.add(tenant_id, session, opaque_hash(token))
+    return token
+
+
+async def current_session(
+    uow: UnitOfWork, tenant_id: str, token: str | None, now: datetime
+) -> tuple[Session, User] | None:
+    if not token:
+        return None
+    session = await uow.sessions.find(tenant_id, opaque_hash(token), now)
+    if session is None:
+        return None
+    user = await uow.users.get(tenant_id, session.user_id)
+    return (session, user) if user is not None else None
+
+
+async def close_session(uow: UnitOfWork, tenant_id: str, token: str | None, now: datetime) -> None:
+    if token:
+        await uow.sessions.revoke(tenant_id, opaque_hash(token), now)
