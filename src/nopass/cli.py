@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import json
 import os
+import signal
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
@@ -169,6 +170,9 @@ def _run_server(settings: Settings, *, host: str, port: int, workers: int) -> in
     # Worker processes rebuild Settings from the environment: hand them the resolved secret.
     os.environ["NOPASS_SECRET_KEY"] = ",".join(k.decode() for k in settings.secret_keys)
     os.environ["NOPASS_DATABASE_URL"] = settings.database_url
+    # uvicorn re-raises the signal that stopped it once it has shut down, so the process would
+    # end "killed by SIGTERM" (status 143). A graceful stop on SIGTERM is a success: exit 0.
+    signal.signal(signal.SIGTERM, _stopped)
     uvicorn.run(
         "nopass.app:create_app_from_env",
         factory=True,
@@ -184,6 +188,10 @@ def _run_server(settings: Settings, *, host: str, port: int, workers: int) -> in
         http="httptools",
     )
     return 0
+
+
+def _stopped(signum: int, frame: object) -> None:
+    raise SystemExit(0)
 
 
 def cmd_logs(args: argparse.Namespace) -> int:
@@ -215,6 +223,10 @@ def cmd_logs(args: argparse.Namespace) -> int:
 
 
 async def _tenant_id(engine: AsyncEngine, name: str) -> str:
+    if await is_empty(engine):
+        raise CliError(
+            "error: the database has no nopass schema yet: run `nopass migrate` first", EXIT_USAGE
+        )
     tenant_id = await tenant_id_by_name(engine, name)
     if tenant_id is None:
         raise CliError(f"error: no tenant named {name!r}", EXIT_USAGE)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import ipaddress
 import json
+from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
@@ -95,6 +96,14 @@ class TestIdentity(_Strict):
     identifier: str
     code: Annotated[str, Field(pattern=r"^[0-9]{6,10}$")]
     expires_at: str
+
+    @field_validator("expires_at", mode="before")
+    @classmethod
+    def _yaml_timestamp(cls, value: object) -> object:
+        # YAML reads an unquoted 2027-06-30T00:00:00Z as a datetime, not as a string.
+        if isinstance(value, datetime):
+            return value.isoformat().replace("+00:00", "Z")
+        return value
 
     @field_validator("expires_at")
     @classmethod
@@ -313,12 +322,15 @@ class SmsOptions(_Strict):
     @model_validator(mode="after")
     def _provider(self) -> SmsOptions:
         if self.provider == "sms_gateway" and not self.gateway_url:
-            raise ValueError("gateway_url is required for provider sms_gateway")
+            raise _Nested("gateway_url", "gateway_url is required for provider sms_gateway")
         if self.provider == "twilio":
             if not (self.twilio_sid and self.twilio_token):
-                raise ValueError("twilio_sid and twilio_token are required for provider twilio")
+                key = "twilio_token" if self.twilio_sid else "twilio_sid"
+                raise _Nested(key, "twilio_sid and twilio_token are required for provider twilio")
             if not (self.from_ or self.messaging_service_sid):
-                raise ValueError("from or messaging_service_sid is required for provider twilio")
+                raise _Nested(
+                    "from", "from or messaging_service_sid is required for provider twilio"
+                )
         return self
 
 
@@ -339,7 +351,12 @@ class ConnectionSpec(_Strict):
                 model.model_validate(self.options)
             except ValidationError as exc:
                 err = exc.errors()[0]
-                raise _Nested("options." + _loc(tuple(err["loc"])), _message(err)) from None
+                loc: tuple[int | str, ...] = tuple(err["loc"])
+                nested = err.get("ctx", {}).get("error")
+                if isinstance(nested, _Nested):  # a model-level check naming its own key
+                    loc = (*loc, nested.loc)
+                path = "options." + _loc(loc) if loc else "options"
+                raise _Nested(path, _message(err)) from None
         return self
 
     def normalized_options(self) -> dict[str, Any]:

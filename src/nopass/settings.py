@@ -89,11 +89,13 @@ def with_secret(settings: Settings, *, require: bool) -> Settings:
         if any(len(k) < 16 for k in settings.secret_keys):
             raise SettingsError("NOPASS_SECRET_KEY: every key must be at least 16 characters")
         return settings
-    if require and not settings.is_sqlite:
-        raise SettingsError(
-            "NOPASS_SECRET_KEY must be set when the database is not SQLite (e.g. "
-            "NOPASS_SECRET_KEY=$(python3 -c 'import secrets;print(secrets.token_urlsafe(32))'))"
-        )
+    if not settings.is_sqlite:
+        if require:
+            raise SettingsError(
+                "NOPASS_SECRET_KEY must be set when the database is not SQLite (e.g. "
+                "NOPASS_SECRET_KEY=$(python3 -c 'import secrets;print(secrets.token_urlsafe(32))'))"
+            )
+        return settings  # ./var/secret.key is the SQLite (dev) fallback only
     DEV_SECRET_FILE.parent.mkdir(parents=True, exist_ok=True)
     if not DEV_SECRET_FILE.exists():
         DEV_SECRET_FILE.write_text(secrets.token_urlsafe(32) + "\n")

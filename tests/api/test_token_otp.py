@@ -22,7 +22,9 @@ EMAIL = "ada@example.com"
 WRONG = {"error": "invalid_grant", "error_description": "Wrong email or verification code."}
 EXHAUSTED = {
     "error": "invalid_grant",
-    "error_description": "You've reached the maximum number of attempts. Please try to login again.",
+    "error_description": (
+        "You've reached the maximum number of attempts. Please try to login again."
+    ),
 }
 EXPIRED = {
     "error": "invalid_grant",
@@ -285,7 +287,9 @@ ERRORS: list[tuple[str, dict[str, Any], int, dict[str, Any]]] = [
         403,
         {
             "error": "unauthorized_client",
-            "error_description": f"Grant type '{PASSWORDLESS_OTP_GRANT}' not allowed for the client.",
+            "error_description": (
+                f"Grant type '{PASSWORDLESS_OTP_GRANT}' not allowed for the client."
+            ),
             "error_uri": "https://auth0.com/docs/clients/client-grant-types",
         },
     ),

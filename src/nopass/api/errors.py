@@ -7,9 +7,11 @@ from __future__ import annotations
 
 from nopass.api.responses import JSON, auth0_error
 from nopass.core.errors import (
+    AuthorizationCodeRejected,
     BodyUnreadable,
     ClientAuthenticationFailed,
     CodeFailure,
+    CodeGrantFailure,
     CodeRejected,
     ConnectionIssue,
     ConnectionProblem,
@@ -134,6 +136,13 @@ CODE_TEXT = {
         "You've reached the maximum number of attempts. Please try to login again."
     ),
 }
+CODE_GRANT_TEXT = {
+    CodeGrantFailure.INVALID: "Invalid authorization code",
+    CodeGrantFailure.REDIRECT_MISMATCH: (
+        "redirect_uri does not match the one of the authorization request"
+    ),
+    CodeGrantFailure.PKCE: "Failed to verify code verifier",
+}
 BLOCKED_TEXT = "Your account has been blocked after multiple consecutive login attempts."
 NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
 
@@ -186,4 +195,6 @@ def _token_error(exc: NopassError) -> JSON:
             return auth0_error(400, "invalid_scope", exc.message)
         case InvalidRefreshToken():
             return auth0_error(403, "invalid_grant", "Unknown or invalid refresh token.")
+        case AuthorizationCodeRejected():
+            return auth0_error(403, "invalid_grant", CODE_GRANT_TEXT[exc.failure])
     return auth0_error(500, "server_error", "Internal error")

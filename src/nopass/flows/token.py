@@ -7,6 +7,9 @@ per RFC 9700 §4.14. Order of checks: grant_type → client_id → grant paramet
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import hmac
 import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -14,7 +17,9 @@ from datetime import datetime, timedelta
 
 from nopass.core.clock import Clock
 from nopass.core.errors import (
+    AuthorizationCodeRejected,
     CodeFailure,
+    CodeGrantFailure,
     CodeRejected,
     ConnectionIssue,
     ConnectionProblem,
@@ -31,6 +36,7 @@ from nopass.core.keyring import Keyring, opaque_hash
 from nopass.core.models import (
     PASSWORDLESS_OTP_GRANT,
     AuditEvent,
+    AuthorizationCode,
     Client,
     Connection,
     RefreshGrant,
@@ -49,7 +55,8 @@ from nopass.flows.verify import (
 )
 
 REFRESH_GRANT = "refresh_token"
-SUPPORTED_GRANTS = (PASSWORDLESS_OTP_GRANT, REFRESH_GRANT)
+CODE_GRANT = "authorization_code"
+SUPPORTED_GRANTS = (PASSWORDLESS_OTP_GRANT, REFRESH_GRANT, CODE_GRANT)
 DEFAULT_SCOPE = "openid"
 DEFAULT_ACCESS_TOKEN_LIFETIME = 86400
 DEFAULT_REFRESH_LIFETIME = 2592000
@@ -133,7 +140,92 @@ async def exchange(cmd: TokenCommand, config: TenantConfig, deps: TokenDeps) -> 
     grant_type = _grant_type(cmd)
     if grant_type == PASSWORDLESS_OTP_GRANT:
         return await _otp_grant(cmd, config, deps)
+    if grant_type == CODE_GRANT:
+        return await _code_grant(cmd, config, deps)
     return await _refresh_grant(cmd, config, deps)
+
+
+def pkce_matches(verifier: str, challenge: str) -> bool:
+    """RFC 7636 §4.6, S256 only (plain is refused at /authorize)."""
+    digest = hashlib.sha256(verifier.encode("ascii", "replace")).digest()
+    computed = base64.urlsafe_b64encode(digest).decode().rstrip("=")
+    return hmac.compare_digest(computed, challenge)
+
+
+async def _code_grant(cmd: TokenCommand, config: TenantConfig, deps: TokenDeps) -> TokenSet:
+    """RFC 6749 §4.1.3 with RFC 7636: the code works once, within 60 s, for its client and
+    redirect_uri; a replay revokes what the first redemption issued (RFC 6749 §4.1.2)."""
+    client, creds = client_of(cmd, config)
+    code = required(cmd.body, "code")
+    redirect_uri = param(cmd.body, "redirect_uri")
+    verifier = param(cmd.body, "code_verifier")
+    async with deps.uow() as uow:
+        now = deps.clock.now()
+        await authenticate_client(
+            client, creds, issuer=cmd.issuer, assertions=uow.assertions, now=now
+        )
+        _allow(client, CODE_GRANT)
+        audit = _audit(cmd, config, client, None, None)
+        try:
+            stored, user = await _redeem_code(uow, config, client, code, now)
+            if redirect_uri != stored.redirect_uri:
+                raise AuthorizationCodeRejected(CodeGrantFailure.REDIRECT_MISMATCH)
+            if stored.code_challenge is None:
+                if verifier is not None:  # PKCE downgrade (RFC 9700 §4.8)
+                    raise AuthorizationCodeRejected(CodeGrantFailure.PKCE)
+            elif verifier is None or not pkce_matches(verifier, stored.code_challenge):
+                raise AuthorizationCodeRejected(CodeGrantFailure.PKCE)
+        except AuthorizationCodeRejected as exc:
+            await uow.audit.add(audit.but("feacft", str(exc)), now)
+            await uow.commit()
+            raise
+        scopes = stored.scope.split()
+        grant = Grant(
+            scopes=scopes,
+            audience=stored.audience,
+            access_lifetime=_access_lifetime(config, stored.audience),
+            offline="offline_access" in scopes,
+        )
+        refresh, family = await _new_refresh_token(uow, config, client, user, grant, now, None)
+        if family is not None:
+            await uow.authorization_codes.remember_refresh_family(
+                config.tenant.id, stored.id, family
+            )
+        await uow.audit.add(
+            audit.but("seacft", "Authorization code exchanged", user_id=user.user_id), now
+        )
+        await uow.commit()
+    return await issue_tokens(
+        deps.keys,
+        config,
+        cmd.issuer,
+        client,
+        user,
+        grant,
+        now,
+        refresh,
+        nonce=stored.nonce,
+        auth_time=stored.auth_time,
+    )
+
+
+async def _redeem_code(
+    uow: UnitOfWork, config: TenantConfig, client: Client, code: str, now: datetime
+) -> tuple[AuthorizationCode, User]:
+    tenant_id = config.tenant.id
+    stored, first = await uow.authorization_codes.redeem(tenant_id, opaque_hash(code), now)
+    if stored is None or stored.client_id != client.client_id:
+        raise AuthorizationCodeRejected(CodeGrantFailure.INVALID)
+    if not first:
+        if stored.refresh_family_id is not None:
+            await uow.refresh_tokens.revoke_family(tenant_id, stored.refresh_family_id, now)
+        raise AuthorizationCodeRejected(CodeGrantFailure.INVALID)
+    if stored.expires_at <= now:
+        raise AuthorizationCodeRejected(CodeGrantFailure.INVALID)
+    user = await uow.users.get(tenant_id, stored.user_id)
+    if user is None:
+        raise AuthorizationCodeRejected(CodeGrantFailure.INVALID)
+    return stored, user
 
 
 def _grant_scope(
@@ -186,7 +278,7 @@ async def _otp_grant(cmd: TokenCommand, config: TenantConfig, deps: TokenDeps) -
         login = await complete_login(
             uow, config.tenant, connection, identifier, challenge_id, ip=cmd.request.ip, now=now
         )
-        refresh = await _new_refresh_token(uow, config, client, login.user, grant, now, None)
+        refresh, _ = await _new_refresh_token(uow, config, client, login.user, grant, now, None)
         user_audit = audit.but("s", "Successful login", user_id=login.user.user_id)
         if login.created:
             await uow.audit.add(
@@ -216,9 +308,10 @@ async def _new_refresh_token(
     grant: Grant,
     now: datetime,
     parent: RefreshGrant | None,
-) -> str | None:
+) -> tuple[str | None, str | None]:
+    """A new refresh token and its family id, or ``(None, None)`` without offline access."""
     if not grant.offline:
-        return None
+        return None, None
     settings = client.refresh_token
     if parent is not None:
         family, expires_at = parent.family_id, parent.expires_at
@@ -242,7 +335,7 @@ async def _new_refresh_token(
         revoked_at=None,
     )
     await uow.refresh_tokens.add(config.tenant.id, record, opaque_hash(token))
-    return token
+    return token, family
 
 
 async def _refresh_grant(cmd: TokenCommand, config: TenantConfig, deps: TokenDeps) -> TokenSet:
@@ -272,7 +365,7 @@ async def _refresh_grant(cmd: TokenCommand, config: TenantConfig, deps: TokenDep
             access_lifetime=_access_lifetime(config, stored.audience),
             offline=_rotating(client),
         )
-        new_token = await _new_refresh_token(uow, config, client, user, grant, now, stored)
+        new_token, _ = await _new_refresh_token(uow, config, client, user, grant, now, stored)
         await uow.audit.add(audit.but("sertft", "Successful exchange", user_id=user.user_id), now)
         await uow.commit()
     return await issue_tokens(deps.keys, config, cmd.issuer, client, user, grant, now, new_token)
