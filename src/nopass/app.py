@@ -24,13 +24,14 @@ from starlette.responses import Response
 from nopass.api.deps import Services
 from nopass.api.errors import common_error, unavailable_error
 from nopass.api.responses import auth0_error
-from nopass.api.routes import dev, health, oauth, oidc, passwordless
+from nopass.api.routes import dev, health, magic_link, oauth, oidc, passwordless
 from nopass.core.clock import Clock, SystemClock
 from nopass.core.errors import NopassError
 from nopass.core.keyring import Keyring
 from nopass.delivery.sms import SmsRouter
 from nopass.delivery.smtp import SmtpTransport
 from nopass.delivery.templates import TemplateRenderer
+from nopass.flows.authorize import BrowserDeps
 from nopass.flows.outbox import RetryPolicy, deliver_due
 from nopass.flows.start import StartDeps
 from nopass.flows.token import TokenDeps
@@ -137,6 +138,7 @@ def create_app(
         tenants=runtime.config,
         tokens=TokenDeps(uow=unit_of_work, keyring=keyring, keys=keys, clock=clock),
         userinfo=UserinfoDeps(uow=unit_of_work, keys=keys, clock=clock),
+        browser=BrowserDeps(uow=unit_of_work, keyring=keyring, keys=keys, clock=clock),
         start=StartDeps(
             uow=unit_of_work,
             keyring=keyring,
@@ -181,6 +183,7 @@ def create_app(
     app.include_router(passwordless.router)
     app.include_router(oauth.router)
     app.include_router(oidc.router)
+    app.include_router(magic_link.router)
     app.include_router(health.router)
     if settings.dev_mode:
         app.include_router(dev.router)

@@ -12,6 +12,7 @@ from nopass.api.request_info import Network
 from nopass.core.errors import TenantNotFound
 from nopass.core.models import Resolved
 from nopass.core.ports import OutboxReader, TenantResolver
+from nopass.flows.authorize import BrowserDeps
 from nopass.flows.start import StartDeps
 from nopass.flows.token import TokenDeps
 from nopass.flows.userinfo import UserinfoDeps
@@ -23,6 +24,7 @@ class Services:
     start: StartDeps
     tokens: TokenDeps
     userinfo: UserinfoDeps
+    browser: BrowserDeps
     outbox: OutboxReader
     trusted_proxies: list[Network]
     dev_mode: bool

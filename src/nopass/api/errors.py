@@ -8,6 +8,8 @@ from __future__ import annotations
 from nopass.api.responses import JSON, auth0_error
 from nopass.core.errors import (
     AuthorizationCodeRejected,
+    AuthorizeInvalid,
+    AuthorizeProblem,
     BodyUnreadable,
     ClientAuthenticationFailed,
     CodeFailure,
@@ -198,3 +200,55 @@ def _token_error(exc: NopassError) -> JSON:
         case AuthorizationCodeRejected():
             return auth0_error(403, "invalid_grant", CODE_GRANT_TEXT[exc.failure])
     return auth0_error(500, "server_error", "Internal error")
+
+
+AUTHORIZE_TEXT = {
+    AuthorizeProblem.UNSUPPORTED_RESPONSE_TYPE: (
+        "unsupported_response_type",
+        "Unsupported response type: {detail}",
+    ),
+    AuthorizeProblem.UNSUPPORTED_RESPONSE_MODE: (
+        "invalid_request",
+        "Unsupported response mode: {detail}",
+    ),
+    AuthorizeProblem.NONCE_REQUIRED: (
+        "invalid_request",
+        "Nonce is required for response types with an id_token",
+    ),
+    AuthorizeProblem.PKCE_REQUIRED: (
+        "invalid_request",
+        "A code_challenge (PKCE, S256) is required for this client",
+    ),
+    AuthorizeProblem.PKCE_METHOD: (
+        "invalid_request",
+        "Unsupported code_challenge_method: {detail} (only S256)",
+    ),
+    AuthorizeProblem.GRANT_NOT_ALLOWED: (
+        "unauthorized_client",
+        "Grant type '{detail}' not allowed for the client.",
+    ),
+    AuthorizeProblem.LOGIN_REQUIRED: ("login_required", "Login required"),
+    AuthorizeProblem.INVALID_TICKET: ("access_denied", "Invalid or expired login ticket"),
+    AuthorizeProblem.CONNECTION: ("invalid_request", "the connection was not found"),
+}
+LINK_CODE_ERROR = {CodeFailure.EXPIRED: "unauthorized", CodeFailure.EXHAUSTED: "access_denied"}
+
+
+def authorize_error(exc: Exception) -> tuple[str, str]:
+    """The ``error`` and ``error_description`` a redirect carries back to the client
+    (auth0-wire.md §4.2 step 5)."""
+    match exc:
+        case AuthorizeInvalid():
+            error, text = AUTHORIZE_TEXT[exc.problem]
+            return error, text.format(detail=exc.detail)
+        case CodeRejected() if exc.reason is CodeFailure.WRONG:
+            return "access_denied", WRONG_CODE_TEXT.get(exc.strategy, WRONG_CODE_TEXT["email"])
+        case CodeRejected():
+            return LINK_CODE_ERROR[exc.reason], CODE_TEXT[exc.reason]
+        case IdentityBlocked():
+            return "too_many_attempts", BLOCKED_TEXT
+        case UnknownAudience():
+            return "access_denied", f"Service not found: {exc.audience}"
+        case ConnectionProblem():
+            return "invalid_request", REALM_TEXT[exc.issue]
+    return "server_error", "Internal error"

@@ -15,16 +15,17 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta
 
+from nopass.core.clock import Clock
 from nopass.core.errors import (
     AuthorizeInvalid,
     AuthorizeProblem,
     RedirectRejected,
     UnknownAudience,
 )
-from nopass.core.keyring import opaque_hash
+from nopass.core.keyring import Keyring, opaque_hash
 from nopass.core.models import AuthorizationCode, Client, TenantConfig, User
 from nopass.core.otp import new_id
-from nopass.core.ports import KeyStore, UnitOfWork
+from nopass.core.ports import KeyStore, UnitOfWork, UnitOfWorkFactory
 from nopass.flows.issue import Grant, issue_tokens
 
 CODE_LIFETIME = timedelta(seconds=60)
@@ -37,6 +38,16 @@ RESPONSE_TYPES = {
 RESPONSE_MODES = ("query", "fragment", "form_post", "web_message")
 DEFAULT_ACCESS_LIFETIME = 86400
 IMPLICIT_ACCESS_LIFETIME = 7200
+
+
+@dataclass(frozen=True, slots=True)
+class BrowserDeps:
+    """What the browser flows (links, hosted page, tickets) need."""
+
+    uow: UnitOfWorkFactory
+    keyring: Keyring
+    keys: KeyStore
+    clock: Clock
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,6 +79,15 @@ class AuthorizeRequest:
     def from_params(cls, params: Mapping[str, str]) -> AuthorizeRequest:
         names = set(cls.__dataclass_fields__)
         return cls(**{k: v for k, v in params.items() if k in names})
+
+
+class AuthorizeFailed(Exception):
+    """A failure to report back through a validated request's redirect, with its ``state``."""
+
+    def __init__(self, request: AuthorizeRequest, cause: Exception) -> None:
+        super().__init__(str(cause))
+        self.request = request
+        self.cause = cause
 
 
 @dataclass(frozen=True, slots=True)
@@ -129,11 +149,14 @@ def parse_authorize(
         send=_one(params, "send"),
     )
     # From here on errors can go back to the client: the request knows where.
-    if raw_type not in RESPONSE_TYPES:
-        raise AuthorizeInvalid(AuthorizeProblem.UNSUPPORTED_RESPONSE_TYPE, raw_type)
-    if mode is not None and mode not in RESPONSE_MODES:
-        raise AuthorizeInvalid(AuthorizeProblem.UNSUPPORTED_RESPONSE_MODE, mode)
-    validate(request, client, config)
+    try:
+        if raw_type not in RESPONSE_TYPES:
+            raise AuthorizeInvalid(AuthorizeProblem.UNSUPPORTED_RESPONSE_TYPE, raw_type)
+        if mode is not None and mode not in RESPONSE_MODES:
+            raise AuthorizeInvalid(AuthorizeProblem.UNSUPPORTED_RESPONSE_MODE, mode)
+        validate(request, client, config)
+    except (AuthorizeInvalid, UnknownAudience) as exc:
+        raise AuthorizeFailed(request, exc) from exc
     return request
 
 

@@ -12,7 +12,6 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from nopass.core.clock import Clock
 from nopass.core.errors import (
     CodeFailure,
     CodeRejected,
@@ -20,12 +19,13 @@ from nopass.core.errors import (
     ConnectionProblem,
     IdentityBlocked,
 )
-from nopass.core.keyring import Keyring, opaque_hash
+from nopass.core.keyring import opaque_hash
 from nopass.core.models import AuditEvent, Connection, TenantConfig
-from nopass.core.ports import KeyStore, UnitOfWorkFactory
 from nopass.flows.authorize import (
     AuthorizationResponse,
+    AuthorizeFailed,
     AuthorizeRequest,
+    BrowserDeps,
     parse_authorize,
     respond,
 )
@@ -38,14 +38,6 @@ from nopass.flows.verify import (
 )
 
 LINK_PARAMETERS = ("verification_code", "connection", "client_id", "email", "phone_number")
-
-
-@dataclass(frozen=True, slots=True)
-class BrowserDeps:
-    uow: UnitOfWorkFactory
-    keyring: Keyring
-    keys: KeyStore
-    clock: Clock
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,7 +58,7 @@ class LinkOutcome:
 
 def read_link(params: Mapping[str, str | list[str]], config: TenantConfig) -> MagicLink:
     """Validate a link's parameters. Raises ``RedirectRejected`` (HTML page) or, once the
-    redirect is known good, ``AuthorizeInvalid``/``ConnectionProblem`` wrapped for redirect."""
+    redirect is known good, ``AuthorizeFailed`` (back to the client)."""
     auth = {k: v for k, v in params.items() if k not in LINK_PARAMETERS}
     auth["client_id"] = params.get("client_id", "")
     if not auth.get("response_type"):
@@ -75,9 +67,9 @@ def read_link(params: Mapping[str, str | list[str]], config: TenantConfig) -> Ma
     name = params.get("connection")
     connection = config.connections.get(name) if isinstance(name, str) else None
     if connection is None or not connection.is_passwordless:
-        raise LinkRejected(request, ConnectionProblem(ConnectionIssue.NOT_FOUND))
+        raise AuthorizeFailed(request, ConnectionProblem(ConnectionIssue.NOT_FOUND))
     if request.client_id not in connection.enabled_clients:
-        raise LinkRejected(request, ConnectionProblem(ConnectionIssue.DISABLED))
+        raise AuthorizeFailed(request, ConnectionProblem(ConnectionIssue.DISABLED))
     field = "email" if connection.strategy == "email" else "phone_number"
     raw = params.get(field)
     code = params.get("verification_code")
@@ -88,15 +80,6 @@ def read_link(params: Mapping[str, str | list[str]], config: TenantConfig) -> Ma
         identifier=identifier,
         code=code if isinstance(code, str) else "",
     )
-
-
-class LinkRejected(Exception):
-    """A link failure that goes back to the client's redirect_uri with ``state``."""
-
-    def __init__(self, request: AuthorizeRequest, cause: Exception) -> None:
-        super().__init__(str(cause))
-        self.request = request
-        self.cause = cause
 
 
 def confirmation_needed(
@@ -117,7 +100,7 @@ async def redeem_link(
     audit: AuditEvent,
 ) -> tuple[AuthorizationResponse, str]:
     """Consume the link's code and sign in: ``(authorization response, session token)``.
-    Raises ``LinkRejected`` for failures that go back to the client."""
+    Raises ``AuthorizeFailed`` for failures that go back to the client."""
     tenant, connection = config.tenant, link.connection
     async with deps.uow() as uow:
         now = deps.clock.now()
@@ -131,7 +114,7 @@ async def redeem_link(
         except (CodeRejected, IdentityBlocked) as exc:
             await uow.audit.add(audit.but("f", str(exc)), now)
             await uow.commit()
-            raise LinkRejected(link.request, exc) from exc
+            raise AuthorizeFailed(link.request, exc) from exc
         login = await complete_login(
             uow, tenant, connection, link.identifier, challenge_id, ip=ip, now=now
         )
