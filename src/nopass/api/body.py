@@ -38,7 +38,10 @@ async def read_body(request: Request) -> dict[str, object]:
 def parse_json(raw: bytes) -> dict[str, object]:
     try:
         value = json.loads(raw)
-    except (ValueError, RecursionError):
+        # JSON can spell lone surrogates ("\ud800"): not text, so they can be neither echoed,
+        # stored nor put in a link. Refuse them here, like any other unreadable body.
+        json.dumps(value, ensure_ascii=False).encode("utf-8")
+    except (ValueError, RecursionError):  # UnicodeEncodeError is a ValueError
         raise BodyUnreadable() from None
     if not isinstance(value, dict):
         raise BodyUnreadable()
@@ -56,20 +59,21 @@ def parse_form(raw: bytes) -> dict[str, object]:
         if match:
             outer, inner = match.groups()
             nested = body.setdefault(outer, {})
-            if not isinstance(nested, dict):
-                continue  # a plain value already stands there: keep it, it is the error
-            _put(nested, inner, value)
+            if isinstance(nested, dict):
+                _put(nested, inner, value)
+            else:  # `x=v` and `x[k]=w`: one field sent twice, refused like a repeated key
+                _put(body, outer, {inner: value})
         else:
             _put(body, key, value)
     return body
 
 
-def _put(target: dict[str, object], key: str, value: str) -> None:
+def _put(target: dict[str, object], key: str, value: object) -> None:
     if key not in target:
         target[key] = value
         return
     existing = target[key]
     if isinstance(existing, list):
         existing.append(value)
-    elif isinstance(existing, str):
+    else:  # a plain value, or the object of bracketed fields: either way now a list
         target[key] = [existing, value]

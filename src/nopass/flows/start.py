@@ -76,6 +76,9 @@ class StartCommand:
     basic_auth: tuple[str, str] | None
     request: RequestInfo
     request_language: str | None
+    # Sent by nopass's own hosted login page (first-party): no client authentication, even
+    # for a confidential client; every other check still runs.
+    trusted: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -270,9 +273,14 @@ async def start_passwordless(
     req = _validate(cmd, config)
     async with deps.uow() as uow:
         now = deps.clock.now()
-        await authenticate_client(
-            req.client, req.credentials, issuer=cmd.origin + "/", assertions=uow.assertions, now=now
-        )
+        if not cmd.trusted:
+            await authenticate_client(
+                req.client,
+                req.credentials,
+                issuer=cmd.origin + "/",
+                assertions=uow.assertions,
+                now=now,
+            )
         issued = await _issue_code(uow, cmd, req, config, deps, now)
         audit = _audit_base(cmd, config, req, issued)
         sms_now: Message | None = None

@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+import jwt
+
 from nopass.core.clock import Clock
 from nopass.core.errors import InvalidAccessToken
 from nopass.core.models import Resolved
@@ -22,9 +24,13 @@ class UserinfoDeps:
 
 async def userinfo(token: str, tenant: Resolved, deps: UserinfoDeps) -> dict[str, Any]:
     tenant_id = tenant.config.tenant.id
+    try:
+        kid = jwt.get_unverified_header(token).get("kid")
+    except jwt.PyJWTError as exc:
+        raise InvalidAccessToken("malformed token") from exc
     claims = verify_access_token(
         token,
-        await deps.keys.public_keys(tenant_id),
+        await deps.keys.public_keys(tenant_id, kid=kid if isinstance(kid, str) else None),
         issuer=tenant.issuer,
         audience=tenant.issuer + "userinfo",
         now=deps.clock.now(),

@@ -7,6 +7,7 @@ moves (``nopass keys rotate`` bumps it), so signing never touches the database.
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
@@ -37,6 +38,7 @@ class _TenantKeys:
     current: SigningKey
     public: Mapping[str, RSAPublicKey]
     jwks: list[dict[str, Any]]
+    loaded_at: float
 
 
 class SqlKeyStore:
@@ -53,8 +55,19 @@ class SqlKeyStore:
     async def signing_key(self, tenant_id: str) -> SigningKey:
         return (await self._keys(tenant_id)).current
 
-    async def public_keys(self, tenant_id: str) -> Mapping[str, RSAPublicKey]:
-        return (await self._keys(tenant_id)).public
+    async def public_keys(
+        self, tenant_id: str, *, kid: str | None = None
+    ) -> Mapping[str, RSAPublicKey]:
+        """The tenant's verification keys. An unknown ``kid`` makes this process re-read
+        the keys (at most once a second): another process may have just rotated them
+        (OIDC Core §10.1.1)."""
+        keys = await self._keys(tenant_id)
+        if kid is None or kid in keys.public or time.monotonic() - keys.loaded_at < 1.0:
+            return keys.public
+        async with self._lock:
+            fresh = await self._load(tenant_id, keys.revision)
+            self._cache[tenant_id] = fresh
+        return fresh.public
 
     async def jwks(self, tenant_id: str) -> list[dict[str, Any]]:
         return (await self._keys(tenant_id)).jwks
@@ -91,7 +104,13 @@ class SqlKeyStore:
                 current = key
         if current is None:  # pragma: no cover - create_key guarantees one
             raise RuntimeError("no current signing key")
-        return _TenantKeys(revision=revision, current=current, public=public, jwks=jwks)
+        return _TenantKeys(
+            revision=revision,
+            current=current,
+            public=public,
+            jwks=jwks,
+            loaded_at=time.monotonic(),
+        )
 
 
 async def _rows(conn: AsyncConnection, tenant_id: str) -> list[Any]:
