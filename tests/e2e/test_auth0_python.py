@@ -13,7 +13,6 @@ import json
 import re
 import uuid
 from collections.abc import AsyncIterator, Iterator
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -32,35 +31,19 @@ from tests.support.live import LiveServer, live_server, nopass_env
 from tests.support.services import free_port
 from tests.support.sms_gateway import Gateway
 from tests.support.smtp import SmtpSink
+from tests.support.tokens import KeyPair, generate_keypair
 
 pytestmark = pytest.mark.slow
 
 
-@dataclass
-class Keys:
-    private_pem: str
-    public_pem: str
-
-
 @pytest.fixture(scope="module")
-def keys() -> Keys:
-    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    private = key.private_bytes(
-        serialization.Encoding.PEM,
-        serialization.PrivateFormat.PKCS8,
-        serialization.NoEncryption(),
-    ).decode()
-    public = (
-        key.public_key()
-        .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
-        .decode()
-    )
-    return Keys(private, public)
+def keys() -> KeyPair:
+    return generate_keypair()
 
 
 @pytest.fixture
 async def server(
-    database_url: str, smtp_sink: SmtpSink, gateway: Gateway, keys: Keys, tmp_path: Path
+    database_url: str, smtp_sink: SmtpSink, gateway: Gateway, keys: KeyPair, tmp_path: Path
 ) -> AsyncIterator[LiveServer]:
     port = free_port()
     config = tenant_config(
@@ -122,7 +105,7 @@ async def test_confidential_client_with_its_secret(server: LiveServer, smtp_sink
 
 
 async def test_confidential_client_with_private_key_jwt(
-    server: LiveServer, smtp_sink: SmtpSink, keys: Keys
+    server: LiveServer, smtp_sink: SmtpSink, keys: KeyPair
 ) -> None:
     client = passwordless(server, JWT_ID, client_assertion_signing_key=keys.private_pem)
     await asyncio.to_thread(client.email, "jwt@example.com", "code")
@@ -160,7 +143,7 @@ def unsigned(server: LiveServer) -> str:
     return f"{part({'alg': 'none', 'typ': 'JWT'})}.{part(claims)}."
 
 
-async def test_private_key_jwt_refusals(server: LiveServer, keys: Keys) -> None:
+async def test_private_key_jwt_refusals(server: LiveServer, keys: KeyPair) -> None:
     other_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
     other_pem = other_key.private_bytes(
         serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()

@@ -130,6 +130,19 @@ def _grant_type(cmd: TokenCommand) -> str:
     return grant_type
 
 
+async def _admit(
+    uow: UnitOfWork,
+    cmd: TokenCommand,
+    client: Client,
+    creds: ClientCredentials,
+    grant_type: str,
+    now: datetime,
+) -> None:
+    """The client proves itself, then must hold the grant."""
+    await authenticate_client(client, creds, issuer=cmd.issuer, assertions=uow.assertions, now=now)
+    _allow(client, grant_type)
+
+
 def _allow(client: Client, grant_type: str) -> None:
     spa_otp = grant_type == PASSWORDLESS_OTP_GRANT and client.app_type == "spa"
     if grant_type not in client.grant_types or spa_otp:
@@ -161,10 +174,7 @@ async def _code_grant(cmd: TokenCommand, config: TenantConfig, deps: TokenDeps) 
     verifier = param(cmd.body, "code_verifier")
     async with deps.uow() as uow:
         now = deps.clock.now()
-        await authenticate_client(
-            client, creds, issuer=cmd.issuer, assertions=uow.assertions, now=now
-        )
-        _allow(client, CODE_GRANT)
+        await _admit(uow, cmd, client, creds, CODE_GRANT, now)
         audit = _audit(cmd, config, client, None, None)
         try:
             stored, user = await _redeem_code(uow, config, client, code, now)
@@ -254,10 +264,7 @@ async def _otp_grant(cmd: TokenCommand, config: TenantConfig, deps: TokenDeps) -
     realm = required(cmd.body, "realm")
     async with deps.uow() as uow:
         now = deps.clock.now()
-        await authenticate_client(
-            client, creds, issuer=cmd.issuer, assertions=uow.assertions, now=now
-        )
-        _allow(client, PASSWORDLESS_OTP_GRANT)
+        await _admit(uow, cmd, client, creds, PASSWORDLESS_OTP_GRANT, now)
         connection = _realm(config, client, realm)
         grant = _grant_scope(config, client, parse_scope(cmd.body), param(cmd.body, "audience"))
         audit = _audit(cmd, config, client, connection, username)
@@ -344,10 +351,7 @@ async def _refresh_grant(cmd: TokenCommand, config: TenantConfig, deps: TokenDep
     requested = parse_scope(cmd.body)
     async with deps.uow() as uow:
         now = deps.clock.now()
-        await authenticate_client(
-            client, creds, issuer=cmd.issuer, assertions=uow.assertions, now=now
-        )
-        _allow(client, REFRESH_GRANT)
+        await _admit(uow, cmd, client, creds, REFRESH_GRANT, now)
         audit = _audit(cmd, config, client, None, None)
         try:
             stored, user = await _redeem(uow, config, client, token, now, audit)
