@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import random
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
@@ -40,6 +41,7 @@ from nopass.logconfig import AccessLog, configure_logging
 from nopass.settings import Settings, with_secret
 from nopass.store.config import ConfigCache
 from nopass.store.engine import create_engine
+from nopass.store.housekeeping import purge
 from nopass.store.keys import SqlKeyStore
 from nopass.store.outbox_queue import SqlOutboxQueue
 from nopass.store.unit_of_work import SqlUnitOfWork
@@ -92,6 +94,19 @@ async def outbox_worker(
             settled = 0
         if not settled:
             await wakeup.wait(settings.outbox_poll_seconds)
+
+
+async def housekeeping(runtime: Runtime, clock: Clock, every: float) -> None:
+    """Purge dead rows now and then (with jitter, so processes do not all purge at once)."""
+    while not runtime.wakeup.stopping:
+        await asyncio.sleep(every * random.uniform(0.5, 1.0))  # noqa: S311 (jitter)
+        try:
+            removed = await purge(runtime.engine, clock.now())
+        except Exception:  # a database hiccup must not kill the loop
+            log.exception("housekeeping_error")
+        else:
+            if removed:
+                log.info("housekeeping", removed=removed)
 
 
 def create_app(
@@ -156,9 +171,13 @@ def create_app(
     @contextlib.asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         worker = asyncio.create_task(outbox_worker(runtime, clock, settings, policy))
+        janitor = asyncio.create_task(housekeeping(runtime, clock, settings.housekeeping_seconds))
         try:
             yield
         finally:
+            janitor.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await janitor
             # Let a message being handed to SMTP finish (graceful), then stop for sure.
             runtime.wakeup.stop()
             try:

@@ -39,6 +39,7 @@ class Settings(BaseSettings):
     outbox_poll_seconds: float = Field(default=1.0, gt=0)
     outbox_retry_base_seconds: float = Field(default=1.0, gt=0)
     outbox_retry_cap_seconds: float = Field(default=30.0, gt=0)
+    housekeeping_seconds: float = Field(default=60.0, gt=0)
     smtp_timeout_seconds: float = Field(default=10.0, gt=0)
     sms_timeout_seconds: float = Field(default=10.0, gt=0)
 
