@@ -22,10 +22,20 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from starlette.exceptions import HTTPException
 from starlette.responses import Response
 
+from nopass.api.cors import PublicCors
 from nopass.api.deps import Services
 from nopass.api.errors import common_error, unavailable_error
 from nopass.api.responses import auth0_error
-from nopass.api.routes import dev, health, magic_link, oauth, oidc, passwordless
+from nopass.api.routes import (
+    authorize,
+    cross_origin,
+    dev,
+    health,
+    magic_link,
+    oauth,
+    oidc,
+    passwordless,
+)
 from nopass.core.clock import Clock, SystemClock
 from nopass.core.errors import NopassError
 from nopass.core.keyring import Keyring
@@ -203,10 +213,13 @@ def create_app(
     app.include_router(oauth.router)
     app.include_router(oidc.router)
     app.include_router(magic_link.router)
+    app.include_router(authorize.router)
+    app.include_router(cross_origin.router)
     app.include_router(health.router)
     if settings.dev_mode:
         app.include_router(dev.router)
     _install_error_handlers(app)
+    app.add_middleware(PublicCors)
     app.add_middleware(AccessLog)
     return app
 

@@ -208,6 +208,7 @@ class ClientSpec(_Strict):
     client_secret: Annotated[str, Field(min_length=16, max_length=512)] | None = None
     grant_types: list[Literal[GRANTS]] | None = None  # type: ignore[valid-type]
     callbacks: list[str] = Field(default_factory=list)
+    allowed_logout_urls: list[str] = Field(default_factory=list)  # exact-match `returnTo`s
     allowed_origins: list[str] = Field(default_factory=list)
     web_origins: list[str] = Field(default_factory=list)
     cross_origin_auth: bool = False
@@ -216,7 +217,7 @@ class ClientSpec(_Strict):
     refresh_token: RefreshTokenSettings = Field(default_factory=RefreshTokenSettings)
     client_authentication_methods: ClientAuthenticationMethods | None = None
 
-    @field_validator("callbacks")
+    @field_validator("callbacks", "allowed_logout_urls")
     @classmethod
     def _callbacks(cls, value: list[str]) -> list[str]:
         return [_redirect_uri(v) for v in value]

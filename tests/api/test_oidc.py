@@ -89,3 +89,12 @@ async def test_userinfo_refusals(app: Harness, clock: MovableClock) -> None:
     expired = await app.client.get("/userinfo", headers=bearer)
     assert expired.status_code == 401
     assert expired.headers["www-authenticate"] == 'Bearer error="invalid_token"'
+
+
+async def test_discovery_lists_the_browser_endpoints(app: Harness) -> None:
+    doc = (await app.client.get("/.well-known/openid-configuration")).json()
+    assert doc["authorization_endpoint"] == ISSUER + "authorize"
+    assert doc["code_challenge_methods_supported"] == ["S256"]
+    assert "authorization_code" in doc["grant_types_supported"]
+    for path in ("/authorize?client_id=x", "/v2/logout"):
+        assert (await app.client.get(path)).status_code != 404

@@ -5,6 +5,8 @@ Nothing else in nopass decides an error's status code or text.
 
 from __future__ import annotations
 
+from starlette.responses import PlainTextResponse, Response
+
 from nopass.api.responses import JSON, auth0_error
 from nopass.core.errors import (
     AuthorizationCodeRejected,
@@ -17,6 +19,7 @@ from nopass.core.errors import (
     CodeRejected,
     ConnectionIssue,
     ConnectionProblem,
+    CrossOriginDisabled,
     DeliveryFailed,
     DeliveryFailure,
     GrantNotAllowed,
@@ -28,13 +31,16 @@ from nopass.core.errors import (
     InvalidType,
     MissingProperty,
     NopassError,
+    OriginNotAllowed,
     RedirectNotAllowed,
     RequestRejected,
     ServiceUnavailable,
     TenantNotFound,
     UnknownAudience,
     UnknownClient,
+    UnknownCredentialType,
     UnknownProperties,
+    UnknownRealm,
     UnsupportedGrantType,
 )
 
@@ -252,3 +258,81 @@ def authorize_error(exc: Exception) -> tuple[str, str]:
         case ConnectionProblem():
             return "invalid_request", REALM_TEXT[exc.issue]
     return "server_error", "Internal error"
+
+
+# --- auth0.js / Lock endpoints (auth0-wire.md §5.1, §5.2) --------------------------------
+
+VERIFY_MISSING = frozenset({"username", "password", "connection", "client_id"})
+
+
+def verify_error(exc: NopassError) -> JSON:
+    """``POST /passwordless/verify`` (§5.1, §12.10): a wrong, expired or exhausted code is
+    ``401 invalid_user_password``."""
+    common = common_error(exc)
+    if common is not None:
+        return common
+    match exc:
+        case MissingProperty() if exc.field in VERIFY_MISSING:
+            return auth0_error(400, "invalid_request", f"missing {exc.field} parameter")
+        case InvalidType():
+            return auth0_error(400, "invalid_request", f"Invalid parameter: {exc.field}")
+        case RequestRejected():
+            return auth0_error(400, "invalid_request", "Invalid request body")
+        case UnknownClient():
+            return auth0_error(403, "unauthorized_client", "invalid client")
+        case ConnectionProblem():
+            return auth0_error(400, "invalid_request", REALM_TEXT[exc.issue])
+        case CodeRejected() if exc.reason is CodeFailure.WRONG:
+            return auth0_error(
+                401,
+                "invalid_user_password",
+                WRONG_CODE_TEXT.get(exc.strategy, WRONG_CODE_TEXT["email"]),
+            )
+        case CodeRejected():
+            return auth0_error(401, "invalid_user_password", CODE_TEXT[exc.reason])
+        case IdentityBlocked():
+            return auth0_error(
+                429, "too_many_attempts", BLOCKED_TEXT, {"Retry-After": str(exc.retry_after)}
+            )
+    return auth0_error(500, "server_error", "Internal error")
+
+
+CO_BODY_TEXT = (
+    "Invalid request body. All and only of client_id, credential_type, username, otp, realm "
+    "are required."
+)
+CO_BLOCKED_TEXT = (
+    "Your account has been blocked after multiple consecutive login attempts. "
+    "We’ve sent you an email with instructions on how to unblock it."
+)
+
+
+def co_authenticate_error(exc: NopassError) -> Response:
+    """``POST /co/authenticate`` (§5.2's table). A refused origin is plain text."""
+    common = common_error(exc)
+    if common is not None:
+        return common
+    match exc:
+        case OriginNotAllowed():
+            return PlainTextResponse(str(exc), status_code=403)
+        case RequestRejected():
+            return auth0_error(400, "invalid_request", CO_BODY_TEXT)
+        case CrossOriginDisabled():
+            return auth0_error(401, "unauthorized_client", "Cross origin login not allowed.")
+        case UnknownCredentialType():
+            return auth0_error(
+                400, "unsupported_credential_type", "Unknown credential type parameter."
+            )
+        case UnknownRealm():
+            return auth0_error(400, "invalid_request", f"Unknown realm {exc.realm}.")
+        case CodeRejected() if exc.reason is CodeFailure.WRONG:
+            return auth0_error(
+                403, "access_denied", WRONG_CODE_TEXT.get(exc.strategy, WRONG_CODE_TEXT["email"])
+            )
+        case CodeRejected():
+            return auth0_error(403, "access_denied", CODE_TEXT[exc.reason])
+        case IdentityBlocked():
+            return auth0_error(
+                429, "too_many_attempts", CO_BLOCKED_TEXT, {"Retry-After": str(exc.retry_after)}
+            )
+    return auth0_error(500, "server_error", "Internal error")

@@ -27,7 +27,9 @@
     ├── InvalidAccessToken        a bearer token that must not be honoured
     ├── RedirectRejected          no safe redirect_uri: answer with an HTML page
     ├── AuthorizeInvalid          an authorization request refused through its redirect
-    └── AuthorizationCodeRejected the code grant's code, redirect_uri or PKCE verifier
+    ├── AuthorizationCodeRejected the code grant's code, redirect_uri or PKCE verifier
+    ├── CrossOriginRefused        /co/authenticate refusals (origin, disabled, type, realm)
+    └── ResendTooSoon             the hosted page's resend cooldown
 """
 
 from __future__ import annotations
@@ -262,3 +264,45 @@ class AuthorizationCodeRejected(NopassError):
     def __init__(self, failure: CodeGrantFailure) -> None:
         super().__init__(f"authorization code rejected: {failure.value}")
         self.failure = failure
+
+
+class CrossOriginRefused(NopassError):
+    """``/co/authenticate`` refusals without a counterpart on other endpoints.
+
+    CrossOriginRefused
+    ├── OriginNotAllowed        the browser origin is not one of the client's
+    ├── CrossOriginDisabled     unknown client, or ``cross_origin_auth`` is off
+    ├── UnknownCredentialType   ``credential_type`` is not the passwordless OTP grant
+    └── UnknownRealm            no passwordless connection of that name for the client
+    """
+
+
+class OriginNotAllowed(CrossOriginRefused):
+    def __init__(self, origin: str) -> None:
+        super().__init__(f"Origin {origin} is not allowed.")
+        self.origin = origin
+
+
+class CrossOriginDisabled(CrossOriginRefused):
+    def __init__(self) -> None:
+        super().__init__("cross origin authentication is not enabled for the client")
+
+
+class UnknownCredentialType(CrossOriginRefused):
+    def __init__(self, value: str) -> None:
+        super().__init__(f"unknown credential type {value!r}")
+        self.value = value
+
+
+class UnknownRealm(CrossOriginRefused):
+    def __init__(self, realm: str) -> None:
+        super().__init__(f"unknown realm {realm!r}")
+        self.realm = realm
+
+
+class ResendTooSoon(NopassError):
+    """A new code or link was asked for within the cooldown after the previous send."""
+
+    def __init__(self, retry_after: int) -> None:
+        super().__init__(f"resend allowed in {retry_after} s")
+        self.retry_after = retry_after

@@ -2,8 +2,9 @@
 
 Each configured key yields independent sub-keys by HKDF-SHA256 (RFC 5869), one per purpose:
 ``code`` for the HMAC of one-time codes, ``seal`` for AES-256-GCM encryption of data at rest
-(outbox payloads, signing keys). The first key writes; every key is tried when reading, so a
-comma-separated ``NOPASS_SECRET_KEY`` rotates without invalidating what is stored.
+(outbox payloads, signing keys), ``form`` for the CSRF tokens of the hosted login page. The
+first key writes; every key is tried when reading, so a comma-separated ``NOPASS_SECRET_KEY``
+rotates without invalidating what is stored.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ class _Key:
     id: str
     code: bytes
     seal: AESGCM
+    form: bytes
 
 
 class SealError(ValueError):
@@ -46,6 +48,7 @@ class Keyring:
                 id=_derive(k, "id").hex()[:12],
                 code=_derive(k, "code"),
                 seal=AESGCM(_derive(k, "seal")),
+                form=_derive(k, "form"),
             )
             for k in keys
         ]
@@ -74,6 +77,18 @@ class Keyring:
             hmac.compare_digest(_mac(k.code, challenge_id, code), stored) for k in candidates
         )
 
+    def form_token(self, transaction_id: str) -> str:
+        """The CSRF token of a login transaction's forms: HMAC-SHA256 of its id."""
+        return _form_mac(self._keys[0].form, transaction_id)
+
+    def form_token_matches(self, transaction_id: str, token: str) -> bool:
+        """Constant-time check of a submitted CSRF token, under every configured key."""
+        given = token.encode("utf-8", "replace")
+        return any(
+            hmac.compare_digest(_form_mac(k.form, transaction_id).encode(), given)
+            for k in self._keys
+        )
+
     def seal(self, plaintext: bytes, *, context: str) -> str:
         """AES-256-GCM with a random nonce; ``context`` is bound as associated data."""
         key = self._keys[0]
@@ -95,6 +110,11 @@ class Keyring:
 
 def _mac(key: bytes, challenge_id: str, code: str) -> str:
     return hmac.new(key, f"{challenge_id}\x00{code}".encode(), hashlib.sha256).hexdigest()
+
+
+def _form_mac(key: bytes, transaction_id: str) -> str:
+    digest = hmac.new(key, f"login-form\x00{transaction_id}".encode(), hashlib.sha256).digest()
+    return base64.urlsafe_b64encode(digest).decode().rstrip("=")
 
 
 def opaque_hash(value: str) -> str:

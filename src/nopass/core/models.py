@@ -46,6 +46,7 @@ class Client:
     grant_types: tuple[str, ...]
     callbacks: tuple[str, ...]
     allowed_origins: tuple[str, ...] = ()
+    allowed_logout_urls: tuple[str, ...] = ()  # GET /v2/logout `returnTo`, exact match
     web_origins: tuple[str, ...] = ()
     cross_origin_auth: bool = False
     ip_header_trusted: bool = False

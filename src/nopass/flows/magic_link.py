@@ -102,6 +102,7 @@ async def redeem_link(
     """Consume the link's code and sign in: ``(authorization response, session token)``.
     Raises ``AuthorizeFailed`` for failures that go back to the client."""
     tenant, connection = config.tenant, link.connection
+    await deps.keys.signing_key(tenant.id)  # never create a key inside the transaction
     async with deps.uow() as uow:
         now = deps.clock.now()
         try:

@@ -45,6 +45,7 @@ def _client_settings(spec: ClientSpec) -> dict[str, Any]:
         "token_endpoint_auth_method": spec.auth_method,
         "grant_types": spec.effective_grant_types,
         "callbacks": spec.callbacks,
+        "allowed_logout_urls": spec.allowed_logout_urls,
         "allowed_origins": spec.allowed_origins,
         "web_origins": spec.web_origins,
         "cross_origin_auth": spec.cross_origin_auth,

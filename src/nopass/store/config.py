@@ -184,6 +184,7 @@ def client_from_row(
         secret_hash=secret_hash,
         grant_types=strings("grant_types"),
         callbacks=strings("callbacks"),
+        allowed_logout_urls=strings("allowed_logout_urls"),
         allowed_origins=strings("allowed_origins"),
         web_origins=strings("web_origins"),
         cross_origin_auth=bool(s.get("cross_origin_auth", False)),

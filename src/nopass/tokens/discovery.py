@@ -10,13 +10,22 @@ from nopass.core.models import PASSWORDLESS_OTP_GRANT
 def openid_configuration(issuer: str) -> dict[str, Any]:
     return {
         "issuer": issuer,
+        "authorization_endpoint": f"{issuer}authorize",
         "token_endpoint": f"{issuer}oauth/token",
         "userinfo_endpoint": f"{issuer}userinfo",
         "jwks_uri": f"{issuer}.well-known/jwks.json",
         "revocation_endpoint": f"{issuer}oauth/revoke",
         "scopes_supported": ["openid", "profile", "email", "phone", "offline_access"],
-        "response_types_supported": [],
-        "grant_types_supported": [PASSWORDLESS_OTP_GRANT, "refresh_token"],
+        "end_session_endpoint": f"{issuer}v2/logout",
+        "response_types_supported": ["code", "token", "id_token", "id_token token"],
+        "response_modes_supported": ["query", "fragment", "form_post", "web_message"],
+        "code_challenge_methods_supported": ["S256"],
+        "grant_types_supported": [
+            PASSWORDLESS_OTP_GRANT,
+            "authorization_code",
+            "implicit",
+            "refresh_token",
+        ],
         "subject_types_supported": ["public"],
         "id_token_signing_alg_values_supported": ["RS256"],
         "token_endpoint_auth_methods_supported": [

@@ -9,7 +9,7 @@ from nopass.api.authorization import send_response
 from nopass.api.body import parse_form
 from nopass.api.browser import TX_COOKIE, error_page, failure_response, session_cookie
 from nopass.api.deps import ServicesDep, TenantDep
-from nopass.api.pages import page
+from nopass.api.pages import origin_of, page
 from nopass.api.request_info import request_info
 from nopass.core.errors import RedirectRejected
 from nopass.core.models import AuditEvent, Resolved
@@ -61,6 +61,8 @@ async def show_link(request: Request, services: ServicesDep, tenant: TenantDep) 
         button="Sign in",
         action=PATH,
         fields=fields,
+        # The POST answers with a redirect to the client: CSP form-action covers redirects.
+        form_targets=(origin_of(link.request.redirect_uri),),
     )
 
 

@@ -1,0 +1,214 @@
+"""auth0.js from npm in real headless Chromium against a live ``nopass serve``.
+
+The npm package is installed once per machine into a temporary cache directory and served,
+with a small single-page application, from a local HTTP server on another port of
+127.0.0.1: the application origin, registered as the client's web origin and callback.
+
+Without Chromium or npm (or when npm cannot install) these tests skip with a reason, and fail
+instead when NOPASS_TEST_REQUIRE_SERVICES=1 (CI), so CI can never skip them silently.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import tempfile
+import threading
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any, NoReturn
+from urllib.parse import parse_qs, urlsplit
+
+import pytest
+from playwright.async_api import Browser, async_playwright
+
+from tests.support.config import tenant_config
+from tests.support.harness import prepare_database
+from tests.support.live import LiveServer, live_server, nopass_env
+from tests.support.services import free_port
+from tests.support.smtp import SmtpSink
+
+AUTH0_JS_VERSION = "9.32.0"  # what `npm install auth0-js@9` resolves to; pinned
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+SPA_ID = "auth0-js-spa-client"
+PAGE = """<!doctype html>
+<meta charset="utf-8">
+<title>auth0.js test application</title>
+<script src="/auth0.min.js"></script>
+<script>
+  window.outcome = null;
+  function failure(err) {
+    return {code: err.code, description: err.description, statusCode: err.statusCode || null};
+  }
+  window.setup = function (domain, clientID, redirectUri) {
+    window.webAuth = new auth0.WebAuth({
+      domain: domain, clientID: clientID, redirectUri: redirectUri,
+      responseType: "code", scope: "openid profile email"
+    });
+  };
+  window.start = function (email) {
+    return new Promise(function (resolve) {
+      webAuth.passwordlessStart({connection: "email", send: "code", email: email},
+        function (err, res) { resolve(err ? {error: failure(err)} : {result: res}); });
+    });
+  };
+  // Returns at once: on success auth0.js navigates to /authorize; a failure lands in outcome.
+  // With hold, auth0.js' onRedirecting hook waits for resume() before navigating (so the
+  // test can read the /co/authenticate response body first).
+  window.login = function (email, code, challenge, hold) {
+    window.outcome = null;
+    var options = {
+      connection: "email", email: email, verificationCode: code,
+      codeChallenge: challenge, codeChallengeMethod: "S256"
+    };
+    if (hold) {
+      options.onRedirecting = function (done) { window.resume = done; };
+    }
+    webAuth.passwordlessLogin(options, function (err) { window.outcome = failure(err); });
+  };
+</script>
+<h1>Application</h1>
+"""
+
+
+def unavailable(reason: str) -> NoReturn:
+    if os.environ.get("NOPASS_TEST_REQUIRE_SERVICES") == "1":
+        pytest.fail(f"{reason} but NOPASS_TEST_REQUIRE_SERVICES=1 (CI must not skip)")
+    pytest.skip(reason)
+
+
+@pytest.fixture(scope="session")
+def auth0_js() -> bytes:
+    """``dist/auth0.min.js`` of the pinned auth0-js, installed with npm on first use."""
+    cache = Path(tempfile.gettempdir()) / "nopass-test-npm" / f"auth0-js-{AUTH0_JS_VERSION}"
+    package = cache / "node_modules" / "auth0-js"
+    script = package / "dist" / "auth0.min.js"
+    if not script.exists():
+        npm = shutil.which("npm")
+        if npm is None:
+            unavailable("npm is missing (apt-get install npm)")
+        cache.mkdir(parents=True, exist_ok=True)
+        done = subprocess.run(
+            [
+                npm,
+                "install",
+                "--prefix",
+                str(cache),
+                "--no-audit",
+                "--no-fund",
+                f"auth0-js@{AUTH0_JS_VERSION}",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=300,
+            check=False,
+        )
+        if done.returncode != 0 or not script.exists():
+            unavailable(f"npm could not install auth0-js: {done.stderr.strip()[-500:]}")
+    version = json.loads((package / "package.json").read_text())["version"]
+    assert version == AUTH0_JS_VERSION
+    return script.read_bytes()
+
+
+@dataclass
+class Application:
+    """The SPA's origin: serves the page and auth0.js, records what reaches ``/callback``."""
+
+    origin: str = ""
+    callbacks: list[dict[str, list[str]]] = field(default_factory=list)
+
+    @property
+    def callback(self) -> str:
+        return self.origin + "/callback"
+
+
+def _handler(state: Application, script: bytes) -> type[BaseHTTPRequestHandler]:
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            parts = urlsplit(self.path)
+            if parts.path == "/auth0.min.js":
+                self._send(script, "application/javascript")
+            elif parts.path == "/callback":
+                state.callbacks.append(parse_qs(parts.query))
+                self._send(b"<!doctype html><title>Callback</title>", "text/html")
+            else:
+                self._send(PAGE.encode(), "text/html; charset=utf-8")
+
+        def _send(self, body: bytes, content_type: str) -> None:
+            self.send_response(200)
+            self.send_header("Content-Type", content_type)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, format: str, *args: Any) -> None:
+            pass
+
+    return Handler
+
+
+@pytest.fixture
+def application(auth0_js: bytes) -> Iterator[Application]:
+    state = Application()
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(state, auth0_js))
+    state.origin = f"http://127.0.0.1:{server.server_address[1]}"
+    thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
+    thread.start()
+    try:
+        yield state
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=5)
+
+
+@pytest.fixture
+async def server(
+    sqlite_url: str, smtp_sink: SmtpSink, application: Application, tmp_path: Path
+) -> AsyncIterator[LiveServer]:
+    """nopass on ``http://127.0.0.1:PORT`` with an SPA allowed cross-origin login from the
+    application's origin."""
+    port = free_port()
+    config = tenant_config(f"http://127.0.0.1:{port}", smtp_port=smtp_sink.port)
+    config["clients"].append(
+        {
+            "name": "auth0.js SPA",
+            "client_id": SPA_ID,
+            "app_type": "spa",
+            "callbacks": [application.callback],
+            "web_origins": [application.origin],
+            "allowed_origins": [application.origin],
+            "cross_origin_auth": True,
+        }
+    )
+    for connection in config["connections"]:
+        if connection["name"] == "email":
+            connection["enabled_clients"] = [*connection["enabled_clients"], "auth0.js SPA"]
+    await prepare_database(sqlite_url, config)
+    with live_server(nopass_env(sqlite_url), tmp_path, port=port) as live:
+        yield live
+
+
+@pytest.fixture
+async def browser() -> AsyncIterator[Browser]:
+    if not CHROMIUM.exists():
+        unavailable(f"{CHROMIUM} is missing (apt-get install chromium)")
+    async with async_playwright() as playwright:
+        chromium = await playwright.chromium.launch(
+            executable_path=str(CHROMIUM), args=CHROMIUM_ARGS
+        )
+        try:
+            yield chromium
+        finally:
+            await chromium.close()
