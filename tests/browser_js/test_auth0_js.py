@@ -13,6 +13,8 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
+import httpx
+import jwt
 import pytest
 from playwright.async_api import Browser, Page, Request, Response
 
@@ -126,10 +128,31 @@ async def test_passwordless_login_ends_at_the_callback(
     # Wait for the navigation to commit wherever /authorize sends the browser.
     await page.wait_for_url(lambda url: url != application.origin + "/")
     await page.wait_for_load_state()
-    assert any(
-        q.get("state") == login.authorize["state"] and len(q.get("code", [])) == 1
+    [reached] = [
+        q
         for q in application.callbacks
-    ), (page.url, application.callbacks)
+        if q.get("state") == login.authorize["state"] and len(q.get("code", [])) == 1
+    ]
+    # The application redeems the code with its PKCE verifier: tokens that verify.
+    async with httpx.AsyncClient(base_url=server.url) as http:
+        exchanged = await http.post(
+            "/oauth/token",
+            json={
+                "grant_type": "authorization_code",
+                "client_id": SPA_ID,
+                "code": reached["code"][0],
+                "redirect_uri": application.callback,
+                "code_verifier": login.verifier,
+            },
+        )
+        assert exchanged.status_code == 200, exchanged.text
+        tokens = exchanged.json()
+        jwks = (await http.get("/.well-known/jwks.json")).json()
+    key = jwt.PyJWK(jwks["keys"][0]).key
+    claims = jwt.decode(
+        tokens["id_token"], key, algorithms=["RS256"], audience=SPA_ID, issuer=server.url + "/"
+    )
+    assert claims["email"] == EMAIL
 
 
 async def test_wrong_code_reaches_the_callback_as_auth0_error(
