@@ -17,7 +17,7 @@ import structlog
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from sqlalchemy import text
-from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.exc import DBAPIError, OperationalError, TimeoutError as PoolTimeout
 from sqlalchemy.ext.asyncio import AsyncEngine
 from starlette.exceptions import HTTPException
 from starlette.responses import Response
@@ -34,6 +34,7 @@ from nopass.api.routes import (
     magic_link,
     oauth,
     oidc,
+    openapi,
     passwordless,
 )
 from nopass.core.clock import Clock, SystemClock
@@ -43,11 +44,15 @@ from nopass.delivery.sms import SmsRouter
 from nopass.delivery.smtp import SmtpTransport
 from nopass.delivery.templates import TemplateRenderer
 from nopass.flows.authorize import BrowserDeps
+from nopass.flows.limits import Limits
 from nopass.flows.outbox import RetryPolicy, deliver_due
 from nopass.flows.start import StartDeps
 from nopass.flows.token import TokenDeps
 from nopass.flows.userinfo import UserinfoDeps
 from nopass.logconfig import AccessLog, configure_logging
+from nopass.ratelimit.base import RateLimiter
+from nopass.ratelimit.redis import RedisRateLimiter
+from nopass.ratelimit.sql import SqlRateLimiter
 from nopass.settings import Settings, with_secret
 from nopass.store.config import ConfigCache
 from nopass.store.engine import create_engine
@@ -57,6 +62,10 @@ from nopass.store.outbox_queue import SqlOutboxQueue
 from nopass.store.unit_of_work import SqlUnitOfWork
 
 log = structlog.get_logger("nopass")
+READY_TIMEOUT_SECONDS = 2.0
+# The database (or another dependency) cannot be reached, a connection or statement timed out
+# (TimeoutError is an OSError), or no pooled connection came free in time: fail closed.
+UNAVAILABLE = (DBAPIError, PoolTimeout, OSError)
 
 
 class OutboxWakeup:
@@ -99,7 +108,10 @@ async def outbox_worker(
             settled = await deliver_due(
                 runtime.queue, transport, runtime.config.email_provider, clock, policy
             )
-        except Exception:  # a database hiccup must not kill the worker
+        except UNAVAILABLE as exc:  # the database is away: say so, without a traceback
+            log.warning("outbox_worker_unavailable", error=type(exc).__name__)
+            settled = 0
+        except Exception:  # anything else must not kill the worker either
             log.exception("outbox_worker_error")
             settled = 0
         if not settled:
@@ -112,11 +124,22 @@ async def housekeeping(runtime: Runtime, clock: Clock, every: float) -> None:
         await asyncio.sleep(every * random.uniform(0.5, 1.0))  # noqa: S311 (jitter)
         try:
             removed = await purge(runtime.engine, clock.now())
-        except Exception:  # a database hiccup must not kill the loop
+        except UNAVAILABLE as exc:
+            log.warning("housekeeping_unavailable", error=type(exc).__name__)
+        except Exception:  # nothing must kill the loop
             log.exception("housekeeping_error")
         else:
             if removed:
                 log.info("housekeeping", removed=removed)
+
+
+def rate_limiter(settings: Settings, engine: AsyncEngine) -> RateLimiter:
+    """Rate-limit counters every process shares (security.md §6): Redis when configured,
+    with the database behind it; the database otherwise. Never per-process memory."""
+    database = SqlRateLimiter(engine)
+    if settings.redis_url:
+        return RedisRateLimiter(settings.redis_url, fallback=database)
+    return database
 
 
 def create_app(
@@ -131,7 +154,12 @@ def create_app(
     configure_logging(settings.log_level)
     clock = clock or SystemClock()
     keyring = Keyring(settings.secret_keys)
-    engine = create_engine(settings.database_url)
+    engine = create_engine(
+        settings.database_url,
+        connect_timeout=settings.database_connect_timeout_seconds,
+        command_timeout=settings.database_command_timeout_seconds,
+        sqlite_busy_timeout_ms=settings.sqlite_busy_timeout_ms,
+    )
     http = httpx.AsyncClient(
         timeout=settings.sms_timeout_seconds, transport=http_transport, trust_env=False
     )
@@ -148,9 +176,10 @@ def create_app(
     )
 
     async def database_ready() -> bool:
+        # Bounded as a whole (connecting included): a probe must answer before its timeout.
         try:
-            async with engine.connect() as conn:
-                await asyncio.wait_for(conn.execute(text("SELECT 1")), 2.0)
+            async with asyncio.timeout(READY_TIMEOUT_SECONDS), engine.connect() as conn:
+                await conn.execute(text("SELECT 1"))
         except Exception:
             return False
         return True
@@ -159,11 +188,14 @@ def create_app(
         return SqlUnitOfWork(engine, keyring)
 
     keys = SqlKeyStore(engine, keyring, runtime.config, clock)
+    limits = Limits(limiter=rate_limiter(settings, engine), uow=unit_of_work, clock=clock)
     services = Services(
         tenants=runtime.config,
-        tokens=TokenDeps(uow=unit_of_work, keyring=keyring, keys=keys, clock=clock),
+        tokens=TokenDeps(uow=unit_of_work, keyring=keyring, keys=keys, clock=clock, limits=limits),
         userinfo=UserinfoDeps(uow=unit_of_work, keys=keys, clock=clock),
-        browser=BrowserDeps(uow=unit_of_work, keyring=keyring, keys=keys, clock=clock),
+        browser=BrowserDeps(
+            uow=unit_of_work, keyring=keyring, keys=keys, clock=clock, limits=limits
+        ),
         start=StartDeps(
             uow=unit_of_work,
             keyring=keyring,
@@ -171,6 +203,7 @@ def create_app(
             sms=SmsRouter(http, timeout=settings.sms_timeout_seconds),
             outbox_signal=runtime.wakeup,
             clock=clock,
+            limits=limits,
         ),
         outbox=runtime.queue,
         trusted_proxies=settings.trusted_proxy_networks,
@@ -198,6 +231,7 @@ def create_app(
                 with contextlib.suppress(asyncio.CancelledError):
                     await worker
             await http.aclose()
+            await limits.limiter.aclose()
             await engine.dispose()
 
     app = FastAPI(
@@ -206,6 +240,7 @@ def create_app(
         lifespan=lifespan,
         docs_url=None,
         redoc_url=None,
+        openapi_url=None,  # the hand-written document is served instead (api/routes/openapi.py)
     )
     app.state.services = services
     app.state.runtime = runtime
@@ -216,6 +251,7 @@ def create_app(
     app.include_router(authorize.router)
     app.include_router(cross_origin.router)
     app.include_router(health.router)
+    app.include_router(openapi.router)
     if settings.dev_mode:
         app.include_router(dev.router)
     _install_error_handlers(app)
@@ -230,11 +266,13 @@ def _install_error_handlers(app: FastAPI) -> None:
         response = common_error(exc)
         return response or auth0_error(500, "server_error", "Internal error")
 
+    # Fail closed (security.md §6): 503 temporarily_unavailable, never a 500.
     @app.exception_handler(OperationalError)
     @app.exception_handler(DBAPIError)
+    @app.exception_handler(PoolTimeout)
     @app.exception_handler(OSError)
-    async def database_down(_: Request, exc: Exception) -> Response:
-        log.warning("dependency_unavailable", error=type(exc).__name__)
+    async def database_down(request: Request, exc: Exception) -> Response:
+        log.warning("dependency_unavailable", error=type(exc).__name__, path=request.url.path)
         return unavailable_error()
 
     @app.exception_handler(HTTPException)

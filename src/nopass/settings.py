@@ -42,6 +42,11 @@ class Settings(BaseSettings):
     housekeeping_seconds: float = Field(default=60.0, gt=0)
     smtp_timeout_seconds: float = Field(default=10.0, gt=0)
     sms_timeout_seconds: float = Field(default=10.0, gt=0)
+    # Fail closed, and fast, when the database is unreachable (security.md §6): bounds on
+    # connecting to PostgreSQL, on one statement, and on waiting for a SQLite lock.
+    database_connect_timeout_seconds: float = Field(default=5.0, gt=0)
+    database_command_timeout_seconds: float = Field(default=10.0, gt=0)
+    sqlite_busy_timeout_ms: int = Field(default=10_000, ge=0)
 
     @field_validator("log_level", mode="before")
     @classmethod

@@ -44,6 +44,11 @@ def config() -> dict[str, Any]:
         {"identifier": "https://no-offline.example", "name": "No offline"},
     ]
     cfg["clients"][2]["grant_types"] = ["authorization_code"]  # "Other App"
+    # Many codes for one identity here: the send limits are tested in test_limits.py.
+    cfg["tenant"]["rate_limits"] = {
+        "start_per_identity_per_10min": 100,
+        "start_per_identity_per_day": 100,
+    }
     return cfg
 
 

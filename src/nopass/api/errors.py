@@ -19,6 +19,7 @@ from nopass.core.errors import (
     CodeRejected,
     ConnectionIssue,
     ConnectionProblem,
+    CountryNotAllowed,
     CrossOriginDisabled,
     DeliveryFailed,
     DeliveryFailure,
@@ -32,6 +33,7 @@ from nopass.core.errors import (
     MissingProperty,
     NopassError,
     OriginNotAllowed,
+    RateLimited,
     RedirectNotAllowed,
     RequestRejected,
     ServiceUnavailable,
@@ -43,9 +45,12 @@ from nopass.core.errors import (
     UnknownRealm,
     UnsupportedGrantType,
 )
+from nopass.core.models import RateLimitStatus
 
 TENANT_ERROR = "error in tenant - tenant validation failed: invalid_tenant"
 UNAVAILABLE = "The service is temporarily unavailable. Try again later."
+TOO_MANY_REQUESTS = "Too many requests. Try again later."
+COUNTRY_NOT_ALLOWED = "Phone number country is not allowed"
 # Properties whose problems Auth0 reports under their own `bad.<name>` code.
 BAD_KEYS = frozenset({"client_id", "connection", "email", "phone_number", "send", "authParams"})
 
@@ -66,8 +71,25 @@ def unavailable_error() -> JSON:
     return auth0_error(503, "temporarily_unavailable", UNAVAILABLE)
 
 
+def rate_limit_headers(status: RateLimitStatus) -> dict[str, str]:
+    """auth0-wire.md §1.4: the limit, what is left of it, and when it resets (epoch s)."""
+    return {
+        "x-ratelimit-limit": str(status.limit),
+        "x-ratelimit-remaining": str(status.remaining),
+        "x-ratelimit-reset": str(status.reset),
+    }
+
+
+def rate_limited_error(exc: RateLimited) -> JSON:
+    """§12.12, the same on every JSON endpoint."""
+    headers = {**rate_limit_headers(exc.status), "Retry-After": str(exc.retry_after)}
+    return auth0_error(429, "too_many_requests", TOO_MANY_REQUESTS, headers)
+
+
 def common_error(exc: NopassError) -> JSON | None:
     """Errors that read the same on every endpoint."""
+    if isinstance(exc, RateLimited):
+        return rate_limited_error(exc)
     if isinstance(exc, TenantNotFound):
         return auth0_error(400, "bad.tenant", TENANT_ERROR)
     if isinstance(exc, ServiceUnavailable):
@@ -111,6 +133,8 @@ def start_error(exc: NopassError) -> JSON:
             return auth0_error(400, "bad.client_id", f"Unknown client: {exc.client_id}")
         case ConnectionProblem():
             return auth0_error(400, "bad.connection", CONNECTION_TEXT[exc.issue])
+        case CountryNotAllowed():
+            return auth0_error(400, "bad.phone_number", COUNTRY_NOT_ALLOWED)
         case RedirectNotAllowed():
             return auth0_error(
                 400,
@@ -253,6 +277,8 @@ def authorize_error(exc: Exception) -> tuple[str, str]:
             return LINK_CODE_ERROR[exc.reason], CODE_TEXT[exc.reason]
         case IdentityBlocked():
             return "too_many_attempts", BLOCKED_TEXT
+        case RateLimited():
+            return "too_many_requests", TOO_MANY_REQUESTS
         case UnknownAudience():
             return "access_denied", f"Service not found: {exc.audience}"
         case ConnectionProblem():

@@ -50,7 +50,17 @@ def request_info(request: Request, trusted: list[Network]) -> RequestInfo:
         ip=client_ip(request, trusted),
         user_agent=request.headers.get("user-agent"),
         auth0_client=auth0_client(request.headers.get("auth0-client")),
+        forwarded_for=forwarded_for(request.headers.get("auth0-forwarded-for")),
     )
+
+
+def forwarded_for(header: str | None) -> str | None:
+    """The end-user IP in ``auth0-forwarded-for`` (auth0-wire.md §2.1), when it is one IP
+    address. The flows believe it only from an authenticated, trusted confidential client."""
+    value = (header or "").strip()
+    if not value or len(value) > 64 or not _is_ip(value):
+        return None
+    return str(ipaddress.ip_address(value))
 
 
 def auth0_client(header: str | None) -> dict[str, object] | None:

@@ -21,6 +21,8 @@
     ├── GrantNotAllowed           the client lacks the grant
     ├── CodeRejected              wrong / expired / exhausted one-time code
     ├── IdentityBlocked           the identity's failure window is full
+    ├── RateLimited               a rate limit or an SMS fraud control refused the request
+    ├── CountryNotAllowed         an SMS to a country the connection does not allow
     ├── UnknownAudience           no resource server with that identifier
     ├── InvalidScope              scope of the wrong type, or wider than granted
     ├── InvalidRefreshToken       unknown, revoked, expired or reused refresh token
@@ -36,6 +38,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from enum import Enum
+
+from nopass.core.models import RateLimitStatus
 
 
 class NopassError(Exception):
@@ -189,6 +193,25 @@ class IdentityBlocked(NopassError):
     def __init__(self, retry_after: int) -> None:
         super().__init__("too many failed attempts for this identity")
         self.retry_after = retry_after
+
+
+class RateLimited(NopassError):
+    """A rate limit (security.md §6) or an SMS fraud control refused the request before
+    anything was stored or sent. ``status`` is the refusing limit's state."""
+
+    def __init__(self, name: str, status: RateLimitStatus, retry_after: int) -> None:
+        super().__init__(f"rate limit {name} reached")
+        self.name = name
+        self.status = status
+        self.retry_after = retry_after
+
+
+class CountryNotAllowed(NopassError):
+    """An SMS start for a number outside the connection's ``allowed_countries``."""
+
+    def __init__(self, country: str | None) -> None:
+        super().__init__(f"SMS to country {country or 'unknown'} is not allowed")
+        self.country = country
 
 
 class UnknownAudience(NopassError):

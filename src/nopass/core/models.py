@@ -9,7 +9,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from enum import StrEnum
-from typing import Any
+from typing import Any, ClassVar
 
 from cryptography.hazmat.primitives.asymmetric.rsa import RSAPrivateKey
 
@@ -27,12 +27,46 @@ class AuthMethod(StrEnum):
 
 
 @dataclass(frozen=True, slots=True)
+class TestIdentity:
+    """A fixed code for one identity (app-store review, CI): nothing is sent, send limits do
+    not apply, every use is audited; after ``expires_at`` the identity is an ordinary one."""
+
+    __test__: ClassVar[bool] = False  # not a pytest test class
+
+    connection: str  # the connection's name
+    identifier: str  # normalised like a typed identifier (lower-case email, E.164)
+    code: str
+    expires_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
 class Tenant:
     id: str
     name: str
     friendly_name: str | None
     default_audience: str | None
     rate_limits: Mapping[str, Any] = field(default_factory=dict)
+    test_identities: tuple[TestIdentity, ...] = ()
+
+    def test_identity(self, connection: str, identifier: str, now: datetime) -> TestIdentity | None:
+        """The unexpired test identity for (connection name, normalised identifier)."""
+        for candidate in self.test_identities:
+            if (
+                candidate.connection == connection
+                and candidate.identifier == identifier
+                and now < candidate.expires_at
+            ):
+                return candidate
+        return None
+
+
+@dataclass(frozen=True, slots=True)
+class RateLimitStatus:
+    """One rate limit's state, as the ``x-ratelimit-*`` headers tell it (auth0-wire.md §1.4)."""
+
+    limit: int
+    remaining: int
+    reset: int  # UNIX epoch seconds when the window closes
 
 
 @dataclass(frozen=True, slots=True)

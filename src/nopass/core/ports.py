@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from types import TracebackType
@@ -191,6 +192,11 @@ class UnitOfWork(Protocol):
     @property
     def tickets(self) -> LoginTicketRepo: ...
 
+    def savepoint(self, *, keep: bool) -> AbstractAsyncContextManager[None]:
+        """Work in a savepoint: kept at the end when ``keep``, else (or on an error) undone,
+        while the rest of the transaction goes on."""
+        ...
+
     async def __aenter__(self) -> Self: ...
 
     async def __aexit__(
@@ -234,6 +240,9 @@ class RequestInfo:
     ip: str | None
     user_agent: str | None
     auth0_client: Mapping[str, object] | None = None  # decoded Auth0-Client telemetry
+    # ``auth0-forwarded-for`` when it holds an IP address: the end user's IP according to the
+    # caller, believed only from an authenticated confidential client that is trusted for it.
+    forwarded_for: str | None = None
 
 
 class SmsSender(Protocol):

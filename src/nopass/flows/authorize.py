@@ -27,6 +27,7 @@ from nopass.core.models import AuthorizationCode, Client, TenantConfig, User
 from nopass.core.otp import new_id
 from nopass.core.ports import KeyStore, UnitOfWork, UnitOfWorkFactory
 from nopass.flows.issue import Grant, issue_tokens
+from nopass.flows.limits import Limits
 
 CODE_LIFETIME = timedelta(seconds=60)
 RESPONSE_TYPES = {
@@ -48,6 +49,7 @@ class BrowserDeps:
     keyring: Keyring
     keys: KeyStore
     clock: Clock
+    limits: Limits
 
 
 @dataclass(frozen=True, slots=True)

@@ -28,6 +28,7 @@ from nopass.core.errors import (
     MissingProperty,
     NopassError,
     OriginNotAllowed,
+    RateLimited,
     UnknownCredentialType,
     UnknownProperties,
     UnknownRealm,
@@ -205,6 +206,11 @@ async def _login(
     audit: AuditEvent,
 ) -> IssuedTicket:
     tenant = config.tenant
+    try:
+        reservation = await deps.limits.reserve_verification(tenant, audit.ip, audit)
+    except RateLimited as exc:
+        await _record(deps, audit.but("fcoa", str(exc)))
+        raise
     async with deps.uow() as uow:
         now = deps.clock.now()
         identifier = normalize_identifier(connection, fields["username"])
@@ -222,7 +228,7 @@ async def _login(
             await uow.commit()
             raise
         login = await complete_login(
-            uow, tenant, connection, identifier, challenge_id, ip=audit.ip, now=now
+            uow, tenant, connection, identifier, challenge_id, ip=audit.ip, now=now, audit=audit
         )
         issued = await _issue_ticket(uow, tenant.id, client, login.user, connection, now)
         if login.created:
@@ -234,6 +240,14 @@ async def _login(
             now,
         )
         await uow.commit()
+    await deps.limits.verified(
+        reservation,
+        tenant,
+        connection,
+        identifier,
+        signed_in=True,
+        test_identity=login.test_identity,
+    )
     return issued
 
 

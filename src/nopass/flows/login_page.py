@@ -283,9 +283,11 @@ async def verify_page_code(
 ) -> tuple[AuthorizationResponse, str]:
     """Check the typed code like the OTP grant does, then sign in and complete the
     transaction: ``(authorization response, session token)``. Raises ``CodeRejected`` or
-    ``IdentityBlocked`` (audited ``f``; the guess stays counted)."""
+    ``IdentityBlocked`` (audited ``f``; the guess stays counted), or ``RateLimited`` when
+    the IP failed too often."""
     tenant = config.tenant
     await _ready_to_sign(deps, config, request)
+    reservation = await deps.limits.reserve_verification(tenant, ip, audit)
     async with deps.uow() as uow:
         now = deps.clock.now()
         try:
@@ -300,7 +302,7 @@ async def verify_page_code(
             await uow.commit()
             raise
         login = await complete_login(
-            uow, tenant, connection, tx.identifier, challenge_id, ip=ip, now=now
+            uow, tenant, connection, tx.identifier, challenge_id, ip=ip, now=now, audit=audit
         )
         session = await open_session(uow, tenant.id, login.user, now)
         response = await respond(
@@ -313,6 +315,14 @@ async def verify_page_code(
             )
         await uow.audit.add(audit.but("s", "Successful login", user_id=login.user.user_id), now)
         await uow.commit()
+    await deps.limits.verified(
+        reservation,
+        tenant,
+        connection,
+        login.user.identifier,
+        signed_in=True,
+        test_identity=login.test_identity,
+    )
     return response, session
 
 

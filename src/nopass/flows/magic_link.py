@@ -18,6 +18,7 @@ from nopass.core.errors import (
     ConnectionIssue,
     ConnectionProblem,
     IdentityBlocked,
+    RateLimited,
 )
 from nopass.core.keyring import opaque_hash
 from nopass.core.models import AuditEvent, Connection, TenantConfig
@@ -103,6 +104,10 @@ async def redeem_link(
     Raises ``AuthorizeFailed`` for failures that go back to the client."""
     tenant, connection = config.tenant, link.connection
     await deps.keys.signing_key(tenant.id)  # never create a key inside the transaction
+    try:
+        reservation = await deps.limits.reserve_verification(tenant, ip, audit)
+    except RateLimited as exc:
+        raise AuthorizeFailed(link.request, exc) from exc
     async with deps.uow() as uow:
         now = deps.clock.now()
         try:
@@ -117,7 +122,7 @@ async def redeem_link(
             await uow.commit()
             raise AuthorizeFailed(link.request, exc) from exc
         login = await complete_login(
-            uow, tenant, connection, link.identifier, challenge_id, ip=ip, now=now
+            uow, tenant, connection, link.identifier, challenge_id, ip=ip, now=now, audit=audit
         )
         session = await open_session(uow, tenant.id, login.user, now)
         response = await respond(
@@ -129,6 +134,14 @@ async def redeem_link(
             )
         await uow.audit.add(audit.but("s", "Successful login", user_id=login.user.user_id), now)
         await uow.commit()
+    await deps.limits.verified(
+        reservation,
+        tenant,
+        connection,
+        login.user.identifier,
+        signed_in=True,
+        test_identity=login.test_identity,
+    )
     return response, session
 
 

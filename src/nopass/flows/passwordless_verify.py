@@ -20,6 +20,7 @@ from nopass.core.models import AuditEvent, Client, Connection, TenantConfig
 from nopass.core.ports import RequestInfo
 from nopass.flows.authorize import BrowserDeps
 from nopass.flows.client_auth import ClientCredentials, authenticate_client
+from nopass.flows.limits import limit_ip
 from nopass.flows.token import param
 from nopass.flows.verify import check_code, check_identity_window, normalize_identifier
 
@@ -76,14 +77,19 @@ async def verify_passwordless(cmd: VerifyCommand, config: TenantConfig, deps: Br
         assertion=param(body, "client_assertion"),
         assertion_type=param(body, "client_assertion_type"),
     )
+    if client.is_confidential:  # alone: the rate limit must not run inside a transaction
+        async with deps.uow() as uow:
+            await authenticate_client(
+                client, creds, issuer=cmd.issuer, assertions=uow.assertions, now=deps.clock.now()
+            )
+            await uow.commit()
+    connection = realm_connection(config, client, realm)
+    audit = _audit(config, cmd.request, client, connection, username)
+    identifier = normalize_identifier(connection, username)
+    ip = limit_ip(cmd.request, client, authenticated=True)
+    reservation = await deps.limits.reserve_verification(config.tenant, ip, audit)
     async with deps.uow() as uow:
         now = deps.clock.now()
-        await authenticate_client(
-            client, creds, issuer=cmd.issuer, assertions=uow.assertions, now=now
-        )
-        connection = realm_connection(config, client, realm)
-        audit = _audit(config, cmd.request, client, connection, username)
-        identifier = normalize_identifier(connection, username)
         try:
             if identifier is None:
                 raise CodeRejected(CodeFailure.WRONG, connection.strategy)
@@ -94,6 +100,8 @@ async def verify_passwordless(cmd: VerifyCommand, config: TenantConfig, deps: Br
             await uow.commit()
             raise
         await uow.commit()
+    # Right, but not consumed: the sign-in (and the breaker's count) comes with the link.
+    await deps.limits.verified(reservation, config.tenant, connection, identifier, signed_in=False)
 
 
 def _audit(

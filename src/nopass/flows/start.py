@@ -4,6 +4,8 @@ Follows auth0-wire.md §2 with the house decisions of §12.2-12.5: the checks ru
 §12.2 and the first failure wins; the code is stored only as an HMAC; a new start voids the
 identity's pending codes; email goes through the durable outbox in the same transaction as the
 code, SMS is sent synchronously after the commit and a provider failure voids the code.
+The rate limits and SMS fraud controls (``flows.limits``) run after client authentication and
+before anything is stored; a test identity stores its fixed code and sends nothing.
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from urllib.parse import quote, urlencode
 
@@ -38,7 +40,9 @@ from nopass.core.models import (
     Client,
     Connection,
     Message,
+    RateLimitStatus,
     TenantConfig,
+    TestIdentity,
 )
 from nopass.core.otp import new_code, new_id
 from nopass.core.ports import (
@@ -51,6 +55,7 @@ from nopass.core.ports import (
     UnitOfWorkFactory,
 )
 from nopass.flows.client_auth import ClientCredentials, authenticate_client
+from nopass.flows.limits import Limits, limit_ip
 
 ALLOWED_PROPERTIES = (
     "client_id",
@@ -67,6 +72,7 @@ ALLOWED_PROPERTIES = (
 SEND_VALUES = ("link", "code", "link_ios", "link_android")
 OUTBOX_PROVIDER = "outbox"
 DEFAULT_SENDER = "nopass@localhost"
+TEST_IDENTITY_TEXT = "Test identity: fixed code stored, nothing sent"
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,6 +93,7 @@ class StartResult:
     channel: Channel
     identifier: str
     request_language: str | None
+    rate_limit: RateLimitStatus | None = None  # the per-IP start limit, for x-ratelimit-*
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,6 +104,7 @@ class StartDeps:
     sms: SmsSender
     outbox_signal: OutboxSignal
     clock: Clock
+    limits: Limits
     sms_latency: LatencyEstimate = field(default_factory=LatencyEstimate)
 
 
@@ -271,34 +279,74 @@ async def start_passwordless(
     cmd: StartCommand, config: TenantConfig, deps: StartDeps
 ) -> StartResult:
     req = _validate(cmd, config)
-    async with deps.uow() as uow:
-        now = deps.clock.now()
-        if not cmd.trusted:
+    authenticated = False
+    if not cmd.trusted and req.client.is_confidential:
+        # Its own transaction: the rate limits below must not run inside one (§12.2 orders
+        # client authentication → rate limits → send).
+        async with deps.uow() as uow:
             await authenticate_client(
                 req.client,
                 req.credentials,
                 issuer=cmd.origin + "/",
                 assertions=uow.assertions,
-                now=now,
+                now=deps.clock.now(),
             )
-        issued = await _issue_code(uow, cmd, req, config, deps, now)
+            await uow.commit()
+        authenticated = True
+    test = config.tenant.test_identity(req.connection.name, req.identifier, deps.clock.now())
+    rate_limit = await deps.limits.admit_start(
+        config.tenant,
+        req.connection,
+        req.identifier,
+        limit_ip(cmd.request, req.client, authenticated=authenticated),
+        _limit_audit(cmd, config, req),
+        test_identity=test is not None,
+    )
+    async with deps.uow() as uow:
+        now = deps.clock.now()
+        issued = await _issue_code(uow, cmd, req, config, deps, now, test)
         audit = _audit_base(cmd, config, req, issued)
         sms_now: Message | None = None
-        if not issued.phantom:  # a phantom answers like any other start, sends nothing (§12.5)
-            sms_now = await _queue_message(uow, cmd, req, issued, config, deps, audit, now)
+        if test is not None:  # a fixed code: nothing is sent, the use is audited
+            event = "cls" if req.channel is Channel.EMAIL else "cs"
+            tested = replace(audit, details={**audit.details, "test_identity": True})
+            await uow.audit.add(_event(tested, event, description=TEST_IDENTITY_TEXT), now)
+        else:
+            # A phantom answers like any other start and sends nothing (§12.5). It renders and
+            # writes its message like a real one, in a savepoint that it then rolls back, so
+            # that its answer takes as long.
+            async with uow.savepoint(keep=not issued.phantom):
+                message = await _queue_message(uow, cmd, req, issued, config, deps, audit, now)
+            sms_now = None if issued.phantom else message
         await uow.commit()
     if sms_now is not None:
         await _send_sms(deps, config, req.connection, sms_now, cmd.request, issued, audit)
-    elif issued.phantom and _synchronous_sms(req):
+    elif test is None and issued.phantom and _synchronous_sms(req):
         # A real send would wait for the provider: take as long, so time tells nothing.
         await asyncio.sleep(deps.sms_latency.sample(req.connection.id))
-    elif req.channel is Channel.EMAIL and not issued.phantom:
+    elif test is None and req.channel is Channel.EMAIL and not issued.phantom:
         deps.outbox_signal.notify()
     return StartResult(
         id=issued.challenge_id,
         channel=req.channel,
         identifier=req.identifier,
         request_language=cmd.request_language,
+        rate_limit=rate_limit,
+    )
+
+
+def _limit_audit(cmd: StartCommand, config: TenantConfig, req: _Request) -> AuditEvent:
+    """The context of a refusal's audit event (no code exists yet)."""
+    return AuditEvent(
+        tenant_id=config.tenant.id,
+        type="",
+        ip=cmd.request.ip,
+        user_agent=cmd.request.user_agent,
+        client_id=req.client.client_id,
+        connection=req.connection.name,
+        user_name=req.identifier,
+        user_id="",
+        details={"strategy": req.connection.strategy, "client_name": req.client.name},
     )
 
 
@@ -309,11 +357,13 @@ async def _issue_code(
     config: TenantConfig,
     deps: StartDeps,
     now: datetime,
+    test: TestIdentity | None,
 ) -> _Issued:
-    """Store a new code (as an HMAC) and void the identity's earlier ones."""
+    """Store a new code (as an HMAC; a test identity's fixed one) and void the identity's
+    earlier ones."""
     tenant_id, connection = config.tenant.id, req.connection
     challenge_id = new_id()
-    code = new_code(connection.code_length)
+    code = test.code if test is not None else new_code(connection.code_length)
     key_id, mac = deps.keyring.code_mac(challenge_id, code)
     phantom = connection.disable_signup and not await uow.users.exists(
         tenant_id, connection.id, req.identifier

@@ -47,6 +47,7 @@ from nopass.core.otp import new_id
 from nopass.core.ports import KeyStore, RequestInfo, UnitOfWork, UnitOfWorkFactory
 from nopass.flows.client_auth import ClientCredentials, authenticate_client
 from nopass.flows.issue import Grant, TokenSet, issue_tokens
+from nopass.flows.limits import Limits, limit_ip
 from nopass.flows.verify import (
     check_identity_window,
     complete_login,
@@ -77,6 +78,7 @@ class TokenDeps:
     keyring: Keyring
     keys: KeyStore
     clock: Clock
+    limits: Limits
 
 
 def param(body: Mapping[str, object], name: str) -> str | None:
@@ -141,6 +143,19 @@ async def _admit(
     """The client proves itself, then must hold the grant."""
     await authenticate_client(client, creds, issuer=cmd.issuer, assertions=uow.assertions, now=now)
     _allow(client, grant_type)
+
+
+async def _admit_alone(
+    deps: TokenDeps, cmd: TokenCommand, client: Client, creds: ClientCredentials, grant_type: str
+) -> None:
+    """``_admit`` in a transaction of its own (a public client needs none), for grants whose
+    rate limits must run between client authentication and the transaction of the grant."""
+    if not client.is_confidential:
+        _allow(client, grant_type)
+        return
+    async with deps.uow() as uow:
+        await _admit(uow, cmd, client, creds, grant_type, deps.clock.now())
+        await uow.commit()
 
 
 def _allow(client: Client, grant_type: str) -> None:
@@ -262,13 +277,15 @@ async def _otp_grant(cmd: TokenCommand, config: TenantConfig, deps: TokenDeps) -
     username = required(cmd.body, "username")
     otp = required(cmd.body, "otp")
     realm = required(cmd.body, "realm")
+    await _admit_alone(deps, cmd, client, creds, PASSWORDLESS_OTP_GRANT)
+    connection = _realm(config, client, realm)
+    grant = _grant_scope(config, client, parse_scope(cmd.body), param(cmd.body, "audience"))
+    audit = _audit(cmd, config, client, connection, username)
+    identifier = normalize_identifier(connection, username)
+    ip = limit_ip(cmd.request, client, authenticated=True)
+    reservation = await deps.limits.reserve_verification(config.tenant, ip, audit)
     async with deps.uow() as uow:
         now = deps.clock.now()
-        await _admit(uow, cmd, client, creds, PASSWORDLESS_OTP_GRANT, now)
-        connection = _realm(config, client, realm)
-        grant = _grant_scope(config, client, parse_scope(cmd.body), param(cmd.body, "audience"))
-        audit = _audit(cmd, config, client, connection, username)
-        identifier = normalize_identifier(connection, username)
         try:
             if identifier is None:
                 raise CodeRejected(CodeFailure.WRONG, connection.strategy)
@@ -283,7 +300,14 @@ async def _otp_grant(cmd: TokenCommand, config: TenantConfig, deps: TokenDeps) -
             await uow.commit()
             raise
         login = await complete_login(
-            uow, config.tenant, connection, identifier, challenge_id, ip=cmd.request.ip, now=now
+            uow,
+            config.tenant,
+            connection,
+            identifier,
+            challenge_id,
+            ip=cmd.request.ip,
+            now=now,
+            audit=audit,
         )
         refresh, _ = await _new_refresh_token(uow, config, client, login.user, grant, now, None)
         user_audit = audit.but("s", "Successful login", user_id=login.user.user_id)
@@ -293,6 +317,14 @@ async def _otp_grant(cmd: TokenCommand, config: TenantConfig, deps: TokenDeps) -
             )
         await uow.audit.add(user_audit, now)
         await uow.commit()
+    await deps.limits.verified(
+        reservation,
+        config.tenant,
+        connection,
+        identifier,
+        signed_in=True,
+        test_identity=login.test_identity,
+    )
     return await issue_tokens(
         deps.keys, config, cmd.issuer, client, login.user, grant, now, refresh
     )

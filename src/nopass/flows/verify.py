@@ -12,18 +12,20 @@ authentication later), so one guess budget per identity holds across all of them
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
 from nopass.core.errors import CodeFailure, CodeRejected, IdentityBlocked
 from nopass.core.identity import is_phone_number, normalize_email
 from nopass.core.keyring import Keyring
-from nopass.core.models import Connection, Tenant, User
+from nopass.core.models import AuditEvent, Connection, Tenant, User
 from nopass.core.ports import UnitOfWork
 from nopass.core.profile import initial_profile, new_user_id
 
 FAILURE_WINDOW = timedelta(minutes=15)
 DEFAULT_FAILURES_PER_WINDOW = 10
+TEST_IDENTITY_EVENT = "test_identity"
+TEST_IDENTITY_TEXT = "Signed in with a test identity's fixed code"
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,6 +33,7 @@ class LoginResult:
     user: User
     created: bool
     challenge_id: str
+    test_identity: bool = False  # signed in with a test identity's fixed code
 
 
 def normalize_identifier(connection: Connection, username: str) -> str | None:
@@ -106,9 +109,11 @@ async def complete_login(
     *,
     ip: str | None,
     now: datetime,
+    audit: AuditEvent,
 ) -> LoginResult:
     """After a consumed code: void the identity's other codes, reset its failure window,
-    create the user at first login, count the login."""
+    create the user at first login, count the login. A test identity's use is audited
+    (``test_identity``, besides the caller's own events)."""
     await uow.challenges.void_pending(tenant.id, connection.id, identifier, now)
     await uow.failures.reset(tenant.id, connection.id, identifier)
     user, created = await uow.users.record_login(
@@ -120,7 +125,11 @@ async def complete_login(
         ip=ip,
         now=now,
     )
-    return LoginResult(user=user, created=created, challenge_id=challenge_id)
+    test = tenant.test_identity(connection.name, identifier, now) is not None
+    if test:
+        event = audit.but(TEST_IDENTITY_EVENT, TEST_IDENTITY_TEXT, user_id=user.user_id)
+        await uow.audit.add(replace(event, details={**event.details, "test_identity": True}), now)
+    return LoginResult(user=user, created=created, challenge_id=challenge_id, test_identity=test)
 
 
 async def check_code(

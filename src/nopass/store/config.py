@@ -12,10 +12,14 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import defaultdict
+from collections.abc import Iterable, Mapping
+from datetime import datetime
+from typing import Any
 
 from sqlalchemy import insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from nopass.core.identity import normalize_email
 from nopass.core.models import (
     AuthMethod,
     Client,
@@ -25,6 +29,7 @@ from nopass.core.models import (
     ResourceServer,
     Tenant,
     TenantConfig,
+    TestIdentity,
 )
 from nopass.store.tables import (
     ClientRow,
@@ -154,6 +159,7 @@ async def _load_all(
                 friendly_name=row.friendly_name,
                 default_audience=row.default_audience,
                 rate_limits=row.rate_limits,
+                test_identities=test_identities(row.test_identities, conns_by_tenant[row.id]),
             ),
             clients=clients_by_tenant[row.id],
             connections=conns_by_tenant[row.id],
@@ -164,6 +170,37 @@ async def _load_all(
     }
     hosts = {row.host: (row.tenant_id, row.origin) for row in domains}
     return hosts, configs
+
+
+def test_identities(
+    entries: Iterable[Any], connections: Mapping[str, Connection]
+) -> tuple[TestIdentity, ...]:
+    """The tenant's ``test_identities`` (interface.md), identifiers normalised the way a typed
+    one is (a lower-case email address; E.164 as is). Entries that name no connection or
+    carry no usable expiry are left out: they can never be used."""
+    found: list[TestIdentity] = []
+    for entry in entries or ():
+        if not isinstance(entry, Mapping):
+            continue
+        connection = connections.get(str(entry.get("connection")))
+        identifier = str(entry.get("identifier", ""))
+        try:
+            expires_at = datetime.fromisoformat(str(entry.get("expires_at")).replace("Z", "+00:00"))
+        except ValueError:
+            continue
+        if connection is None or expires_at.tzinfo is None:
+            continue
+        if connection.strategy == "email":
+            identifier = normalize_email(identifier) or identifier.lower()
+        found.append(
+            TestIdentity(
+                connection=connection.name,
+                identifier=identifier,
+                code=str(entry.get("code", "")),
+                expires_at=expires_at,
+            )
+        )
+    return tuple(found)
 
 
 def client_from_row(

@@ -1,10 +1,17 @@
 """Engines for ``NOPASS_DATABASE_URL``: SQLite (WAL, synchronous=FULL) or PostgreSQL.
 
 Users write ``sqlite:///PATH`` or ``postgresql://...``; the async driver is picked here.
+
+Every wait on the database is bounded, so that an unreachable database makes a request fail
+(503, security.md §6 "Fail closed") within seconds instead of hanging: PostgreSQL connects
+time out after ``connect_timeout`` and statements after ``command_timeout``; SQLite waits at
+most ``busy_timeout`` for a lock. Pooled PostgreSQL connections are pinged before use, so the
+pool recovers by itself once the database is back.
 """
 
 from __future__ import annotations
 
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlalchemy.pool import NullPool
 
 SQLITE_BUSY_TIMEOUT_MS = 10_000
+CONNECT_TIMEOUT_SECONDS = 5.0
 
 
 class DatabaseUrlError(ValueError):
@@ -33,13 +41,13 @@ def async_url(url: str) -> str:
     raise DatabaseUrlError(f"unsupported database URL scheme: {parsed.drivername}")
 
 
-def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+def _sqlite_pragmas(busy_timeout_ms: int, dbapi_connection: Any, _record: Any) -> None:
     # Take over transaction control from the driver so that BEGIN is ours (see _sqlite_begin).
     dbapi_connection.isolation_level = None
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA synchronous=FULL")
-    cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+    cursor.execute(f"PRAGMA busy_timeout={int(busy_timeout_ms)}")
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.close()
 
@@ -50,13 +58,32 @@ def _sqlite_begin(conn: Any) -> None:
     conn.exec_driver_sql("BEGIN IMMEDIATE")
 
 
-def create_engine(url: str, *, pool_size: int = 10) -> AsyncEngine:
+def create_engine(
+    url: str,
+    *,
+    pool_size: int = 10,
+    connect_timeout: float = CONNECT_TIMEOUT_SECONDS,
+    command_timeout: float | None = None,
+    sqlite_busy_timeout_ms: int = SQLITE_BUSY_TIMEOUT_MS,
+) -> AsyncEngine:
+    """``command_timeout`` bounds each PostgreSQL statement (the server passes one; ``nopass
+    migrate`` does not, a migration may legitimately run long)."""
     aurl = async_url(url)
     if aurl.startswith("sqlite"):
         engine = create_async_engine(aurl, poolclass=NullPool if ":memory:" in aurl else None)
-        event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
+        event.listen(
+            engine.sync_engine, "connect", partial(_sqlite_pragmas, sqlite_busy_timeout_ms)
+        )
         event.listen(engine.sync_engine, "begin", _sqlite_begin)
         return engine
+    connect_args: dict[str, Any] = {"timeout": connect_timeout}
+    if command_timeout is not None:
+        connect_args["command_timeout"] = command_timeout
     return create_async_engine(
-        aurl, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True
+        aurl,
+        pool_size=pool_size,
+        max_overflow=pool_size,
+        pool_pre_ping=True,
+        pool_timeout=max(connect_timeout, command_timeout or 0.0),
+        connect_args=connect_args,
     )

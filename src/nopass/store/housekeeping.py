@@ -1,6 +1,6 @@
 """Background purge of rows nobody can use any more, so the cost of a request does not grow
 with history: expired codes, authorization codes, tickets, transactions and sessions, spent
-assertion ids and failure windows, settled outbox messages and dead refresh tokens.
+assertion ids, failure and rate-limit windows, settled outbox messages and dead refresh tokens.
 
 Deletes run in small batches (short transactions, no long locks). Several processes may purge
 at once; deleting the same rows twice is harmless.
@@ -22,6 +22,7 @@ from nopass.store.tables import (
     LoginTicketRow,
     LoginTransactionRow,
     OutboxRow,
+    RateCounterRow,
     RefreshTokenRow,
     SessionRow,
     table,
@@ -42,7 +43,7 @@ def rules(now: datetime) -> list[Rule]:
     ch, ac = table(ChallengeRow), table(AuthorizationCodeRow)
     tk, tx, se = table(LoginTicketRow), table(LoginTransactionRow), table(SessionRow)
     ca, fw = table(ClientAssertionRow), table(FailureWindowRow)
-    ob, rt = table(OutboxRow), table(RefreshTokenRow)
+    ob, rt, rc = table(OutboxRow), table(RefreshTokenRow), table(RateCounterRow)
     old = now - GRACE
     return [
         Rule(ch, "id", ch.c.expires_at < old),
@@ -52,6 +53,7 @@ def rules(now: datetime) -> list[Rule]:
         Rule(se, "id", or_(se.c.expires_at < old, se.c.revoked_at < old)),
         Rule(ca, "jti", ca.c.expires_at < now),
         Rule(fw, "identifier", fw.c.window_start < now - timedelta(hours=1)),
+        Rule(rc, "key", rc.c.expires_at < now),
         Rule(
             ob,
             "id",

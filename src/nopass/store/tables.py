@@ -399,3 +399,14 @@ class LoginTicketRow(Base):
     created_at: Mapped[datetime]
     expires_at: Mapped[datetime] = mapped_column(index=True)
     used_at: Mapped[datetime | None]
+
+
+class RateCounterRow(Base):
+    """One rate-limit window (``nopass.ratelimit``): fixed, opened by the key's first hit,
+    closing at ``expires_at``. Keys start with the tenant id; subjects are hashed."""
+
+    __tablename__ = "rate_counters"
+    key: Mapped[str] = mapped_column(String(200), primary_key=True)
+    window_start: Mapped[datetime]
+    expires_at: Mapped[datetime] = mapped_column(index=True)
+    count: Mapped[int] = mapped_column(Integer, default=0)

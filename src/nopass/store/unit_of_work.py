@@ -5,7 +5,9 @@ Every method takes ``tenant_id`` first and every query is scoped by it.
 
 from __future__ import annotations
 
+import contextlib
 import json
+from collections.abc import AsyncIterator
 from datetime import datetime
 from types import TracebackType
 from typing import Self
@@ -175,3 +177,20 @@ class SqlUnitOfWork:
         if self._conn is None:
             raise RuntimeError("unit of work is not open")
         await self._conn.commit()
+
+    @contextlib.asynccontextmanager
+    async def savepoint(self, *, keep: bool) -> AsyncIterator[None]:
+        """``SAVEPOINT``, then ``RELEASE`` when ``keep`` (else, or on an error, ``ROLLBACK
+        TO``): both ends cost the same round trips, so kept and undone work take as long."""
+        if self._conn is None:
+            raise RuntimeError("unit of work is not open")
+        nested = await self._conn.begin_nested()
+        try:
+            yield
+        except BaseException:
+            await nested.rollback()
+            raise
+        if keep:
+            await nested.commit()
+        else:
+            await nested.rollback()

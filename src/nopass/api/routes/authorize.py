@@ -32,10 +32,12 @@ from nopass.api.request_info import request_info
 from nopass.core.errors import (
     CodeFailure,
     CodeRejected,
+    CountryNotAllowed,
     DeliveryFailed,
     IdentityBlocked,
     MissingProperty,
     NopassError,
+    RateLimited,
     RedirectRejected,
     RequestRejected,
     ResendTooSoon,
@@ -135,13 +137,19 @@ def _message_page(t: Texts, name: str, status: int) -> Response:
 
 
 def _identifier_page(
-    view: _View, *, value: str = "", error: str | None = None, status: int = 200
+    view: _View,
+    *,
+    value: str = "",
+    error: str | None = None,
+    status: int = 200,
+    headers: dict[str, str] | None = None,
 ) -> Response:
     strategy = view.connection.strategy
     intro = "sms" if strategy == "sms" else "link" if view.request.send == "link" else "code"
     return page(
         "pages/login_identifier.html",
         status=status,
+        headers=headers,
         lang=view.t.language,
         t=view.t,
         title=view.t(f"identifier.title.{strategy}"),
@@ -238,7 +246,17 @@ def _send_failed(view: _View, exc: NopassError) -> Response:
         raise exc
     if isinstance(exc, DeliveryFailed):
         return _step_page(view, error=view.t("error.delivery"), status=502)
+    if isinstance(exc, RateLimited):
+        return _step_page(view, error=_too_many(view, exc), status=429, headers=_retry(exc))
     return _message_page(view.t, "error", 400)
+
+
+def _too_many(view: _View, exc: RateLimited) -> str:
+    return view.t("error.too_many", minutes=max(1, math.ceil(exc.retry_after / 60)))
+
+
+def _retry(exc: RateLimited) -> dict[str, str]:
+    return {"Retry-After": str(exc.retry_after)}
 
 
 @router.get("/authorize")
@@ -343,6 +361,12 @@ async def submit_identifier(request: Request, services: ServicesDep, tenant: Ten
     except DeliveryFailed:
         error = view.t("error.delivery")
         return _identifier_page(view, value=typed, error=error, status=502)
+    except CountryNotAllowed:
+        error = view.t("error.country")
+        return _identifier_page(view, value=typed, error=error, status=400)
+    except RateLimited as exc:
+        error = _too_many(view, exc)
+        return _identifier_page(view, value=typed, error=error, status=429, headers=_retry(exc))
     except NopassError as exc:
         return _send_failed(view, exc)
     return RedirectResponse(LOGIN, SEE_OTHER)
@@ -385,6 +409,8 @@ async def submit_code(request: Request, services: ServicesDep, tenant: TenantDep
         retry = {"Retry-After": str(exc.retry_after)}
         error = view.t("code.blocked", minutes=minutes)
         return _step_page(view, error=error, status=429, headers=retry)
+    except RateLimited as exc:
+        return _step_page(view, error=_too_many(view, exc), status=429, headers=_retry(exc))
     cookies = [session_cookie(tenant, session), (TX_COOKIE, "", cookie_options(tenant, 0))]
     return send_response(answer, after_post=True, cookies=cookies)
 

@@ -7,7 +7,7 @@ from starlette.responses import Response
 
 from nopass.api.body import read_body
 from nopass.api.deps import ServicesDep, TenantDep
-from nopass.api.errors import start_error
+from nopass.api.errors import rate_limit_headers, start_error
 from nopass.api.request_info import basic_credentials, request_info, request_language
 from nopass.api.responses import JSON
 from nopass.core.errors import NopassError
@@ -33,13 +33,16 @@ async def passwordless_start(
         result = await start_passwordless(command, tenant.config, services.start)
     except NopassError as exc:
         return start_error(exc)
+    headers = rate_limit_headers(result.rate_limit) if result.rate_limit else None
     if result.channel is Channel.EMAIL:
-        return JSON({"_id": result.id, "email": result.identifier, "email_verified": False})
+        body = {"_id": result.id, "email": result.identifier, "email_verified": False}
+        return JSON(body, headers=headers)
     return JSON(
         {
             "_id": result.id,
             "phone_number": result.identifier,
             "phone_verified": False,
             "request_language": result.request_language,
-        }
+        },
+        headers=headers,
     )

@@ -1,0 +1,301 @@
+"""The rate limits and SMS fraud controls of security.md §6, as policy over a ``RateLimiter``.
+
+    limit                          default     counted per                  refusal
+    start_per_ip_per_hour          50 / h      client IP (allowlist exempt) 429 api_limit
+    start_per_identity_per_10min   5 / 10 min  connection + identifier      429 api_limit
+    start_per_identity_per_day     20 / day    connection + identifier      429 api_limit
+    failures_per_ip_per_hour       100 / h     client IP (allowlist exempt) 429 api_limit
+    sms_per_tenant_per_day         1000 / day  tenant (SMS only)            429 api_limit
+    allowed_countries              all         connection option            400 limit_sms
+    SMS prefix velocity            30 / h      country code + 3 digits      429 limit_sms
+    SMS conversion breaker         a country with >= 20 SMS and < 10 % verified in its hour
+                                   gets no SMS for an hour                  429 limit_sms
+
+A tenant's ``rate_limits`` overrides the first five; 0 disables one. Every check runs before
+anything is stored or sent, outside any unit of work (a database backend writes in its own
+short transaction), and answers the same whether the identity exists or not. Verification
+failures per IP are counted by reserving a hit before the code is checked and refunding it
+when the code was right, so concurrent guesses cannot overrun the limit.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import ipaddress
+import logging
+import math
+from dataclasses import dataclass, replace
+from datetime import datetime
+from typing import Any
+
+from nopass.core.clock import Clock
+from nopass.core.errors import CountryNotAllowed, RateLimited
+from nopass.core.models import AuditEvent, Client, Connection, RateLimitStatus, Tenant
+from nopass.core.phone import country_of, prefix_of
+from nopass.core.ports import RequestInfo, UnitOfWorkFactory
+from nopass.ratelimit.base import Decision, RateLimiter, Window
+
+HOUR, DAY = 3600, 86400
+DEFAULTS = {
+    "start_per_ip_per_hour": 50,
+    "start_per_identity_per_10min": 5,
+    "start_per_identity_per_day": 20,
+    "failures_per_ip_per_hour": 100,
+    "sms_per_tenant_per_day": 1000,
+}
+SMS_PREFIX_PER_HOUR = 30
+BREAKER_MIN_SENT = 20
+BREAKER_MIN_VERIFIED_PERCENT = 10
+BREAKER_SECONDS = HOUR
+UNLIMITED = 1_000_000_000  # counters kept for statistics only (the breaker's)
+log = logging.getLogger("nopass.limits")
+API_LIMIT = "api_limit"
+SMS_LIMIT = "limit_sms"
+
+
+def setting(tenant: Tenant, name: str) -> int:
+    value = tenant.rate_limits.get(name)
+    return DEFAULTS[name] if value is None else int(value)
+
+
+@functools.lru_cache(maxsize=256)
+def _networks(cidrs: tuple[str, ...]) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
+    return tuple(ipaddress.ip_network(c, strict=False) for c in cidrs)
+
+
+def exempt(tenant: Tenant, ip: str | None) -> bool:
+    """Is ``ip`` in the tenant's ``rate_limits.allowlist``?"""
+    allowlist = tenant.rate_limits.get("allowlist") or []
+    if not ip or not allowlist:
+        return False
+    try:
+        address = ipaddress.ip_address(ip)
+    except ValueError:
+        return False
+    return any(address in net for net in _networks(tuple(str(c) for c in allowlist)))
+
+
+def limit_ip(request: RequestInfo, client: Client, *, authenticated: bool) -> str | None:
+    """The IP the per-IP limits count: ``auth0-forwarded-for`` when an authenticated
+    confidential client trusted for it (``is_token_endpoint_ip_header_trusted``) sent one,
+    else the client IP (socket peer, or ``X-Forwarded-For`` from a trusted proxy)."""
+    trusted = authenticated and client.is_confidential and client.ip_header_trusted
+    if trusted and request.forwarded_for:
+        return request.forwarded_for
+    return request.ip
+
+
+def status_of(decision: Decision) -> RateLimitStatus:
+    return RateLimitStatus(
+        limit=decision.window.limit,
+        remaining=decision.remaining,
+        reset=math.ceil(decision.reset_at.timestamp()),
+    )
+
+
+def _digest(*parts: str) -> str:
+    return hashlib.sha256("\x00".join(parts).encode()).hexdigest()[:32]
+
+
+def _window(tenant: Tenant, name: str, subject: str, limit: int, seconds: int) -> Window:
+    return Window(key=f"{tenant.id}:{name}:{subject}", limit=limit, seconds=seconds, name=name)
+
+
+def _sent(tenant: Tenant, country: str) -> Window:
+    return _window(tenant, "sms_sent", country, UNLIMITED, HOUR)
+
+
+def _verified(tenant: Tenant, country: str, sent_window: datetime) -> Window:
+    subject = f"{country}:{round(sent_window.timestamp() * 1000)}"
+    return _window(tenant, "sms_verified", subject, UNLIMITED, HOUR)
+
+
+def _breaker(tenant: Tenant, country: str) -> Window:
+    return _window(tenant, "sms_breaker", country, 1, BREAKER_SECONDS)
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    limiter: RateLimiter
+    uow: UnitOfWorkFactory  # for the audit events of refusals
+    clock: Clock
+
+    def _ip_window(self, tenant: Tenant, name: str, ip: str | None) -> Window | None:
+        limit = setting(tenant, name)
+        if not limit or exempt(tenant, ip):
+            return None
+        return _window(tenant, name, ip or "unknown", limit, HOUR)
+
+    async def admit_start(
+        self,
+        tenant: Tenant,
+        connection: Connection,
+        identifier: str,
+        ip: str | None,
+        audit: AuditEvent,
+        *,
+        test_identity: bool,
+    ) -> RateLimitStatus | None:
+        """Count a start, or refuse it (``RateLimited``, ``CountryNotAllowed``) after writing
+        its audit event. Returns the per-IP limit's state (None when it does not apply).
+        A test identity is exempt from the send limits and the SMS controls (nothing is sent),
+        not from the per-IP limit."""
+        now = self.clock.now()
+        sms = connection.strategy == "sms" and not test_identity
+        country = country_of(identifier) if sms else ""
+        if sms:
+            await self._sms_controls(tenant, connection, country, audit, now)
+        ip_window = self._ip_window(tenant, "start_per_ip_per_hour", ip)
+        windows = [ip_window] if ip_window else []
+        if not test_identity:
+            subject = _digest(connection.id, identifier)
+            for name, seconds in (
+                ("start_per_identity_per_10min", 600),
+                ("start_per_identity_per_day", DAY),
+            ):
+                if limit := setting(tenant, name):
+                    windows.append(_window(tenant, name, subject, limit, seconds))
+        if sms:
+            prefix = _window(
+                tenant, "sms_prefix_per_hour", prefix_of(identifier), SMS_PREFIX_PER_HOUR, HOUR
+            )
+            windows.append(prefix)
+            if budget := setting(tenant, "sms_per_tenant_per_day"):
+                windows.append(_window(tenant, "sms_per_tenant_per_day", "all", budget, DAY))
+            windows.append(_sent(tenant, country))
+        if not windows:
+            return None
+        decisions = await self.limiter.hit(windows, now)
+        refused = next((d for d in decisions if not d.allowed), None)
+        if refused is not None:
+            details = {"country": country} if sms else {}
+            await self._refuse(refused, audit, ip, now, details)
+        return status_of(decisions[0]) if ip_window else None
+
+    async def _sms_controls(
+        self, tenant: Tenant, connection: Connection, country: str, audit: AuditEvent, now: datetime
+    ) -> None:
+        allowed: Any = connection.options.get("allowed_countries")
+        if allowed is not None and country not in allowed:
+            text = f"SMS refused: {country} is not an allowed country"
+            await self._record(audit, SMS_LIMIT, text, {"control": "allowed_countries"}, country)
+            raise CountryNotAllowed(country)
+        breaker, sent = await self.limiter.peek(
+            [_breaker(tenant, country), _sent(tenant, country)], now
+        )
+        if breaker.count:
+            text = f"SMS refused: the conversion breaker for {country} is open"
+            await self._record(audit, SMS_LIMIT, text, {"control": "conversion_breaker"}, country)
+            raise _breaker_refusal(breaker, now)
+        if sent.count < BREAKER_MIN_SENT or sent.started_at is None:
+            return
+        [verified] = await self.limiter.peek([_verified(tenant, country, sent.started_at)], now)
+        if verified.count * 100 >= BREAKER_MIN_VERIFIED_PERCENT * sent.count:
+            return
+        [opened] = await self.limiter.hit([_breaker(tenant, country)], now)
+        if opened.allowed:
+            text = (
+                f"SMS conversion breaker opened for {country}: {sent.count} sent, "
+                f"{verified.count} verified in the last hour; closed to it for an hour"
+            )
+            details = {
+                "control": "conversion_breaker",
+                "opened": True,
+                "sent": sent.count,
+                "verified": verified.count,
+            }
+        else:
+            text = f"SMS refused: the conversion breaker for {country} is open"
+            details = {"control": "conversion_breaker"}
+        await self._record(audit, SMS_LIMIT, text, details, country)
+        raise _breaker_refusal(opened, now)
+
+    async def reserve_verification(
+        self, tenant: Tenant, ip: str | None, audit: AuditEvent
+    ) -> Decision | None:
+        """Count a code check against ``failures_per_ip_per_hour`` before it happens (a
+        right code gives it back: ``verified``), or refuse it with ``RateLimited``."""
+        window = self._ip_window(tenant, "failures_per_ip_per_hour", ip)
+        if window is None:
+            return None
+        now = self.clock.now()
+        [decision] = await self.limiter.hit([window], now)
+        if not decision.allowed:
+            await self._refuse(decision, audit, ip, now, {})
+        return decision
+
+    async def verified(
+        self,
+        reservation: Decision | None,
+        tenant: Tenant,
+        connection: Connection,
+        identifier: str,
+        *,
+        signed_in: bool,
+        test_identity: bool = False,
+    ) -> None:
+        """A right code: give the reserved failure back, and count a verified SMS for the
+        conversion breaker when the code was consumed (``signed_in``). Best effort: the sign-in
+        already happened, so a counter that cannot be reached is logged, not raised (the
+        failure stays counted, which only errs on the safe side)."""
+        now = self.clock.now()
+        try:
+            if reservation is not None:
+                await self.limiter.refund(reservation, now)
+            if not signed_in or connection.strategy != "sms" or test_identity:
+                return
+            country = country_of(identifier)
+            [sent] = await self.limiter.peek([_sent(tenant, country)], now)
+            if sent.started_at is not None:
+                await self.limiter.hit([_verified(tenant, country, sent.started_at)], now)
+        except Exception as exc:  # the answer must not depend on a statistic
+            log.warning("rate_counter_update_failed: %s", type(exc).__name__)
+
+    async def _refuse(
+        self,
+        decision: Decision,
+        audit: AuditEvent,
+        ip: str | None,
+        now: datetime,
+        extra: dict[str, Any],
+    ) -> None:
+        window = decision.window
+        event = SMS_LIMIT if window.name == "sms_prefix_per_hour" else API_LIMIT
+        details: dict[str, Any] = {
+            "limit": window.name,
+            "max": window.limit,
+            "window_seconds": window.seconds,
+            "reset": math.ceil(decision.reset_at.timestamp()),
+            **extra,
+        }
+        if event == SMS_LIMIT:
+            details["control"] = "prefix_velocity"
+        text = f"Rate limit exceeded: {window.name}"
+        async with self.uow() as uow:
+            await uow.audit.add(
+                replace(audit, type=event, description=text, ip=ip, details=details), now
+            )
+            await uow.commit()
+        raise RateLimited(window.name, status_of(decision), _retry_after(decision, now))
+
+    async def _record(
+        self, audit: AuditEvent, type_: str, text: str, details: dict[str, Any], country: str
+    ) -> None:
+        event = replace(
+            audit, type=type_, description=text, details={**details, "country": country}
+        )
+        async with self.uow() as uow:
+            await uow.audit.add(event, self.clock.now())
+            await uow.commit()
+
+
+def _retry_after(decision: Decision, now: datetime) -> int:
+    return max(1, math.ceil((decision.reset_at - now).total_seconds()))
+
+
+def _breaker_refusal(breaker: Decision, now: datetime) -> RateLimited:
+    status = RateLimitStatus(
+        limit=BREAKER_MIN_SENT, remaining=0, reset=math.ceil(breaker.reset_at.timestamp())
+    )
+    return RateLimited("sms_conversion_breaker", status, _retry_after(breaker, now))

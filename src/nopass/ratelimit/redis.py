@@ -1,0 +1,170 @@
+"""Counters in Redis (``NOPASS_REDIS_URL``), shared by every process and node that uses it.
+
+Each window is a hash ``{s: start (ms), c: count}`` changed by one Lua script, so a request's
+windows are checked and counted atomically, all or nothing, as ``base`` describes; the time is
+the caller's clock, and the key's TTL only collects it some time after its window closed.
+
+Redis is a convenience, never a single point of failure and never a way around a limit
+(security.md §6): when it cannot be reached, the call is answered by the database backend, and
+the next calls go there too for ``retry_seconds`` before Redis is tried again. The outage is
+logged once, and so is the recovery. Attempt counters of codes never live here.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from datetime import UTC, datetime
+from typing import Any, TypeVar
+
+import structlog
+from redis.asyncio import Redis
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+from redis.exceptions import RedisError
+
+from nopass.ratelimit.base import Counter, Decision, RateLimiter, Window, check_distinct, decide
+
+T = TypeVar("T")
+KEY_PREFIX = "nopass:rl:"
+TTL_SLACK_MS = 60_000
+TIMEOUT_SECONDS = 1.0
+
+# KEYS: the windows; ARGV: now (ms), "1" to count or "0" to peek, then limit and length (ms)
+# of each window. Reply: counted (1/0), then start (ms, -1 when closed) and count per window.
+HIT = """
+local now = tonumber(ARGV[1])
+local room = true
+local starts, counts = {}, {}
+for i, key in ipairs(KEYS) do
+  local limit, length = tonumber(ARGV[1 + 2 * i]), tonumber(ARGV[2 + 2 * i])
+  local stored = redis.call('HMGET', key, 's', 'c')
+  local s, c = tonumber(stored[1]), tonumber(stored[2])
+  if s == nil or c == nil or s + length <= now then s, c = -1, 0 end
+  starts[i], counts[i] = s, c
+  if c >= limit then room = false end
+end
+local counted = ARGV[2] == '1' and room
+local reply = {counted and 1 or 0}
+for i, key in ipairs(KEYS) do
+  if counted then
+    if starts[i] == -1 then
+      redis.call('HSET', key, 's', ARGV[1], 'c', 1)
+      redis.call('PEXPIRE', key, tonumber(ARGV[2 + 2 * i]) + tonumber(ARGV[#ARGV]))
+      starts[i], counts[i] = now, 1
+    else
+      counts[i] = redis.call('HINCRBY', key, 'c', 1)
+    end
+  end
+  reply[#reply + 1] = starts[i]
+  reply[#reply + 1] = counts[i]
+end
+return reply
+"""
+
+# KEYS[1]: the window; ARGV: its start (ms) as counted, now (ms), length (ms).
+REFUND = """
+local stored = redis.call('HMGET', KEYS[1], 's', 'c')
+if stored[1] == ARGV[1] and tonumber(stored[2]) > 0
+   and tonumber(stored[1]) + tonumber(ARGV[3]) > tonumber(ARGV[2]) then
+  redis.call('HINCRBY', KEYS[1], 'c', -1)
+end
+return 0
+"""
+
+
+def _log() -> structlog.typing.FilteringBoundLogger:
+    # Looked up when used, so it writes where logging is configured now (not at import).
+    logger: structlog.typing.FilteringBoundLogger = structlog.get_logger("nopass.ratelimit")
+    return logger
+
+
+def _ms(moment: datetime) -> int:
+    return round(moment.timestamp() * 1000)
+
+
+def _moment(ms: int) -> datetime:
+    return datetime.fromtimestamp(ms / 1000, UTC)
+
+
+class RedisRateLimiter:
+    def __init__(self, url: str, *, fallback: RateLimiter, retry_seconds: float = 5.0) -> None:
+        self._client: Redis = Redis.from_url(
+            url,
+            socket_timeout=TIMEOUT_SECONDS,
+            socket_connect_timeout=TIMEOUT_SECONDS,
+            retry=Retry(NoBackoff(), 0),
+            retry_on_error=[],
+        )
+        self._hit = self._client.register_script(HIT)
+        self._refund = self._client.register_script(REFUND)
+        self._fallback = fallback
+        self._retry_seconds = retry_seconds
+        self._skip_until = 0.0
+        self._down = False
+
+    async def hit(self, windows: Sequence[Window], now: datetime) -> list[Decision]:
+        check_distinct(windows)
+        return await self._either(
+            lambda: self._run(windows, now, counting=True),
+            lambda: self._fallback.hit(windows, now),
+        )
+
+    async def peek(self, windows: Sequence[Window], now: datetime) -> list[Decision]:
+        check_distinct(windows)
+        return await self._either(
+            lambda: self._run(windows, now, counting=False),
+            lambda: self._fallback.peek(windows, now),
+        )
+
+    async def refund(self, decision: Decision, now: datetime) -> None:
+        if decision.started_at is None:
+            return
+
+        async def redis_refund() -> None:
+            args = [_ms(decision.started_at or now), _ms(now), decision.window.seconds * 1000]
+            await self._refund(keys=[KEY_PREFIX + decision.window.key], args=args)
+
+        await self._either(redis_refund, lambda: self._fallback.refund(decision, now))
+
+    async def aclose(self) -> None:
+        await self._client.aclose()
+
+    async def _run(
+        self, windows: Sequence[Window], now: datetime, *, counting: bool
+    ) -> list[Decision]:
+        args: list[Any] = [_ms(now), "1" if counting else "0"]
+        for window in windows:
+            args += [window.limit, window.seconds * 1000]
+        args.append(TTL_SLACK_MS)
+        reply = await self._hit(keys=[KEY_PREFIX + w.key for w in windows], args=args)
+        counted = bool(int(reply[0]))
+        states: list[Counter | None] = []
+        for i in range(len(windows)):
+            start, count = int(reply[1 + 2 * i]), int(reply[2 + 2 * i])
+            if start < 0:
+                states.append(None)
+            elif counted:  # ``decide`` adds this hit again
+                states.append(Counter(_moment(start), count - 1))
+            else:
+                states.append(Counter(_moment(start), count))
+        decisions, _ = decide(windows, states, now, counting=counted)
+        return decisions
+
+    async def _either(
+        self, primary: Callable[[], Awaitable[T]], fallback: Callable[[], Awaitable[T]]
+    ) -> T:
+        if time.monotonic() < self._skip_until:
+            return await fallback()
+        try:
+            result = await primary()
+        except (RedisError, OSError, TimeoutError) as exc:
+            self._skip_until = time.monotonic() + self._retry_seconds
+            if not self._down:
+                self._down = True
+                _log().warning("redis_unavailable_using_database", error=type(exc).__name__)
+            return await fallback()
+        if self._down:
+            self._down = False
+            _log().info("redis_available_again")
+        return result

@@ -1,0 +1,275 @@
+"""Identical answers for existing, unknown and signup-disabled identities (issue 5, item 3;
+auth0-wire.md §12.5; ASVS 5.0 6.3.8): ``/passwordless/start`` and the OTP grant answer with
+the same status, the same body shape, the same headers and, within noise, the same time,
+whether the identity has an account, has none, or has none on a connection that refuses
+signups (where nothing is sent at all).
+
+Timing is compared statistically: many samples per group, taken interleaved in a shuffled
+order (so drift and background work hit every group alike), then a permutation test on the
+medians at a strict alpha, and an absolute bound on the difference of the medians.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import statistics
+import time
+from collections.abc import AsyncIterator, Awaitable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import httpx
+import pytest
+from sqlalchemy import insert
+
+from nopass.core.models import PASSWORDLESS_OTP_GRANT
+from nopass.store.tables import UserRow, table
+from tests.support.config import NATIVE_ID, tenant_config
+from tests.support.harness import Harness, running_app
+from tests.support.smtp import SmtpSink
+
+ORIGIN = "http://127.0.0.1:8123"
+SAMPLES = 60
+ALPHA = 0.001  # strict: four comparisons per run must not flake
+MAX_MEDIAN_GAP_MS = 3.0
+PERMUTATIONS = 5000
+IDLE_GAP_SECONDS = 0.02
+# Values that differ by nature from one answer to the next.
+VARYING_HEADERS = frozenset({"date", "content-length"})
+
+
+@dataclass(frozen=True)
+class Group:
+    name: str
+    connection: str
+    existing: bool
+
+    @property
+    def sends(self) -> bool:
+        return self.existing or self.connection == "email"
+
+
+GROUPS = (
+    Group("existing user", "email", existing=True),
+    Group("unknown identity", "email", existing=False),
+    Group("existing user, signup disabled", "closed", existing=True),
+    Group("unknown identity, signup disabled", "closed", existing=False),
+)
+# Who has an account must not show: on each connection, an existing user against an unknown
+# identity. Across connections only the absolute bound applies: a connection that refuses
+# signups looks the user up on every request (one more indexed read, about 0.4 ms here),
+# which tells how the connection is configured, not who has an account.
+SAME_CONNECTION = ((0, 1), (2, 3))
+
+
+def config(smtp_port: int) -> dict[str, Any]:
+    result = tenant_config(ORIGIN, smtp_port=smtp_port)
+    email = next(c for c in result["connections"] if c["name"] == "email")
+    closed = {**email, "name": "closed", "options": {"disable_signup": True}}
+    result["connections"].append(closed)
+    # Every sample uses a fresh identity; the per-IP limits must not count this test's IP.
+    result["tenant"]["rate_limits"] = {"allowlist": ["203.0.113.0/24"]}
+    return result
+
+
+@dataclass
+class Sampler:
+    harness: Harness
+    sink: SmtpSink
+    connection_ids: dict[str, str]
+    tenant_id: str
+    expected_mails: int = 0
+    counter: int = 0
+    times: dict[str, list[float]] = field(default_factory=dict)
+    answers: dict[str, list[httpx.Response]] = field(default_factory=dict)
+
+    async def identity(self, group: Group) -> str:
+        """A fresh address (no limit ever sees the same one twice), with a user if asked."""
+        self.counter += 1
+        address = f"person{self.counter}@example.com"
+        if group.existing:
+            now = datetime.now(UTC)
+            async with self.harness.engine.begin() as conn:
+                await conn.execute(
+                    insert(table(UserRow)).values(
+                        tenant_id=self.tenant_id,
+                        user_id=f"email|{self.counter:024x}",
+                        connection_id=self.connection_ids[group.connection],
+                        identifier=address,
+                        profile={},
+                        created_at=now,
+                        updated_at=now,
+                        logins_count=1,
+                    )
+                )
+        return address
+
+    async def start(self, group: Group, address: str) -> httpx.Response:
+        response = await self.harness.start(
+            {
+                "client_id": NATIVE_ID,
+                "connection": group.connection,
+                "email": address,
+                "send": "code",
+            }
+        )
+        if group.sends:
+            self.expected_mails += 1
+        return response
+
+    async def settle(self) -> None:
+        """Wait until the outbox worker is done (mail received, row settled), then leave the
+        same idle gap before every sample: the worker's work must not land in a sample, and
+        the time since the last activity must not differ between groups."""
+        deadline = time.monotonic() + 10
+        while len(self.sink.received) < self.expected_mails or await self.harness.count(
+            "outbox_messages", "status <> 'sent'"
+        ):
+            assert time.monotonic() < deadline, "the outbox worker did not settle"
+            await asyncio.sleep(0.002)
+        await asyncio.sleep(IDLE_GAP_SECONDS)
+
+    def wrong_code(self, address: str) -> str:
+        """A guess that is certainly wrong: not the code the identity was sent (if any)."""
+        sent = [m.text() for m in self.sink.received if address in m.recipients]
+        return "111111" if sent and "000000" in sent[-1] else "000000"
+
+    async def timed(self, group: Group, call: Awaitable[httpx.Response]) -> httpx.Response:
+        began = time.perf_counter()
+        response = await call
+        self.times.setdefault(group.name, []).append((time.perf_counter() - began) * 1000)
+        self.answers.setdefault(group.name, []).append(response)
+        return response
+
+
+@pytest.fixture
+async def sampler(sqlite_url: str, smtp_sink: SmtpSink) -> AsyncIterator[Sampler]:
+    async with running_app(sqlite_url, config(smtp_sink.port)) as harness:
+        [tenant] = await harness.rows("SELECT id FROM tenants WHERE name = 'acme'")
+        rows = await harness.rows("SELECT name, id FROM connections")
+        connections = {str(r["name"]): str(r["id"]) for r in rows}
+        sampler = Sampler(harness, smtp_sink, connections, str(tenant["id"]))
+        # Warm up every path once (templates, statement caches, keys) before measuring.
+        for group in GROUPS:
+            await sampler.start(group, await sampler.identity(group))
+        await sampler.settle()
+        yield sampler
+
+
+def median_gap_p_value(a: list[float], b: list[float], rng: random.Random) -> float:
+    """Two-sided permutation test on the difference of medians (stdlib only)."""
+    observed = abs(statistics.median(a) - statistics.median(b))
+    pooled = a + b
+    extreme = 0
+    for _ in range(PERMUTATIONS):
+        rng.shuffle(pooled)
+        gap = abs(statistics.median(pooled[: len(a)]) - statistics.median(pooled[len(a) :]))
+        extreme += gap >= observed
+    return (extreme + 1) / (PERMUTATIONS + 1)
+
+
+def assert_same_timing(sampler: Sampler, what: str) -> None:
+    rng = random.Random(20260515)
+    medians = {name: statistics.median(t) for name, t in sampler.times.items()}
+    print(f"\n{what}: median ms " + ", ".join(f"{n}: {m:.2f}" for n, m in medians.items()))
+    spread = max(medians.values()) - min(medians.values())
+    assert spread < MAX_MEDIAN_GAP_MS, f"{what}: medians {spread:.2f} ms apart: {medians}"
+    for i, j in SAME_CONNECTION:
+        a, b = GROUPS[i].name, GROUPS[j].name
+        gap = abs(medians[a] - medians[b])
+        p = median_gap_p_value(sampler.times[a], sampler.times[b], rng)
+        print(f"{what}: {a} vs {b}: gap {gap:.2f} ms, p = {p:.4f}")
+        assert p >= ALPHA, f"{what}: {a} vs {b} differ (p = {p:.4f}, gap {gap:.2f} ms)"
+
+
+def header_names(response: httpx.Response) -> list[str]:
+    return sorted(k for k in response.headers if not k.startswith("x-ratelimit"))
+
+
+def fixed_headers(response: httpx.Response) -> dict[str, str]:
+    return {
+        k: v
+        for k, v in response.headers.items()
+        if k not in VARYING_HEADERS and not k.startswith(("x-ratelimit", "retry-after"))
+    }
+
+
+def body_shape(response: httpx.Response) -> dict[str, type]:
+    return {key: type(value) for key, value in response.json().items()}
+
+
+def assert_same_answers(sampler: Sampler, *, exact_body: bool) -> None:
+    reference = sampler.answers[GROUPS[0].name][0]
+    for group in GROUPS:
+        for response in sampler.answers[group.name]:
+            assert response.status_code == reference.status_code, (group.name, response.text)
+            assert header_names(response) == header_names(reference), group.name
+            assert fixed_headers(response) == fixed_headers(reference), group.name
+            assert body_shape(response) == body_shape(reference), group.name
+            if exact_body:
+                assert response.json() == reference.json(), group.name
+
+
+async def test_start_answers_alike_for_existing_unknown_and_signup_disabled(
+    sampler: Sampler,
+) -> None:
+    order = list(GROUPS)
+    shuffle = random.Random(7)
+    for _ in range(SAMPLES):
+        shuffle.shuffle(order)
+        for group in order:
+            address = await sampler.identity(group)
+            await sampler.settle()
+            response = await sampler.timed(group, sampler.start(group, address))
+            assert response.status_code == 200, response.text
+            assert response.json()["email"] == address
+            assert response.json()["email_verified"] is False
+    await sampler.settle()
+    assert_same_answers(sampler, exact_body=False)
+    # Only the identities that may sign in got a message.
+    assert len(sampler.sink.received) == sampler.expected_mails
+    assert_same_timing(sampler, "start")
+
+
+async def test_otp_grant_answers_alike_for_existing_unknown_and_signup_disabled(
+    sampler: Sampler,
+) -> None:
+    """A wrong guess at an identity that was just sent a code (or, signup disabled and no
+    account, was told it was): the attacker's view of each identity. Every code is issued
+    first, then the guesses are timed in a shuffled order, so that the delivery of the
+    messages (background work that only real sends cause) lands in no sample."""
+    order = list(GROUPS)
+    shuffle = random.Random(11)
+    plan: list[tuple[Group, str]] = []
+    for _ in range(SAMPLES):
+        shuffle.shuffle(order)
+        for group in order:
+            address = await sampler.identity(group)
+            assert (await sampler.start(group, address)).status_code == 200
+            plan.append((group, address))
+    await sampler.settle()
+    shuffle.shuffle(plan)
+    for group, address in plan:
+        guess = {
+            "grant_type": PASSWORDLESS_OTP_GRANT,
+            "client_id": NATIVE_ID,
+            "realm": group.connection,
+            "username": address,
+            "otp": sampler.wrong_code(address),
+            "scope": "openid profile email",
+        }
+        await asyncio.sleep(IDLE_GAP_SECONDS)
+        response = await sampler.timed(
+            group, sampler.harness.client.post("/oauth/token", json=guess)
+        )
+        assert response.status_code == 403, response.text
+    assert_same_answers(sampler, exact_body=True)
+    reference = sampler.answers[GROUPS[0].name][0]
+    assert reference.status_code == 403
+    assert reference.json() == {
+        "error": "invalid_grant",
+        "error_description": "Wrong email or verification code.",
+    }
+    assert_same_timing(sampler, "otp grant")

@@ -1,0 +1,131 @@
+"""The rate-limit counter contract (``nopass.ratelimit.base``), one suite over every backend:
+memory, SQLite, PostgreSQL and Redis. Fixed windows opened by the first hit, all-or-nothing
+hits, refunds, and no overrun under concurrency."""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from nopass.logconfig import configure_logging
+from nopass.ratelimit.base import RateLimiter, Window
+from nopass.ratelimit.redis import RedisRateLimiter
+from nopass.ratelimit.sql import SqlRateLimiter
+from tests.support.limits import database_limiter, limiter_for
+from tests.support.services import free_port
+
+T0 = datetime(2026, 11, 27, 12, 0, 0, 123000, tzinfo=UTC)
+
+
+@pytest.fixture(
+    params=[
+        "memory",
+        "sqlite",
+        pytest.param("postgres", marks=pytest.mark.postgres),
+        pytest.param("redis", marks=pytest.mark.redis),
+    ]
+)
+async def limiter(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[RateLimiter]:
+    async with limiter_for(request.param, tmp_path) as backend:
+        yield backend
+
+
+def window(limit: int, seconds: int = 60, name: str = "w") -> Window:
+    return Window(key=f"t{secrets.token_hex(6)}:{name}", limit=limit, seconds=seconds, name=name)
+
+
+async def test_counts_to_the_limit_then_refuses(limiter: RateLimiter) -> None:
+    w = window(3)
+    seen = []
+    for i in range(4):
+        [d] = await limiter.hit([w], T0 + timedelta(seconds=i))
+        seen.append((d.allowed, d.count, d.remaining))
+        assert d.started_at == T0
+        assert d.reset_at == T0 + timedelta(seconds=60)
+    assert seen == [(True, 1, 2), (True, 2, 1), (True, 3, 0), (False, 3, 0)]
+
+
+async def test_a_window_opens_at_its_first_hit_and_closes_after_its_length(
+    limiter: RateLimiter,
+) -> None:
+    w = window(1)
+    assert (await limiter.hit([w], T0))[0].allowed
+    assert not (await limiter.hit([w], T0 + timedelta(seconds=59.9)))[0].allowed
+    [d] = await limiter.hit([w], T0 + timedelta(seconds=60))
+    assert (d.allowed, d.count, d.started_at) == (True, 1, T0 + timedelta(seconds=60))
+
+
+async def test_hits_are_all_or_nothing(limiter: RateLimiter) -> None:
+    small, large = window(1, name="small"), window(5, name="large")
+    assert all(d.allowed for d in await limiter.hit([large, small], T0))
+    refused = await limiter.hit([large, small], T0)
+    assert [(d.allowed, d.count) for d in refused] == [(True, 1), (False, 1)]
+    [after] = await limiter.peek([large], T0)
+    assert after.count == 1, "a refused request counts nowhere"
+
+
+async def test_peek_counts_nothing(limiter: RateLimiter) -> None:
+    w = window(2)
+    [empty] = await limiter.peek([w], T0)
+    assert (empty.allowed, empty.count, empty.started_at) == (True, 0, None)
+    await limiter.hit([w], T0)
+    for _ in range(3):
+        [d] = await limiter.peek([w], T0)
+        assert (d.allowed, d.count, d.remaining) == (True, 1, 1)
+
+
+async def test_refund_gives_back_one_hit_of_the_same_window(limiter: RateLimiter) -> None:
+    w = window(2)
+    await limiter.hit([w], T0)
+    [second] = await limiter.hit([w], T0)
+    await limiter.refund(second, T0)
+    [d] = await limiter.peek([w], T0)
+    assert d.count == 1
+    later = T0 + timedelta(seconds=61)
+    await limiter.hit([w], later)  # a new window: an old refund must not touch it
+    await limiter.refund(second, later)
+    [d] = await limiter.peek([w], later)
+    assert d.count == 1
+
+
+async def test_concurrent_hits_never_overrun_the_limit(limiter: RateLimiter) -> None:
+    w = window(10)
+    decisions = await asyncio.gather(*(limiter.hit([w], T0) for _ in range(40)))
+    assert sum(d.allowed for [d] in decisions) == 10
+    [d] = await limiter.peek([w], T0)
+    assert d.count == 10
+
+
+async def test_windows_of_one_request_need_distinct_keys(limiter: RateLimiter) -> None:
+    w = window(3)
+    with pytest.raises(ValueError, match="distinct"):
+        await limiter.hit([w, w], T0)
+
+
+async def test_unreachable_redis_falls_back_to_the_database(tmp_path: Path) -> None:
+    configure_logging("info")  # (to this test's stderr)
+    async with database_limiter(f"sqlite:///{tmp_path / 'fallback.db'}") as database:
+        closed = f"redis://127.0.0.1:{free_port()}/0"
+        redis = RedisRateLimiter(closed, fallback=database)
+        try:
+            w = window(2)
+            results = [(await redis.hit([w], T0))[0].allowed for _ in range(3)]
+            assert results == [True, True, False]
+            [stored] = await database.peek([w], T0)
+            assert stored.count == 2, "the database holds the counts"
+        finally:
+            await redis.aclose()
+
+
+async def test_sql_backend_reopens_a_closed_window_in_place(tmp_path: Path) -> None:
+    async with database_limiter(f"sqlite:///{tmp_path / 'reopen.db'}") as database:
+        assert isinstance(database, SqlRateLimiter)
+        w = window(1, seconds=1)
+        for i in range(5):
+            [d] = await database.hit([w], T0 + timedelta(seconds=i))
+            assert (d.allowed, d.count) == (True, 1)
