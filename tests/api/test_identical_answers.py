@@ -15,7 +15,7 @@ import asyncio
 import random
 import statistics
 import time
-from collections.abc import AsyncIterator, Awaitable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -170,18 +170,37 @@ def median_gap_p_value(a: list[float], b: list[float], rng: random.Random) -> fl
     return (extreme + 1) / (PERMUTATIONS + 1)
 
 
-def assert_same_timing(sampler: Sampler, what: str) -> None:
+def timing_problems(sampler: Sampler, what: str) -> list[str]:
+    """What makes the groups' timings tell apart (empty: nothing does)."""
     rng = random.Random(20260515)
     medians = {name: statistics.median(t) for name, t in sampler.times.items()}
     print(f"\n{what}: median ms " + ", ".join(f"{n}: {m:.2f}" for n, m in medians.items()))
+    problems = []
     spread = max(medians.values()) - min(medians.values())
-    assert spread < MAX_MEDIAN_GAP_MS, f"{what}: medians {spread:.2f} ms apart: {medians}"
+    if spread >= MAX_MEDIAN_GAP_MS:
+        problems.append(f"{what}: medians {spread:.2f} ms apart: {medians}")
     for i, j in SAME_CONNECTION:
         a, b = GROUPS[i].name, GROUPS[j].name
         gap = abs(medians[a] - medians[b])
         p = median_gap_p_value(sampler.times[a], sampler.times[b], rng)
         print(f"{what}: {a} vs {b}: gap {gap:.2f} ms, p = {p:.4f}")
-        assert p >= ALPHA, f"{what}: {a} vs {b} differ (p = {p:.4f}, gap {gap:.2f} ms)"
+        if p < ALPHA:
+            problems.append(f"{what}: {a} vs {b} differ (p = {p:.4f}, gap {gap:.2f} ms)")
+    return problems
+
+
+async def assert_same_timing(
+    sampler: Sampler, what: str, sample: Callable[[], Awaitable[None]]
+) -> None:
+    """A difference must show in two independent rounds of samples to count: a real leak
+    does every time, while noise from a busy machine (another process on the same two
+    cores) rarely strikes twice at alpha = 0.001."""
+    problems = timing_problems(sampler, what)
+    if problems:
+        sampler.times.clear()
+        await sample()
+        problems = timing_problems(sampler, what)
+    assert not problems, problems
 
 
 def header_names(response: httpx.Response) -> list[str]:
@@ -217,20 +236,24 @@ async def test_start_answers_alike_for_existing_unknown_and_signup_disabled(
 ) -> None:
     order = list(GROUPS)
     shuffle = random.Random(7)
-    for _ in range(SAMPLES):
-        shuffle.shuffle(order)
-        for group in order:
-            address = await sampler.identity(group)
-            await sampler.settle()
-            response = await sampler.timed(group, sampler.start(group, address))
-            assert response.status_code == 200, response.text
-            assert response.json()["email"] == address
-            assert response.json()["email_verified"] is False
-    await sampler.settle()
+
+    async def sample() -> None:
+        for _ in range(SAMPLES):
+            shuffle.shuffle(order)
+            for group in order:
+                address = await sampler.identity(group)
+                await sampler.settle()
+                response = await sampler.timed(group, sampler.start(group, address))
+                assert response.status_code == 200, response.text
+                assert response.json()["email"] == address
+                assert response.json()["email_verified"] is False
+        await sampler.settle()
+
+    await sample()
     assert_same_answers(sampler, exact_body=False)
     # Only the identities that may sign in got a message.
     assert len(sampler.sink.received) == sampler.expected_mails
-    assert_same_timing(sampler, "start")
+    await assert_same_timing(sampler, "start", sample)
 
 
 async def test_otp_grant_answers_alike_for_existing_unknown_and_signup_disabled(
@@ -242,29 +265,33 @@ async def test_otp_grant_answers_alike_for_existing_unknown_and_signup_disabled(
     messages (background work that only real sends cause) lands in no sample."""
     order = list(GROUPS)
     shuffle = random.Random(11)
-    plan: list[tuple[Group, str]] = []
-    for _ in range(SAMPLES):
-        shuffle.shuffle(order)
-        for group in order:
-            address = await sampler.identity(group)
-            assert (await sampler.start(group, address)).status_code == 200
-            plan.append((group, address))
-    await sampler.settle()
-    shuffle.shuffle(plan)
-    for group, address in plan:
-        guess = {
-            "grant_type": PASSWORDLESS_OTP_GRANT,
-            "client_id": NATIVE_ID,
-            "realm": group.connection,
-            "username": address,
-            "otp": sampler.wrong_code(address),
-            "scope": "openid profile email",
-        }
-        await asyncio.sleep(IDLE_GAP_SECONDS)
-        response = await sampler.timed(
-            group, sampler.harness.client.post("/oauth/token", json=guess)
-        )
-        assert response.status_code == 403, response.text
+
+    async def sample() -> None:
+        plan: list[tuple[Group, str]] = []
+        for _ in range(SAMPLES):
+            shuffle.shuffle(order)
+            for group in order:
+                address = await sampler.identity(group)
+                assert (await sampler.start(group, address)).status_code == 200
+                plan.append((group, address))
+        await sampler.settle()
+        shuffle.shuffle(plan)
+        for group, address in plan:
+            guess = {
+                "grant_type": PASSWORDLESS_OTP_GRANT,
+                "client_id": NATIVE_ID,
+                "realm": group.connection,
+                "username": address,
+                "otp": sampler.wrong_code(address),
+                "scope": "openid profile email",
+            }
+            await asyncio.sleep(IDLE_GAP_SECONDS)
+            response = await sampler.timed(
+                group, sampler.harness.client.post("/oauth/token", json=guess)
+            )
+            assert response.status_code == 403, response.text
+
+    await sample()
     assert_same_answers(sampler, exact_body=True)
     reference = sampler.answers[GROUPS[0].name][0]
     assert reference.status_code == 403
@@ -272,4 +299,4 @@ async def test_otp_grant_answers_alike_for_existing_unknown_and_signup_disabled(
         "error": "invalid_grant",
         "error_description": "Wrong email or verification code.",
     }
-    assert_same_timing(sampler, "otp grant")
+    await assert_same_timing(sampler, "otp grant", sample)
