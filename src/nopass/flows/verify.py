@@ -75,6 +75,35 @@ async def verify_code(
 
     Raises ``CodeRejected``; the caller must commit even then, so the guess stays counted.
     """
+    return await _judge(uow, keyring, tenant, connection, identifier, code, now, consume=True)
+
+
+async def check_code(
+    uow: UnitOfWork,
+    keyring: Keyring,
+    tenant: Tenant,
+    connection: Connection,
+    identifier: str,
+    code: str,
+    now: datetime,
+) -> str:
+    """Like ``verify_code`` but without consuming (``/passwordless/verify``, §12.10): a right
+    code stays usable, a wrong one counts toward the code's 3 attempts and the identity's
+    window. Returns the challenge id; raises ``CodeRejected`` (commit even then)."""
+    return await _judge(uow, keyring, tenant, connection, identifier, code, now, consume=False)
+
+
+async def _judge(
+    uow: UnitOfWork,
+    keyring: Keyring,
+    tenant: Tenant,
+    connection: Connection,
+    identifier: str,
+    code: str,
+    now: datetime,
+    *,
+    consume: bool,
+) -> str:
     challenge = await uow.challenges.latest(tenant.id, connection.id, identifier)
     outcome: bool | None = None
     if challenge is not None:
@@ -83,7 +112,8 @@ async def verify_code(
             tenant.id, connection.id, identifier
         ):
             guess = ""  # counts as a guess, can never match: fails like a wrong code
-        outcome = await uow.challenges.attempt(tenant.id, challenge.id, guess, now)
+        decide = uow.challenges.attempt if consume else uow.challenges.check
+        outcome = await decide(tenant.id, challenge.id, guess, now)
         if outcome:
             return challenge.id
     reason = CodeFailure.WRONG
@@ -94,8 +124,7 @@ async def verify_code(
                 reason = CodeFailure.EXHAUSTED
             elif state.expires_at <= now:
                 reason = CodeFailure.EXPIRED
-    limit = failure_limit(tenant)
-    if limit:
+    if failure_limit(tenant):
         await uow.failures.record_failure(tenant.id, connection.id, identifier, FAILURE_WINDOW, now)
     raise CodeRejected(reason, connection.strategy)
 
@@ -130,39 +159,3 @@ async def complete_login(
         event = audit.but(TEST_IDENTITY_EVENT, TEST_IDENTITY_TEXT, user_id=user.user_id)
         await uow.audit.add(replace(event, details={**event.details, "test_identity": True}), now)
     return LoginResult(user=user, created=created, challenge_id=challenge_id, test_identity=test)
-
-
-async def check_code(
-    uow: UnitOfWork,
-    keyring: Keyring,
-    tenant: Tenant,
-    connection: Connection,
-    identifier: str,
-    code: str,
-    now: datetime,
-) -> str:
-    """Like ``verify_code`` but without consuming (``/passwordless/verify``, §12.10): a right
-    code stays usable, a wrong one counts toward the code's 3 attempts and the identity's
-    window. Returns the challenge id; raises ``CodeRejected`` (commit even then)."""
-    challenge = await uow.challenges.latest(tenant.id, connection.id, identifier)
-    outcome: bool | None = None
-    if challenge is not None:
-        guess = keyring.code_mac_with(challenge.key_id, challenge.id, code) or ""
-        if connection.disable_signup and not await uow.users.exists(
-            tenant.id, connection.id, identifier
-        ):
-            guess = ""  # counts as a guess, can never match: fails like a wrong code
-        outcome = await uow.challenges.check(tenant.id, challenge.id, guess, now)
-        if outcome:
-            return challenge.id
-    reason = CodeFailure.WRONG
-    if outcome is None and challenge is not None:
-        state = await uow.challenges.get(tenant.id, challenge.id)
-        if state is not None and state.consumed_at is None and state.voided_at is None:
-            if state.attempts >= 3:
-                reason = CodeFailure.EXHAUSTED
-            elif state.expires_at <= now:
-                reason = CodeFailure.EXPIRED
-    if failure_limit(tenant):
-        await uow.failures.record_failure(tenant.id, connection.id, identifier, FAILURE_WINDOW, now)
-    raise CodeRejected(reason, connection.strategy)
