@@ -45,6 +45,7 @@ from nopass.core.models import (
 )
 from nopass.core.otp import new_id
 from nopass.core.ports import RequestInfo, UnitOfWork
+from nopass.flows.audit import MAX_USER_NAME, login_event
 from nopass.flows.authorize import (
     AuthorizationResponse,
     AuthorizeFailed,
@@ -64,7 +65,6 @@ from nopass.flows.verify import (
 TICKET_LIFETIME = timedelta(minutes=5)
 CO_FIELDS = ("client_id", "credential_type", "username", "otp", "realm")
 VERIFIER_COOKIE_PREFIX = "nopass_co_"
-MAX_USER_NAME = 320  # the audit column
 
 
 # --- POST /co/authenticate (§5.2, §12.11) -----------------------------------------------
@@ -193,7 +193,7 @@ async def authenticate(
     except NopassError as exc:
         await _record(deps, audit.but("fcoa", str(exc)))
         raise
-    audit = _audit(config, cmd.request, client, connection, fields["username"])
+    audit = login_event(config.tenant.id, cmd.request, client, connection, fields["username"])
     return await _login(deps, config, client, connection, fields, audit)
 
 
@@ -348,22 +348,3 @@ async def answer_ticket(
         await uow.audit.add(audit.but("s", "Successful login", user_id=user.user_id), now)
         await uow.commit()
     return response, session
-
-
-def _audit(
-    config: TenantConfig,
-    request: RequestInfo,
-    client: Client,
-    connection: Connection,
-    username: str,
-) -> AuditEvent:
-    return AuditEvent(
-        tenant_id=config.tenant.id,
-        type="",
-        ip=request.ip,
-        user_agent=request.user_agent,
-        client_id=client.client_id,
-        connection=connection.name,
-        user_name=username[:MAX_USER_NAME],
-        details={"client_name": client.name},
-    )

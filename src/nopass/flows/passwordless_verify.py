@@ -16,15 +16,14 @@ from nopass.core.errors import (
     MissingProperty,
     UnknownClient,
 )
-from nopass.core.models import AuditEvent, Client, Connection, TenantConfig
+from nopass.core.models import Client, Connection, TenantConfig
 from nopass.core.ports import RequestInfo
+from nopass.flows.audit import login_event
 from nopass.flows.authorize import BrowserDeps
 from nopass.flows.client_auth import ClientCredentials, authenticate_client
 from nopass.flows.limits import limit_ip
 from nopass.flows.token import param
 from nopass.flows.verify import check_code, check_identity_window, normalize_identifier
-
-MAX_USER_NAME = 320  # the audit column
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,7 +83,7 @@ async def verify_passwordless(cmd: VerifyCommand, config: TenantConfig, deps: Br
             )
             await uow.commit()
     connection = realm_connection(config, client, realm)
-    audit = _audit(config, cmd.request, client, connection, username)
+    audit = login_event(config.tenant.id, cmd.request, client, connection, username)
     identifier = normalize_identifier(connection, username)
     ip = limit_ip(cmd.request, client, authenticated=True)
     reservation = await deps.limits.reserve_verification(config.tenant, ip, audit)
@@ -102,22 +101,3 @@ async def verify_passwordless(cmd: VerifyCommand, config: TenantConfig, deps: Br
         await uow.commit()
     # Right, but not consumed: the sign-in (and the breaker's count) comes with the link.
     await deps.limits.verified(reservation, config.tenant, connection, identifier, signed_in=False)
-
-
-def _audit(
-    config: TenantConfig,
-    request: RequestInfo,
-    client: Client,
-    connection: Connection,
-    username: str,
-) -> AuditEvent:
-    return AuditEvent(
-        tenant_id=config.tenant.id,
-        type="",
-        ip=request.ip,
-        user_agent=request.user_agent,
-        client_id=client.client_id,
-        connection=connection.name,
-        user_name=username[:MAX_USER_NAME],
-        details={"client_name": client.name},
-    )

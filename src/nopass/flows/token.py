@@ -45,6 +45,7 @@ from nopass.core.models import (
 )
 from nopass.core.otp import new_id
 from nopass.core.ports import KeyStore, RequestInfo, UnitOfWork, UnitOfWorkFactory
+from nopass.flows.audit import login_event
 from nopass.flows.client_auth import ClientCredentials, authenticate_client
 from nopass.flows.issue import Grant, TokenSet, issue_tokens
 from nopass.flows.limits import Limits, limit_ip
@@ -190,7 +191,7 @@ async def _code_grant(cmd: TokenCommand, config: TenantConfig, deps: TokenDeps) 
     async with deps.uow() as uow:
         now = deps.clock.now()
         await _admit(uow, cmd, client, creds, CODE_GRANT, now)
-        audit = _audit(cmd, config, client, None, None)
+        audit = login_event(config.tenant.id, cmd.request, client, None, None)
         try:
             stored, user = await _redeem_code(uow, config, client, code, now)
             if redirect_uri != stored.redirect_uri:
@@ -280,7 +281,7 @@ async def _otp_grant(cmd: TokenCommand, config: TenantConfig, deps: TokenDeps) -
     await _admit_alone(deps, cmd, client, creds, PASSWORDLESS_OTP_GRANT)
     connection = _realm(config, client, realm)
     grant = _grant_scope(config, client, parse_scope(cmd.body), param(cmd.body, "audience"))
-    audit = _audit(cmd, config, client, connection, username)
+    audit = login_event(config.tenant.id, cmd.request, client, connection, username)
     identifier = normalize_identifier(connection, username)
     ip = limit_ip(cmd.request, client, authenticated=True)
     reservation = await deps.limits.reserve_verification(config.tenant, ip, audit)
@@ -384,7 +385,7 @@ async def _refresh_grant(cmd: TokenCommand, config: TenantConfig, deps: TokenDep
     async with deps.uow() as uow:
         now = deps.clock.now()
         await _admit(uow, cmd, client, creds, REFRESH_GRANT, now)
-        audit = _audit(cmd, config, client, None, None)
+        audit = login_event(config.tenant.id, cmd.request, client, None, None)
         try:
             stored, user = await _redeem(uow, config, client, token, now, audit)
             granted = stored.scope.split()
@@ -455,22 +456,3 @@ async def _redeem(
 
 def _wrong_text(exc: CodeRejected) -> str:
     return f"{exc.reason.value} verification code"
-
-
-def _audit(
-    cmd: TokenCommand,
-    config: TenantConfig,
-    client: Client,
-    connection: Connection | None,
-    username: str | None,
-) -> AuditEvent:
-    return AuditEvent(
-        tenant_id=config.tenant.id,
-        type="",
-        ip=cmd.request.ip,
-        user_agent=cmd.request.user_agent,
-        client_id=client.client_id,
-        connection=connection.name if connection else None,
-        user_name=username,
-        details={"client_name": client.name},
-    )
