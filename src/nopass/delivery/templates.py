@@ -33,13 +33,12 @@ from jinja2 import (
 from liquid import Environment as LiquidEnvironment
 from liquid.template import BoundTemplate
 
+from nopass.core.language import DEFAULT_LANGUAGE, LANGUAGES, best_accepted
 from nopass.core.models import Channel, Connection, Message
 from nopass.core.ports import TemplateContext
 
 __all__ = ["DEFAULT_LANGUAGE", "LANGUAGES", "TemplateRenderer", "html_to_text", "pick_language"]
 
-LANGUAGES = ("en", "fr", "de", "es")
-DEFAULT_LANGUAGE = "en"
 LINK_SENDS = frozenset({"link", "link_ios", "link_android"})
 
 _PACKAGE = "nopass.delivery"
@@ -53,23 +52,7 @@ def pick_language(request_language: str | None) -> str:
     Only the primary subtag counts (``fr-CA`` is French). ``q=0`` and malformed q-values
     exclude an entry. Nothing acceptable gives ``DEFAULT_LANGUAGE``.
     """
-    if not request_language:
-        return DEFAULT_LANGUAGE
-    ranked: list[tuple[float, int, str]] = []
-    for position, item in enumerate(request_language.split(",")):
-        tag, *params = (part.strip() for part in item.split(";"))
-        quality = 1.0
-        for param in params:
-            name, _, value = param.partition("=")
-            if name.strip().lower() == "q":
-                try:
-                    quality = float(value)
-                except ValueError:
-                    quality = 0.0
-        primary = tag.split("-", 1)[0].split("_", 1)[0].lower()
-        if quality > 0 and primary in LANGUAGES:
-            ranked.append((-quality, position, primary))
-    return min(ranked)[2] if ranked else DEFAULT_LANGUAGE
+    return best_accepted(request_language) or DEFAULT_LANGUAGE
 
 
 class _TextExtractor(HTMLParser):

@@ -37,9 +37,9 @@ from nopass.flows.authorize import (
     BrowserDeps,
     respond,
 )
-from nopass.flows.session import close_session, current_session, open_session
+from nopass.flows.session import close_session, current_session, sign_in
 from nopass.flows.start import StartCommand, StartDeps, start_passwordless
-from nopass.flows.verify import check_identity_window, complete_login, verify_code
+from nopass.flows.verify import check_identity_window, verify_code
 
 TRANSACTION_LIFETIME = timedelta(minutes=30)
 RESEND_COOLDOWN = timedelta(seconds=30)
@@ -301,19 +301,20 @@ async def verify_page_code(
             await uow.audit.add(audit.but("f", str(exc)), now)
             await uow.commit()
             raise
-        login = await complete_login(
-            uow, tenant, connection, tx.identifier, challenge_id, ip=ip, now=now, audit=audit
-        )
-        session = await open_session(uow, tenant.id, login.user, now)
-        response = await respond(
-            uow, deps.keys, config, issuer, request, login.user, auth_time=now, now=now
+        login, response, session = await sign_in(
+            uow,
+            deps,
+            config,
+            issuer,
+            request,
+            connection,
+            tx.identifier,
+            challenge_id,
+            ip=ip,
+            audit=audit,
+            now=now,
         )
         await uow.transactions.update(tenant.id, tx.id, {"completed_at": now})
-        if login.created:
-            await uow.audit.add(
-                audit.but("ss", "Successful signup", user_id=login.user.user_id), now
-            )
-        await uow.audit.add(audit.but("s", "Successful login", user_id=login.user.user_id), now)
         await uow.commit()
     await deps.limits.verified(
         reservation,

@@ -28,12 +28,10 @@ from nopass.flows.authorize import (
     AuthorizeRequest,
     BrowserDeps,
     parse_authorize,
-    respond,
 )
-from nopass.flows.session import open_session
+from nopass.flows.session import sign_in
 from nopass.flows.verify import (
     check_identity_window,
-    complete_login,
     normalize_identifier,
     verify_code,
 )
@@ -121,18 +119,19 @@ async def redeem_link(
             await uow.audit.add(audit.but("f", str(exc)), now)
             await uow.commit()
             raise AuthorizeFailed(link.request, exc) from exc
-        login = await complete_login(
-            uow, tenant, connection, link.identifier, challenge_id, ip=ip, now=now, audit=audit
+        login, response, session = await sign_in(
+            uow,
+            deps,
+            config,
+            issuer,
+            link.request,
+            connection,
+            link.identifier,
+            challenge_id,
+            ip=ip,
+            audit=audit,
+            now=now,
         )
-        session = await open_session(uow, tenant.id, login.user, now)
-        response = await respond(
-            uow, deps.keys, config, issuer, link.request, login.user, auth_time=now, now=now
-        )
-        if login.created:
-            await uow.audit.add(
-                audit.but("ss", "Successful signup", user_id=login.user.user_id), now
-            )
-        await uow.audit.add(audit.but("s", "Successful login", user_id=login.user.user_id), now)
         await uow.commit()
     await deps.limits.verified(
         reservation,

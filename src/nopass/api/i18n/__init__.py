@@ -13,41 +13,16 @@ import json
 from collections.abc import Mapping
 from importlib.resources import files
 
+from nopass.core.language import DEFAULT_LANGUAGE, LANGUAGES, best_accepted, primary_subtag
+
 __all__ = ["DEFAULT_LANGUAGE", "LANGUAGES", "Texts", "choose_language", "texts"]
-
-LANGUAGES = ("en", "fr", "de", "es")
-DEFAULT_LANGUAGE = "en"
-
-
-def _primary(tag: str) -> str:
-    return tag.strip().split("-", 1)[0].split("_", 1)[0].lower()
-
-
-def _from_accept_language(header: str) -> str | None:
-    ranked: list[tuple[float, int, str]] = []
-    for position, item in enumerate(header.split(",")):
-        tag, *params = (part.strip() for part in item.split(";"))
-        quality = 1.0
-        for param in params:
-            name, _, value = param.partition("=")
-            if name.strip().lower() == "q":
-                try:
-                    quality = float(value)
-                except ValueError:
-                    quality = 0.0
-        language = _primary(tag)
-        if quality > 0 and language in LANGUAGES:
-            ranked.append((-quality, position, language))
-    return min(ranked)[2] if ranked else None
 
 
 def choose_language(ui_locales: str | None, accept_language: str | None) -> str:
     for tag in (ui_locales or "").split():
-        if _primary(tag) in LANGUAGES:
-            return _primary(tag)
-    if accept_language:
-        return _from_accept_language(accept_language) or DEFAULT_LANGUAGE
-    return DEFAULT_LANGUAGE
+        if primary_subtag(tag) in LANGUAGES:
+            return primary_subtag(tag)
+    return best_accepted(accept_language) or DEFAULT_LANGUAGE
 
 
 class Texts:
