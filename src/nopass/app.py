@@ -55,7 +55,7 @@ from nopass.ratelimit.redis import RedisRateLimiter
 from nopass.ratelimit.sql import SqlRateLimiter
 from nopass.settings import Settings, with_secret
 from nopass.store.config import ConfigCache
-from nopass.store.engine import create_engine
+from nopass.store.engine import create_engine, reader
 from nopass.store.housekeeping import purge
 from nopass.store.keys import SqlKeyStore
 from nopass.store.outbox_queue import SqlOutboxQueue
@@ -63,6 +63,7 @@ from nopass.store.unit_of_work import SqlUnitOfWork
 
 log = structlog.get_logger("nopass")
 READY_TIMEOUT_SECONDS = 2.0
+ABANDONED_CHECK_SECONDS = 5.0
 # The database (or another dependency) cannot be reached, a connection or statement timed out
 # (TimeoutError is an OSError), or no pooled connection came free in time: fail closed.
 UNAVAILABLE = (DBAPIError, PoolTimeout, OSError)
@@ -103,10 +104,22 @@ async def outbox_worker(
 ) -> None:
     transport = SmtpTransport(timeout=settings.smtp_timeout_seconds, clock=clock)
     wakeup = runtime.wakeup
+    loop = asyncio.get_running_loop()
+    abandoned_checked = -ABANDONED_CHECK_SECONDS
     while not wakeup.stopping:
+        # Messages whose sender died stay claimed for a lease of a minute: looking for
+        # them every few seconds is soon enough, and saves a query per wake-up.
+        abandoned = loop.time() - abandoned_checked >= ABANDONED_CHECK_SECONDS
+        if abandoned:
+            abandoned_checked = loop.time()
         try:
             settled = await deliver_due(
-                runtime.queue, transport, runtime.config.email_provider, clock, policy
+                runtime.queue,
+                transport,
+                runtime.config.email_provider,
+                clock,
+                policy,
+                abandoned=abandoned,
             )
         except UNAVAILABLE as exc:  # the database is away: say so, without a traceback
             log.warning("outbox_worker_unavailable", error=type(exc).__name__)
@@ -116,6 +129,7 @@ async def outbox_worker(
             settled = 0
         if not settled:
             await wakeup.wait(settings.outbox_poll_seconds)
+    await transport.aclose()
 
 
 async def housekeeping(runtime: Runtime, clock: Clock, every: float) -> None:
@@ -178,7 +192,7 @@ def create_app(
     async def database_ready() -> bool:
         # Bounded as a whole (connecting included): a probe must answer before its timeout.
         try:
-            async with asyncio.timeout(READY_TIMEOUT_SECONDS), engine.connect() as conn:
+            async with asyncio.timeout(READY_TIMEOUT_SECONDS), reader(engine).connect() as conn:
                 await conn.execute(text("SELECT 1"))
         except Exception:
             return False
@@ -187,12 +201,17 @@ def create_app(
     def unit_of_work() -> SqlUnitOfWork:
         return SqlUnitOfWork(engine, keyring)
 
+    read_engine = reader(engine)
+
+    def reading_unit_of_work() -> SqlUnitOfWork:
+        return SqlUnitOfWork(read_engine, keyring)
+
     keys = SqlKeyStore(engine, keyring, runtime.config, clock)
     limits = Limits(limiter=rate_limiter(settings, engine), uow=unit_of_work, clock=clock)
     services = Services(
         tenants=runtime.config,
         tokens=TokenDeps(uow=unit_of_work, keyring=keyring, keys=keys, clock=clock, limits=limits),
-        userinfo=UserinfoDeps(uow=unit_of_work, keys=keys, clock=clock),
+        userinfo=UserinfoDeps(uow=reading_unit_of_work, keys=keys, clock=clock),
         browser=BrowserDeps(
             uow=unit_of_work, keyring=keyring, keys=keys, clock=clock, limits=limits
         ),

@@ -5,7 +5,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -262,9 +262,13 @@ class OutboxQueue(Protocol):
 
     async def claim_due(
         self, now: datetime, *, lease_seconds: float, limit: int
-    ) -> list[OutboxEntry]: ...
+    ) -> list[OutboxEntry]:
+        """Claim up to ``limit`` due messages in one statement (no two claimers share one)."""
+        ...
 
-    async def mark_sent(self, entry: OutboxEntry, now: datetime) -> None: ...
+    async def mark_sent(self, entries: Sequence[OutboxEntry], now: datetime) -> None:
+        """Settle delivered messages (one statement for all of them)."""
+        ...
 
     async def retry_later(self, entry: OutboxEntry, at: datetime, error: str) -> None: ...
 

@@ -6,9 +6,16 @@ Failures are classified for the outbox: connection problems and 4xx replies are 
 
 from __future__ import annotations
 
+import contextlib
+import email.message
+import time
+from email.charset import QP, Charset
+from email.header import Header
 from email.headerregistry import Address
 from email.message import EmailMessage
-from email.utils import format_datetime, make_msgid, parseaddr
+from email.mime.multipart import MIMEMultipart
+from email.mime.nonmultipart import MIMENonMultipart
+from email.utils import format_datetime, formataddr, make_msgid, parseaddr
 
 import aiosmtplib
 
@@ -19,45 +26,113 @@ from nopass.core.models import EmailProvider, Message
 __all__ = ["SmtpTransport", "build_email"]
 
 STARTTLS = {"auto": None, "always": True, "never": False}
+UTF8_QP = Charset("utf-8")
+UTF8_QP.body_encoding = QP  # codes and links stay readable in the raw message
 
 
-def build_email(message: Message, clock: Clock) -> EmailMessage:
-    mail = EmailMessage()
+def build_email(message: Message, clock: Clock) -> email.message.Message:
+    """The MIME message: text (and HTML) in UTF-8, quoted-printable. Built with the classic
+    ``email.mime`` classes, a third of the CPU of ``EmailMessage``'s header objects; an
+    internationalised address (SMTPUTF8) takes ``EmailMessage``'s path."""
     name, address = parseaddr(message.sender or "")
     if not address or "@" not in address:
         name, address = name or (message.sender or ""), "nopass@localhost"
     local, _, domain = address.rpartition("@")
+    if not (address.isascii() and message.recipient.isascii()):
+        return _build_international(message, clock, name, local, domain)
+    mail: email.message.Message
+    if message.html:
+        mail = MIMEMultipart("alternative")
+        mail.attach(_text(message.text, "plain"))
+        mail.attach(_text(message.html, "html"))
+    else:
+        mail = _text(message.text, "plain")
+    mail["From"] = formataddr((name, address), charset="utf-8")
+    mail["To"] = message.recipient
+    subject = message.subject
+    mail["Subject"] = subject if subject.isascii() else Header(subject, "utf-8").encode()
+    _common_headers(mail, clock, domain)
+    return mail
+
+
+def _text(body: str, subtype: str) -> MIMENonMultipart:
+    part = MIMENonMultipart("text", subtype)
+    part.set_payload(body, UTF8_QP)
+    return part
+
+
+def _build_international(
+    message: Message, clock: Clock, name: str, local: str, domain: str
+) -> EmailMessage:
+    mail = EmailMessage()
     mail["From"] = Address(display_name=name, username=local, domain=domain)
     mail["To"] = message.recipient
     mail["Subject"] = message.subject
-    mail["Date"] = format_datetime(clock.now())
-    mail["Message-ID"] = make_msgid(domain=domain or None)
-    mail["Auto-Submitted"] = "auto-generated"
+    _common_headers(mail, clock, domain)
     mail.set_content(message.text)
     if message.html:
         mail.add_alternative(message.html, subtype="html")
     return mail
 
 
+def _common_headers(mail: email.message.Message, clock: Clock, domain: str) -> None:
+    mail["Date"] = format_datetime(clock.now())
+    mail["Message-ID"] = make_msgid(domain=domain or None)
+    mail["Auto-Submitted"] = "auto-generated"
+
+
+Key = tuple[str, int, str | None, str | None, bool | None]
+
+
 class SmtpTransport:
-    def __init__(self, *, timeout: float = 10.0, clock: Clock | None = None) -> None:
+    """Sends over kept-alive SMTP sessions (one per server and account, reused for
+    ``keep_seconds``), so a busy outbox does not pay a TCP connect, EHLO and QUIT per email."""
+
+    def __init__(
+        self, *, timeout: float = 10.0, clock: Clock | None = None, keep_seconds: float = 10.0
+    ) -> None:
         self._timeout = timeout
         self._clock = clock or SystemClock()
+        self._keep_seconds = keep_seconds
+        self._idle: dict[Key, tuple[aiosmtplib.SMTP, float]] = {}
 
     async def send(self, provider: EmailProvider, message: Message) -> None:
         creds = provider.credentials
         mail = build_email(message, self._clock)
+        key: Key = (
+            str(creds.get("smtp_host", "localhost")),
+            int(creds.get("smtp_port", 587)),
+            creds.get("smtp_user") or None,
+            creds.get("smtp_pass") or None,
+            STARTTLS[str(provider.settings.get("starttls", "auto"))],
+        )
         try:
-            await aiosmtplib.send(
-                mail,
-                recipients=[message.recipient],
-                hostname=str(creds.get("smtp_host", "localhost")),
-                port=int(creds.get("smtp_port", 587)),
-                username=creds.get("smtp_user") or None,
-                password=creds.get("smtp_pass") or None,
-                start_tls=STARTTLS[str(provider.settings.get("starttls", "auto"))],
+            kept = self._take(key)
+            if kept is not None:
+                try:
+                    await kept.send_message(mail, recipients=[message.recipient])
+                except aiosmtplib.SMTPServerDisconnected:
+                    kept.close()  # the server dropped the idle session: a new one below
+                except BaseException:
+                    kept.close()
+                    raise
+                else:
+                    self._keep(key, kept)
+                    return
+            client = aiosmtplib.SMTP(
+                hostname=key[0],
+                port=key[1],
+                username=key[2],
+                password=key[3],
+                start_tls=key[4],
                 timeout=self._timeout,
             )
+            with contextlib.ExitStack() as stack:
+                stack.callback(client.close)  # dropped on any failure, kept on success
+                await client.connect()
+                await client.send_message(mail, recipients=[message.recipient])
+                stack.pop_all()
+            self._keep(key, client)
         except aiosmtplib.SMTPResponseException as exc:
             raise DeliveryFailed(
                 DeliveryFailure.REJECTED,
@@ -79,3 +154,32 @@ class SmtpTransport:
                 provider_message=f"{type(exc).__name__}: {exc}",
                 retryable=True,
             ) from exc
+
+    def _take(self, key: Key) -> aiosmtplib.SMTP | None:
+        kept = self._idle.pop(key, None)
+        if kept is None:
+            return None
+        client, since = kept
+        if time.monotonic() - since > self._keep_seconds or not client.is_connected:
+            client.close()
+            return None
+        return client
+
+    def _keep(self, key: Key, client: aiosmtplib.SMTP) -> None:
+        previous = self._idle.pop(key, None)
+        if previous is not None:
+            previous[0].close()
+        self._idle[key] = (client, time.monotonic())
+
+    async def aclose(self) -> None:
+        idle, self._idle = list(self._idle.values()), {}
+        for client, _ in idle:
+            await _close(client)
+
+
+async def _close(client: aiosmtplib.SMTP) -> None:
+    """QUIT politely, or just drop the connection."""
+    try:
+        await client.quit()
+    except (aiosmtplib.SMTPException, OSError, TimeoutError):
+        client.close()

@@ -12,6 +12,7 @@ from datetime import timedelta
 
 from nopass.core.clock import Clock
 from nopass.core.errors import DeliveryFailed
+from nopass.core.models import OutboxEntry
 from nopass.core.ports import EmailProviderLookup, EmailTransport, OutboxQueue
 
 
@@ -36,27 +37,47 @@ async def deliver_due(
     policy: RetryPolicy,
     *,
     batch: int = 20,
+    abandoned: bool = True,
 ) -> int:
-    """Deliver what is due now; returns how many messages were settled (sent or failed)."""
+    """Deliver what is due now; returns how many messages were settled (sent or failed).
+    ``abandoned`` also fails messages whose sender died (the worker asks now and then)."""
     now = clock.now()
-    settled = await queue.fail_abandoned(now)
-    for entry in await queue.claim_due(now, lease_seconds=policy.lease_seconds, limit=batch):
-        provider = await providers(entry.tenant_id)
-        if entry.message is None:
-            await queue.fail(entry, "message body unavailable", clock.now())
-        elif provider is None or not provider.enabled or provider.name != "smtp":
-            await queue.fail(entry, "no enabled email provider is configured", clock.now())
-        else:
-            try:
-                await transport.send(provider, entry.message)
-            except DeliveryFailed as exc:
-                now = clock.now()
-                too_old = now - entry.created_at >= policy.max_age
-                if exc.retryable and not too_old:
-                    await queue.retry_later(entry, now + policy.delay(entry.attempts), str(exc))
-                    continue
-                await queue.fail(entry, str(exc), now)
-            else:
-                await queue.mark_sent(entry, clock.now())
-        settled += 1
+    settled = await queue.fail_abandoned(now) if abandoned else 0
+    sent: list[OutboxEntry] = []
+    try:
+        for entry in await queue.claim_due(now, lease_seconds=policy.lease_seconds, limit=batch):
+            settled += await _deliver(entry, queue, transport, providers, clock, policy, sent)
+    finally:
+        await queue.mark_sent(sent, clock.now())
     return settled
+
+
+async def _deliver(
+    entry: OutboxEntry,
+    queue: OutboxQueue,
+    transport: EmailTransport,
+    providers: EmailProviderLookup,
+    clock: Clock,
+    policy: RetryPolicy,
+    sent: list[OutboxEntry],
+) -> int:
+    """Send one claimed message; a message to retry later counts as not settled."""
+    provider = await providers(entry.tenant_id)
+    if entry.message is None:
+        await queue.fail(entry, "message body unavailable", clock.now())
+        return 1
+    if provider is None or not provider.enabled or provider.name != "smtp":
+        await queue.fail(entry, "no enabled email provider is configured", clock.now())
+        return 1
+    try:
+        await transport.send(provider, entry.message)
+    except DeliveryFailed as exc:
+        now = clock.now()
+        too_old = now - entry.created_at >= policy.max_age
+        if exc.retryable and not too_old:
+            await queue.retry_later(entry, now + policy.delay(entry.attempts), str(exc))
+            return 0
+        await queue.fail(entry, str(exc), now)
+        return 1
+    sent.append(entry)
+    return 1

@@ -1,22 +1,25 @@
 """Counters in the database, shared by every process on it (security.md §6: "without Redis, a
 multi-process serve keeps them in the database").
 
-One short transaction per call, never inside a flow's unit of work. ``hit`` counts with an
-atomic upsert per window (keys in sorted order, so concurrent requests lock rows in the same
+One short transaction per call, never inside a flow's unit of work. ``hit`` counts with one
+atomic multi-row upsert (keys in sorted order, so concurrent requests lock rows in the same
 order), reads back the counts, and rolls everything back when one window is over its limit:
 all or nothing, correct across processes on PostgreSQL (row locks) and SQLite (BEGIN IMMEDIATE).
 """
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from datetime import datetime
+from typing import Any
 
-from sqlalchemy import case, literal, select, update
+from sqlalchemy import bindparam, case, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from nopass.ratelimit.base import Counter, Decision, Window, check_distinct, current, decide
+from nopass.store.engine import reader
 from nopass.store.tables import RateCounterRow, UTCDateTime, table
 
 _T = table(RateCounterRow)
@@ -29,11 +32,10 @@ class SqlRateLimiter:
     async def hit(self, windows: Sequence[Window], now: datetime) -> list[Decision]:
         check_distinct(windows)
         async with self._engine.connect() as conn, conn.begin() as tx:
-            before: dict[str, Counter | None] = {}
-            for window in sorted(windows, key=lambda w: w.key):
-                after = await _count(conn, window, now)
-                before[window.key] = Counter(after.started_at, after.count - 1)
-            states = [before[w.key] for w in windows]
+            after = await _count(conn, windows, now)
+            states: list[Counter | None] = [
+                Counter(after[w.key].started_at, after[w.key].count - 1) for w in windows
+            ]
             decisions, updated = decide(windows, states, now, counting=True)
             if updated:
                 await tx.commit()
@@ -44,7 +46,7 @@ class SqlRateLimiter:
     async def peek(self, windows: Sequence[Window], now: datetime) -> list[Decision]:
         check_distinct(windows)
         keys = [w.key for w in windows]
-        async with self._engine.connect() as conn:
+        async with reader(self._engine).connect() as conn:
             rows = await conn.execute(
                 select(_T.c.key, _T.c.window_start, _T.c["count"]).where(_T.c.key.in_(keys))
             )
@@ -72,20 +74,42 @@ class SqlRateLimiter:
         """The engine belongs to the application."""
 
 
-async def _count(conn: AsyncConnection, window: Window, now: datetime) -> Counter:
-    """Count one hit in ``window`` (opening a new one if the stored one closed): the
-    counter after it."""
-    insert = postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
-    expires = now + window.length
-    closed = _T.c.expires_at <= literal(now, UTCDateTime())
-    stmt = insert(_T).values(key=window.key, window_start=now, expires_at=expires, count=1)
-    upsert = stmt.on_conflict_do_update(
+async def _count(
+    conn: AsyncConnection, windows: Sequence[Window], now: datetime
+) -> dict[str, Counter]:
+    """Count one hit in each window (opening a new one where the stored one closed), in one
+    statement: the counters after it, by key."""
+    ordered = sorted(windows, key=lambda w: w.key)  # rows lock in key order
+    params: dict[str, object] = {"now": now}
+    for i, window in enumerate(ordered):
+        params[f"key_{i}"] = window.key
+        params[f"expires_{i}"] = now + window.length
+    rows = await conn.execute(_upsert(conn.dialect.name, len(ordered)), params)
+    return {key: Counter(started, int(count)) for key, started, count in rows}
+
+
+@functools.lru_cache(maxsize=32)
+def _upsert(dialect: str, windows: int) -> Any:
+    """The counting statement for ``windows`` keys, built once per shape: statements built
+    per request cost more CPU than running them."""
+    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    now = bindparam("now", type_=UTCDateTime())
+    rows = [
+        {
+            "key": bindparam(f"key_{i}"),
+            "window_start": now,
+            "expires_at": bindparam(f"expires_{i}", type_=UTCDateTime()),
+            "count": 1,
+        }
+        for i in range(windows)
+    ]
+    stmt = insert(_T).values(rows)
+    closed = _T.c.expires_at <= now
+    return stmt.on_conflict_do_update(
         index_elements=["key"],
         set_={
             "count": case((closed, 1), else_=_T.c["count"] + 1),
-            "window_start": case((closed, literal(now, UTCDateTime())), else_=_T.c.window_start),
-            "expires_at": case((closed, literal(expires, UTCDateTime())), else_=_T.c.expires_at),
+            "window_start": case((closed, stmt.excluded.window_start), else_=_T.c.window_start),
+            "expires_at": case((closed, stmt.excluded.expires_at), else_=_T.c.expires_at),
         },
-    ).returning(_T.c.window_start, _T.c["count"])
-    started, count = (await conn.execute(upsert)).one()
-    return Counter(started, int(count))
+    ).returning(_T.c.key, _T.c.window_start, _T.c["count"])

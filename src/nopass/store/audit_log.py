@@ -9,13 +9,14 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from nopass.store.engine import reader
 from nopass.store.tables import AuditEventRow, TenantRow, table
 
 _T = table(AuditEventRow)
 
 
 async def tenant_id_by_name(engine: AsyncEngine, name: str) -> str | None:
-    async with engine.connect() as conn:
+    async with reader(engine).connect() as conn:
         value = await conn.scalar(select(TenantRow.id).where(TenantRow.name == name))
     return str(value) if value is not None else None
 
@@ -38,7 +39,7 @@ async def read_events(
         query = query.where(_T.c.user_id == user_id)
     if limit:
         query = query.limit(limit)
-    async with engine.connect() as conn:
+    async with reader(engine).connect() as conn:
         result = await conn.stream(query)
         async for row in result:
             m = row._mapping

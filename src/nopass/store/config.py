@@ -31,6 +31,7 @@ from nopass.core.models import (
     TenantConfig,
     TestIdentity,
 )
+from nopass.store.engine import reader
 from nopass.store.tables import (
     ClientRow,
     ConfigStateRow,
@@ -96,7 +97,7 @@ class ConfigCache:
         async with self._lock:
             if time.monotonic() - self._checked_at < self._recheck:
                 return
-            async with self._engine.connect() as conn:
+            async with reader(self._engine).connect() as conn:
                 revision = await conn.scalar(select(ConfigStateRow.revision)) or 0
                 if revision != self._revision:
                     self._hosts, self._tenants = await _load_all(conn)

@@ -20,6 +20,8 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlalchemy.pool import NullPool
 
+from nopass.store import sqlite_driver
+
 SQLITE_BUSY_TIMEOUT_MS = 10_000
 CONNECT_TIMEOUT_SECONDS = 5.0
 
@@ -52,10 +54,27 @@ def _sqlite_pragmas(busy_timeout_ms: int, dbapi_connection: Any, _record: Any) -
     cursor.close()
 
 
+READ_ONLY = {"nopass_read_only": True}
+
+
+def reader(engine: AsyncEngine) -> AsyncEngine:
+    """The same engine (and pool) for work that only reads: on SQLite its transactions
+    begin deferred, so they neither take nor wait for the write lock."""
+    return engine.execution_options(**READ_ONLY)
+
+
 def _sqlite_begin(conn: Any) -> None:
     # BEGIN IMMEDIATE takes the write lock up front: no deadlocked lock upgrades between
-    # processes, and busy_timeout applies. Reads still run concurrently under WAL.
-    conn.exec_driver_sql("BEGIN IMMEDIATE")
+    # processes, and busy_timeout applies. Work that only reads (execution option READ_ONLY)
+    # begins a deferred read transaction instead and never waits for writers under WAL.
+    statement = (
+        "BEGIN" if conn.get_execution_options().get("nopass_read_only") else ("BEGIN IMMEDIATE")
+    )
+    driver = conn.connection.driver_connection
+    if isinstance(driver, sqlite_driver.LeanConnection):
+        driver.begin(statement)  # sent with the transaction's first statement
+    else:
+        conn.exec_driver_sql(statement)
 
 
 def create_engine(
@@ -70,7 +89,12 @@ def create_engine(
     migrate`` does not, a migration may legitimately run long)."""
     aurl = async_url(url)
     if aurl.startswith("sqlite"):
-        engine = create_async_engine(aurl, poolclass=NullPool if ":memory:" in aurl else None)
+        database = make_url(aurl).database or ":memory:"
+        engine = create_async_engine(
+            aurl,
+            poolclass=NullPool if ":memory:" in aurl else None,
+            async_creator=sqlite_driver.connector(database, sqlite_busy_timeout_ms / 1000),
+        )
         event.listen(
             engine.sync_engine, "connect", partial(_sqlite_pragmas, sqlite_busy_timeout_ms)
         )

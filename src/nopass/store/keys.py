@@ -22,6 +22,7 @@ from nopass.core.clock import Clock
 from nopass.core.keyring import Keyring
 from nopass.core.models import SigningKey
 from nopass.store.config import ConfigCache, bump_revision
+from nopass.store.engine import reader
 from nopass.store.tables import SigningKeyRow, table
 from nopass.tokens.keys import generate_key, load_key
 
@@ -85,11 +86,11 @@ class SqlKeyStore:
             return cached
 
     async def _load(self, tenant_id: str, revision: int | None) -> _TenantKeys:
-        async with self._engine.connect() as conn:
+        async with reader(self._engine).connect() as conn:
             rows = await _rows(conn, tenant_id)
         if not any(r.is_current for r in rows):
             await create_key(self._engine, self._keyring, tenant_id, self._clock.now())
-            async with self._engine.connect() as conn:
+            async with reader(self._engine).connect() as conn:
                 rows = await _rows(conn, tenant_id)
         current: SigningKey | None = None
         public: dict[str, RSAPublicKey] = {}

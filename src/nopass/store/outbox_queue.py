@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -11,6 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from nopass.core.keyring import Keyring, SealError
 from nopass.core.models import Channel, Message, OutboxEntry
+from nopass.store.engine import reader
 from nopass.store.tables import AuditEventRow, OutboxRow, table
 from nopass.store.unit_of_work import OUTBOX_CONTEXT
 
@@ -25,37 +27,35 @@ class SqlOutboxQueue:
     async def claim_due(
         self, now: datetime, *, lease_seconds: float, limit: int
     ) -> list[OutboxEntry]:
-        async with self._engine.connect() as conn:
+        due = (
+            select(_T.c.id)
+            .where(_T.c.status == "pending", _T.c.next_attempt_at <= now)
+            .order_by(_T.c.next_attempt_at)
+            .limit(limit)
+            .with_for_update(skip_locked=True)  # PostgreSQL: claimers skip each other's rows
+        )
+        async with self._engine.begin() as conn:
             rows = (
                 await conn.execute(
-                    select(_T.c.id)
-                    .where(_T.c.status == "pending", _T.c.next_attempt_at <= now)
-                    .order_by(_T.c.next_attempt_at)
-                    .limit(limit)
+                    update(_T)
+                    .where(_T.c.id.in_(due.scalar_subquery()), _T.c.status == "pending")
+                    .values(
+                        status="sending",
+                        lease_until=now + timedelta(seconds=lease_seconds),
+                        attempts=_T.c.attempts + 1,
+                    )
+                    .returning(*_T.c)
                 )
             ).all()
-            await conn.rollback()
-        claimed = []
-        lease = now + timedelta(seconds=lease_seconds)
-        for (row_id,) in rows:
-            async with self._engine.begin() as conn:
-                row = (
-                    await conn.execute(
-                        update(_T)
-                        .where(_T.c.id == row_id, _T.c.status == "pending")
-                        .values(status="sending", lease_until=lease, attempts=_T.c.attempts + 1)
-                        .returning(*_T.c)
-                    )
-                ).first()
-            if row is not None:
-                claimed.append(self._entry(row._mapping))
-        return claimed
+        return sorted((self._entry(row._mapping) for row in rows), key=lambda e: e.created_at)
 
-    async def mark_sent(self, entry: OutboxEntry, now: datetime) -> None:
+    async def mark_sent(self, entries: Sequence[OutboxEntry], now: datetime) -> None:
+        if not entries:
+            return
         async with self._engine.begin() as conn:
             await conn.execute(
                 update(_T)
-                .where(_T.c.id == entry.id, _T.c.status == "sending")
+                .where(_T.c.id.in_([e.id for e in entries]), _T.c.status == "sending")
                 .values(status="sent", sent_at=now, payload=None, lease_until=None, last_error=None)
             )
 
@@ -78,7 +78,7 @@ class SqlOutboxQueue:
                 await conn.execute(insert(table(AuditEventRow)).values(**_fn(entry, error, now)))
 
     async def fail_abandoned(self, now: datetime) -> int:
-        async with self._engine.connect() as conn:
+        async with reader(self._engine).connect() as conn:
             rows = (
                 await conn.execute(
                     select(*_T.c).where(_T.c.status == "sending", _T.c.lease_until < now)
@@ -91,7 +91,7 @@ class SqlOutboxQueue:
         return len(rows)
 
     async def list_recent(self, tenant_id: str, *, limit: int = 50) -> list[OutboxEntry]:
-        async with self._engine.connect() as conn:
+        async with reader(self._engine).connect() as conn:
             rows = (
                 await conn.execute(
                     select(*_T.c)

@@ -1,0 +1,182 @@
+"""SQLite under SQLAlchemy's aiosqlite dialect, with one thread round trip per statement.
+
+aiosqlite runs every call of a cursor in its connection thread, and SQLAlchemy's adapter makes
+four such calls per SELECT (cursor, execute, fetchall, close) and three per write: each one a
+thread wake-up plus an event-loop wake-up, about 60 µs of CPU here, most of a statement's cost
+(docs/benchmarks.md). ``LeanConnection`` runs execute and fetchall as one call in the thread and
+answers the rest from memory; everything else (the thread, commit, rollback, close) is
+aiosqlite's own.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+import weakref
+from collections.abc import Sequence
+from functools import partial
+from typing import Any
+
+import aiosqlite
+
+IMMEDIATE = "BEGIN IMMEDIATE"
+# One writer at a time per database and event loop: SQLite has one write lock, and its busy
+# handler polls with sleeps of 1-100 ms, so connections of one process racing for the lock
+# wait far longer than they would in a queue. Other processes still meet the busy handler.
+_gates: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[str, asyncio.Lock]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def _gate(path: str) -> asyncio.Lock:
+    per_loop = _gates.setdefault(asyncio.get_running_loop(), {})
+    return per_loop.setdefault(path, asyncio.Lock())
+
+
+Outcome = tuple[Any, int, int | None, list[Any]]
+
+
+def _run(db: sqlite3.Connection, begin: str | None, sql: str, parameters: Any) -> Outcome:
+    if begin:
+        db.execute(begin)
+    cursor = db.execute(sql, parameters)
+    try:
+        rows = cursor.fetchall() if cursor.description else []
+        return cursor.description, cursor.rowcount, cursor.lastrowid, rows
+    finally:
+        cursor.close()
+
+
+def _run_many(
+    db: sqlite3.Connection, begin: str | None, sql: str, parameters: Sequence[Any]
+) -> Outcome:
+    if begin:
+        db.execute(begin)
+    cursor = db.executemany(sql, parameters)
+    try:
+        return cursor.description, cursor.rowcount, cursor.lastrowid, []
+    finally:
+        cursor.close()
+
+
+class LeanCursor:
+    """The part of aiosqlite's cursor SQLAlchemy uses; results are fetched with the execute."""
+
+    arraysize = 1
+
+    def __init__(self, connection: LeanConnection) -> None:
+        self._connection = connection
+        self.description: Any = None
+        self.rowcount = -1
+        self.lastrowid: int | None = None
+        self._rows: list[Any] = []
+
+    async def __aenter__(self) -> LeanCursor:
+        return self
+
+    async def __aexit__(self, *_: object) -> None:
+        self._rows = []
+
+    async def execute(self, sql: str, parameters: Any = ()) -> LeanCursor:
+        outcome = await self._connection.run(_run, sql, parameters)
+        self.description, self.rowcount, self.lastrowid, self._rows = outcome
+        return self
+
+    async def executemany(self, sql: str, parameters: Sequence[Any]) -> LeanCursor:
+        outcome = await self._connection.run(_run_many, sql, parameters)
+        self.description, self.rowcount, self.lastrowid, self._rows = outcome
+        return self
+
+    async def fetchall(self) -> list[Any]:
+        rows, self._rows = self._rows, []
+        return rows
+
+    async def fetchone(self) -> Any:
+        return self._rows.pop(0) if self._rows else None
+
+    async def fetchmany(self, size: int | None = None) -> list[Any]:
+        count = size or self.arraysize
+        rows, self._rows = self._rows[:count], self._rows[count:]
+        return rows
+
+    async def close(self) -> None:
+        self._rows = []
+
+
+class LeanConnection(aiosqlite.Connection):
+    """``begin()`` only notes the BEGIN statement: it travels with the transaction's first
+    statement, and a transaction that ran none has nothing to commit or roll back."""
+
+    _begin: str | None = None
+    _holding: asyncio.Lock | None = None
+    path = ""
+    lock_timeout = 10.0
+
+    def cursor(self) -> LeanCursor:  # type: ignore[override]
+        return LeanCursor(self)
+
+    def begin(self, statement: str) -> None:
+        self._begin = statement
+
+    async def run(self, fn: Any, sql: str, parameters: Any) -> Outcome:
+        begin, self._begin = self._begin, None
+        if begin == IMMEDIATE and self._holding is None:
+            await self._take_gate()
+        try:
+            outcome: Outcome = await self._execute(  # type: ignore[no-untyped-call]
+                fn, self._conn, begin, sql, parameters
+            )
+            return outcome
+        except BaseException:
+            if not self._in_transaction():
+                self._release_gate()
+            raise
+
+    async def commit(self) -> None:
+        await self._finish(super().commit)
+
+    async def rollback(self) -> None:
+        await self._finish(super().rollback)
+
+    async def close(self) -> None:
+        self._release_gate()
+        await super().close()
+
+    async def _finish(self, end: Any) -> None:
+        self._begin = None
+        try:
+            # No round trip for a connection that holds no transaction (the pool's reset on
+            # return, a read that ran nothing).
+            if self._in_transaction():
+                await end()
+        finally:
+            self._release_gate()
+
+    def _in_transaction(self) -> bool:
+        # Read only between calls, when the connection's thread is idle.
+        return self._connection is not None and self._connection.in_transaction
+
+    async def _take_gate(self) -> None:
+        gate = _gate(self.path)
+        try:
+            async with asyncio.timeout(self.lock_timeout):
+                await gate.acquire()
+        except TimeoutError:
+            raise sqlite3.OperationalError("database is locked") from None
+        self._holding = gate
+
+    def _release_gate(self) -> None:
+        gate, self._holding = self._holding, None
+        if gate is not None:
+            gate.release()
+
+
+def connector(path: str, lock_timeout: float) -> Any:
+    """``async_creator`` for ``create_async_engine``: a LeanConnection to ``path``."""
+
+    def connect() -> LeanConnection:
+        connection = LeanConnection(partial(sqlite3.connect, path, check_same_thread=False), 64)
+        connection.path, connection.lock_timeout = path, lock_timeout
+        return connection
+
+    return connect

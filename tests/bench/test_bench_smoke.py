@@ -1,0 +1,46 @@
+"""`make bench` works: a smoke run of a few seconds (CI never runs the load itself).
+
+The figures of a smoke run mean nothing; the test checks that every part of the benchmark
+ran: whole logins with codes read from the SMTP sink, the write accounting, and the report.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_smoke_run_writes_the_report(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("NOPASS_")}
+    args = [sys.executable, "-m", "bench", "--smoke", "--no-baseline", "--out", str(tmp_path)]
+    if not os.environ.get("NOPASS_TEST_POSTGRES_URL"):
+        args.append("--no-postgres")
+    done = subprocess.run(
+        args, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300, check=False
+    )
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    results = json.loads((tmp_path / "latest.json").read_text())
+    assert results["smoke"] is True
+    backends = {run["backend"] for run in results["nopass"]}
+    assert "sqlite" in backends
+    if os.environ.get("NOPASS_TEST_POSTGRES_URL"):
+        assert "postgres+redis" in backends
+    for run in results["nopass"]:
+        peak = run["logins"]["peak"]
+        assert peak["ok"] > 0, peak
+        assert peak["errors"] == 0, peak["first_errors"]
+        assert run["logins"]["cpu_ms_per_login"]["server"] > 0
+        endpoints = run["endpoints"]
+        assert endpoints["token"]["non_2xx"] == 0
+        if shutil.which("wrk"):
+            for name in ("start", "userinfo", "refresh", "jwks"):
+                assert endpoints[name]["requests"] > 0, (name, endpoints[name])
+                assert endpoints[name]["non_2xx"] == 0, (name, endpoints[name])
+    report = (tmp_path / "latest.md").read_text()
+    assert "Whole email-code logins" in report
