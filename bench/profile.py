@@ -10,6 +10,7 @@ import argparse
 import asyncio
 import collections
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -26,6 +27,7 @@ from bench.servers import CLIENT_ID, Nopass, free_port
 def summarize(collapsed: Path, top: int) -> str:
     """Self and inclusive sample shares per function from py-spy's collapsed stacks."""
     own: collections.Counter[str] = collections.Counter()
+    packages: collections.Counter[str] = collections.Counter()
     inclusive: collections.Counter[str] = collections.Counter()
     total = 0
     for line in collapsed.read_text().splitlines():
@@ -34,13 +36,30 @@ def summarize(collapsed: Path, top: int) -> str:
         total += n
         frames = [f.split(" (")[0] + " " + f.split("/")[-1].rstrip(")") for f in stack.split(";")]
         own[frames[-1]] += n
+        packages[_package(stack.split(";")[-1])] += n
         for frame in set(frames):
             inclusive[frame] += n
-    out = [f"{total} samples", "", "self %   function"]
+    out = [f"{total} samples", "", "self %   package (innermost frame)"]
+    out += [f"{100 * n / total:6.1f}   {f}" for f, n in packages.most_common(25)]
+    out += ["", "self %   function"]
     out += [f"{100 * n / total:6.1f}   {f}" for f, n in own.most_common(top)]
     out += ["", "incl %   function"]
     out += [f"{100 * n / total:6.1f}   {f}" for f, n in inclusive.most_common(top * 2)]
     return "\n".join(out)
+
+
+def _package(frame: str) -> str:
+    """``sqlalchemy/engine/base.py`` → sqlalchemy; ``nopass/store/x.py`` → nopass.store;
+    ``threading.py`` → stdlib (py-spy names files relative to their import root)."""
+    found = re.search(r"\(([^():]*):\d+\)$", frame)
+    path = found.group(1) if found else ""
+    parts = [p for p in path.split("/") if p]
+    if "nopass" in parts:
+        rest = parts[parts.index("nopass") + 1 :]
+        return "nopass." + rest[0].removesuffix(".py") if rest else "nopass"
+    if len(parts) > 1:
+        return parts[0]
+    return f"stdlib {parts[0]}" if parts else "native/?"
 
 
 async def main(seconds: float, out: Path, users: int, workers: int, concurrency: int) -> None:

@@ -17,11 +17,11 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import and_, case, insert, select, update
+from sqlalchemy import and_, bindparam, case, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from nopass.core.models import Challenge
-from nopass.store.tables import ChallengeRow, table
+from nopass.store.tables import ChallengeRow, UTCDateTime, table
 
 MAX_ATTEMPTS = 3
 _T = table(ChallengeRow)
@@ -47,6 +47,69 @@ def _challenge(row: Any) -> Challenge:
     )
 
 
+def _p(name: str) -> Any:
+    """A bound parameter of a statement built once (statements are cached below: building
+    one costs more CPU than running it)."""
+    return bindparam(f"b_{name}")  # not a column's name: UPDATE ... SET reserves those
+
+
+def _at(name: str) -> Any:
+    return bindparam(f"b_{name}", type_=UTCDateTime())
+
+
+def _args(**values: Any) -> dict[str, Any]:
+    return {f"b_{name}": value for name, value in values.items()}
+
+
+_IDENTITY = (
+    _T.c.tenant_id == _p("tenant_id"),
+    _T.c.connection_id == _p("connection_id"),
+    _T.c.identifier == _p("identifier"),
+)
+_OPEN_FOR_GUESSES = (
+    _T.c.tenant_id == _p("tenant_id"),
+    _T.c.id == _p("challenge_id"),
+    _T.c.attempts < MAX_ATTEMPTS,
+    _T.c.consumed_at.is_(None),
+    _T.c.voided_at.is_(None),
+    _T.c.expires_at > _at("now"),
+)
+_MATCHES = and_(_T.c.code_hmac == _p("guess_mac"), _T.c.phantom.is_(False))
+_IS_OPEN = case((and_(_T.c.consumed_at.is_(None), _T.c.voided_at.is_(None)), 1), else_=0)
+
+VOID_PENDING = (
+    update(_T)
+    .where(*_IDENTITY, _T.c.consumed_at.is_(None), _T.c.voided_at.is_(None))
+    .values(voided_at=_at("now"))
+)
+ADD = insert(_T)
+VOID = (
+    update(_T)
+    .where(_T.c.tenant_id == _p("tenant_id"), _T.c.id == _p("challenge_id"))
+    .where(_T.c.voided_at.is_(None))
+    .values(voided_at=_at("now"))
+)
+LATEST = (
+    select(_T)
+    .where(*_IDENTITY)
+    .order_by(_IS_OPEN.desc(), _T.c.created_at.desc(), _T.c.id.desc())
+    .limit(1)
+)
+GET = select(_T).where(_T.c.tenant_id == _p("tenant_id"), _T.c.id == _p("challenge_id"))
+ATTEMPT = (
+    update(_T)
+    .where(*_OPEN_FOR_GUESSES)
+    .values(attempts=_T.c.attempts + 1, consumed_at=case((_MATCHES, _at("now")), else_=None))
+    .returning(_T.c.consumed_at)
+)
+CHECK = (
+    update(_T)
+    .where(*_OPEN_FOR_GUESSES)
+    .values(attempts=_T.c.attempts + case((_MATCHES, 0), else_=1))
+    .returning(case((_MATCHES, 1), else_=0).label("ok"))
+)
+
+
 class SqlChallengeRepo:
     def __init__(self, conn: AsyncConnection) -> None:
         self._conn = conn
@@ -55,69 +118,47 @@ class SqlChallengeRepo:
         self, tenant_id: str, connection_id: str, identifier: str, now: datetime
     ) -> int:
         result = await self._conn.execute(
-            update(_T)
-            .where(
-                _T.c.tenant_id == tenant_id,
-                _T.c.connection_id == connection_id,
-                _T.c.identifier == identifier,
-                _T.c.consumed_at.is_(None),
-                _T.c.voided_at.is_(None),
-            )
-            .values(voided_at=now)
+            VOID_PENDING,
+            _args(tenant_id=tenant_id, connection_id=connection_id, identifier=identifier, now=now),
         )
         return int(result.rowcount)
 
     async def add(self, challenge: Challenge) -> None:
         await self._conn.execute(
-            insert(_T).values(
-                id=challenge.id,
-                tenant_id=challenge.tenant_id,
-                connection_id=challenge.connection_id,
-                client_id=challenge.client_id,
-                identifier=challenge.identifier,
-                code_hmac=challenge.code_hmac,
-                key_id=challenge.key_id,
-                send=challenge.send,
-                auth_params=dict(challenge.auth_params),
-                phantom=challenge.phantom,
-                attempts=0,
-                created_at=challenge.created_at,
-                expires_at=challenge.expires_at,
-            )
+            ADD,
+            {
+                "id": challenge.id,
+                "tenant_id": challenge.tenant_id,
+                "connection_id": challenge.connection_id,
+                "client_id": challenge.client_id,
+                "identifier": challenge.identifier,
+                "code_hmac": challenge.code_hmac,
+                "key_id": challenge.key_id,
+                "send": challenge.send,
+                "auth_params": dict(challenge.auth_params),
+                "phantom": challenge.phantom,
+                "attempts": 0,
+                "created_at": challenge.created_at,
+                "expires_at": challenge.expires_at,
+            },
         )
 
     async def void(self, tenant_id: str, challenge_id: str, now: datetime) -> None:
         await self._conn.execute(
-            update(_T)
-            .where(_T.c.tenant_id == tenant_id, _T.c.id == challenge_id, _T.c.voided_at.is_(None))
-            .values(voided_at=now)
+            VOID, _args(tenant_id=tenant_id, challenge_id=challenge_id, now=now)
         )
 
     async def latest(self, tenant_id: str, connection_id: str, identifier: str) -> Challenge | None:
         """The identity's most recent code, whatever its state: only the latest counts.
         An open code sorts first (a new start voids the older ones, so at most one is open
         unless two starts raced; then the newer wins)."""
-        is_open = case((and_(_T.c.consumed_at.is_(None), _T.c.voided_at.is_(None)), 1), else_=0)
-        row = (
-            await self._conn.execute(
-                select(_T)
-                .where(
-                    _T.c.tenant_id == tenant_id,
-                    _T.c.connection_id == connection_id,
-                    _T.c.identifier == identifier,
-                )
-                .order_by(is_open.desc(), _T.c.created_at.desc(), _T.c.id.desc())
-                .limit(1)
-            )
-        ).first()
+        params = _args(tenant_id=tenant_id, connection_id=connection_id, identifier=identifier)
+        row = (await self._conn.execute(LATEST, params)).first()
         return _challenge(row) if row is not None else None
 
     async def get(self, tenant_id: str, challenge_id: str) -> Challenge | None:
-        row = (
-            await self._conn.execute(
-                select(_T).where(_T.c.tenant_id == tenant_id, _T.c.id == challenge_id)
-            )
-        ).first()
+        params = _args(tenant_id=tenant_id, challenge_id=challenge_id)
+        row = (await self._conn.execute(GET, params)).first()
         return _challenge(row) if row is not None else None
 
     async def attempt(
@@ -125,15 +166,8 @@ class SqlChallengeRepo:
     ) -> bool | None:
         """Count one guess and decide it, atomically. True: consumed now (the guess was
         right); False: a counted wrong guess; None: the code was not open for guesses."""
-        matches = and_(_T.c.code_hmac == guess_mac, _T.c.phantom.is_(False))
-        row = (
-            await self._conn.execute(
-                update(_T)
-                .where(*_open_for_guesses(tenant_id, challenge_id, now))
-                .values(attempts=_T.c.attempts + 1, consumed_at=case((matches, now), else_=None))
-                .returning(_T.c.consumed_at)
-            )
-        ).first()
+        params = _guess(tenant_id, challenge_id, guess_mac, now)
+        row = (await self._conn.execute(ATTEMPT, params)).first()
         if row is None:
             return None
         return row.consumed_at is not None
@@ -141,24 +175,10 @@ class SqlChallengeRepo:
     async def check(
         self, tenant_id: str, challenge_id: str, guess_mac: str, now: datetime
     ) -> bool | None:
-        matches = and_(_T.c.code_hmac == guess_mac, _T.c.phantom.is_(False))
-        row = (
-            await self._conn.execute(
-                update(_T)
-                .where(*_open_for_guesses(tenant_id, challenge_id, now))
-                .values(attempts=_T.c.attempts + case((matches, 0), else_=1))
-                .returning(case((matches, 1), else_=0).label("ok"))
-            )
-        ).first()
+        params = _guess(tenant_id, challenge_id, guess_mac, now)
+        row = (await self._conn.execute(CHECK, params)).first()
         return None if row is None else bool(row.ok)
 
 
-def _open_for_guesses(tenant_id: str, challenge_id: str, now: datetime) -> list[Any]:
-    return [
-        _T.c.tenant_id == tenant_id,
-        _T.c.id == challenge_id,
-        _T.c.attempts < MAX_ATTEMPTS,
-        _T.c.consumed_at.is_(None),
-        _T.c.voided_at.is_(None),
-        _T.c.expires_at > now,
-    ]
+def _guess(tenant_id: str, challenge_id: str, guess_mac: str, now: datetime) -> dict[str, Any]:
+    return _args(tenant_id=tenant_id, challenge_id=challenge_id, guess_mac=guess_mac, now=now)

@@ -5,13 +5,24 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from sqlalchemy import case, delete, select
+from sqlalchemy import bindparam, case, delete, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from nopass.store.tables import FailureWindowRow, table
 
 _T = table(FailureWindowRow)
+_IDENTITY = (
+    _T.c.tenant_id == bindparam("b_tenant_id"),
+    _T.c.connection_id == bindparam("b_connection_id"),
+    _T.c.identifier == bindparam("b_identifier"),
+)
+CURRENT = select(_T.c.failures, _T.c.window_start).where(*_IDENTITY)  # built once
+RESET = delete(_T).where(*_IDENTITY)
+
+
+def _identity(tenant_id: str, connection_id: str, identifier: str) -> dict[str, str]:
+    return {"b_tenant_id": tenant_id, "b_connection_id": connection_id, "b_identifier": identifier}
 
 
 class SqlFailureWindowRepo:
@@ -23,13 +34,7 @@ class SqlFailureWindowRepo:
     ) -> tuple[int, datetime | None]:
         """Failures in the open window and when it started (0, None when none is open)."""
         row = (
-            await self._conn.execute(
-                select(_T.c.failures, _T.c.window_start).where(
-                    _T.c.tenant_id == tenant_id,
-                    _T.c.connection_id == connection_id,
-                    _T.c.identifier == identifier,
-                )
-            )
+            await self._conn.execute(CURRENT, _identity(tenant_id, connection_id, identifier))
         ).first()
         if row is None or row.window_start <= now - window:
             return 0, None
@@ -59,10 +64,4 @@ class SqlFailureWindowRepo:
         return int((await self._conn.execute(upsert)).scalar_one())
 
     async def reset(self, tenant_id: str, connection_id: str, identifier: str) -> None:
-        await self._conn.execute(
-            delete(_T).where(
-                _T.c.tenant_id == tenant_id,
-                _T.c.connection_id == connection_id,
-                _T.c.identifier == identifier,
-            )
-        )
+        await self._conn.execute(RESET, _identity(tenant_id, connection_id, identifier))

@@ -2,18 +2,48 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import exists, select, update
+from sqlalchemy import bindparam, exists, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from nopass.core.models import User
-from nopass.store.tables import ConnectionRow, UserRow, table
+from nopass.store.tables import ConnectionRow, UserRow, UTCDateTime, table
 
 _T = table(UserRow)
+_IDENTITY = (
+    _T.c.tenant_id == bindparam("b_tenant_id"),
+    _T.c.connection_id == bindparam("b_connection_id"),
+    _T.c.identifier == bindparam("b_identifier"),
+)
+# Built once (building a statement costs more CPU than running it); b_ names, because
+# UPDATE ... SET reserves the columns' own.
+GET = select(_T).where(
+    _T.c.tenant_id == bindparam("b_tenant_id"), _T.c.user_id == bindparam("b_user_id")
+)
+COUNT_LOGIN = (
+    update(_T)
+    .where(*_IDENTITY)
+    .values(
+        last_login=bindparam("b_now", type_=UTCDateTime()),
+        last_ip=bindparam("b_ip"),
+        updated_at=bindparam("b_now", type_=UTCDateTime()),
+        logins_count=_T.c.logins_count + 1,
+    )
+    .returning(*_T.c)
+)
+
+
+@functools.cache
+def _create(dialect: str) -> Any:
+    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    return insert(_T).on_conflict_do_nothing(
+        index_elements=["tenant_id", "connection_id", "identifier"]
+    )
 
 
 def _user(row: Any) -> User:
@@ -46,11 +76,8 @@ class SqlUserRepo:
         return bool(await self._conn.scalar(query))
 
     async def get(self, tenant_id: str, user_id: str) -> User | None:
-        row = (
-            await self._conn.execute(
-                select(_T).where(_T.c.tenant_id == tenant_id, _T.c.user_id == user_id)
-            )
-        ).first()
+        params = {"b_tenant_id": tenant_id, "b_user_id": user_id}
+        row = (await self._conn.execute(GET, params)).first()
         return _user(row) if row is not None else None
 
     async def record_login(
@@ -76,30 +103,13 @@ class SqlUserRepo:
             "updated_at": now,
             "logins_count": 0,
         }
-        dialect = self._conn.dialect.name
-        insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
-        created = await self._conn.execute(
-            insert(_T)
-            .values(**values)
-            .on_conflict_do_nothing(index_elements=["tenant_id", "connection_id", "identifier"])
-        )
-        row = (
-            await self._conn.execute(
-                update(_T)
-                .where(
-                    _T.c.tenant_id == tenant_id,
-                    _T.c.connection_id == connection_id,
-                    _T.c.identifier == identifier,
-                )
-                .values(
-                    last_login=now,
-                    last_ip=ip,
-                    updated_at=now,
-                    logins_count=_T.c.logins_count + 1,
-                )
-                .returning(*_T.c)
-            )
-        ).one()
+        created = await self._conn.execute(_create(self._conn.dialect.name), values)
+        identity = {
+            "b_tenant_id": tenant_id,
+            "b_connection_id": connection_id,
+            "b_identifier": identifier,
+        }
+        row = (await self._conn.execute(COUNT_LOGIN, {**identity, "b_now": now, "b_ip": ip})).one()
         return _user(row), bool(created.rowcount)
 
     async def connection_names(self, tenant_id: str) -> dict[str, str]:
