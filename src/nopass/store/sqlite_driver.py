@@ -211,10 +211,32 @@ class LeanConnection(aiosqlite.Connection):
                 fn, self._conn, begin, self.writer, sql, parameters
             )
             return outcome
+        except asyncio.CancelledError:
+            self._abandon()
+            raise
         except BaseException:
             if not self._in_transaction():
                 self._release_gate()
             raise
+
+    def _abandon(self) -> None:
+        """The caller was cancelled while its statement runs on (the thread cannot be
+        stopped): roll back once it is done, in the thread, then let the next writer in."""
+        gate, self._holding = self._holding, None
+        if self._connection is None:
+            if gate is not None:
+                gate.release()
+            return
+        done = asyncio.get_running_loop().create_future()
+        self._tx.put_nowait((done, partial(_end, self._connection, self.writer, False)))
+
+        def settled(future: asyncio.Future[Any]) -> None:
+            if not future.cancelled():
+                future.exception()  # retrieved: a failed rollback leaves nothing to undo
+            if gate is not None:
+                gate.release()
+
+        done.add_done_callback(settled)
 
     async def commit(self) -> None:
         await self._finish(commit=True)
