@@ -7,18 +7,17 @@ NOPASS_TEST_REQUIRE_SERVICES=1 (CI installs it: ``.ci/run``), so CI can never sk
 
 from __future__ import annotations
 
-import os
-import threading
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
-from playwright.async_api import Browser, async_playwright
+from playwright.async_api import Browser
 
+from tests.support.browser import chromium, http_server
 from tests.support.config import NATIVE_ID
 from tests.support.harness import prepare_database
 from tests.support.live import LiveServer, live_server, nopass_env
@@ -27,24 +26,7 @@ from tests.support.sms_gateway import Gateway
 from tests.support.smtp import SmtpSink
 from tests.support.tokens import login_config
 
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 ARTIFACTS = Path(__file__).parents[2] / "test-artifacts" / "browser"
-
-
-def required_chromium() -> str:
-    if CHROMIUM.exists():
-        return str(CHROMIUM)
-    reason = f"{CHROMIUM} is missing (apt-get install chromium)"
-    if os.environ.get("NOPASS_TEST_REQUIRE_SERVICES") == "1":
-        pytest.fail(f"{reason} but NOPASS_TEST_REQUIRE_SERVICES=1 (CI must not skip)")
-    pytest.skip(reason)
 
 
 @dataclass
@@ -77,16 +59,9 @@ def _callback_handler(state: Callback) -> type[BaseHTTPRequestHandler]:
 @pytest.fixture
 def callback() -> Iterator[Callback]:
     state = Callback()
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _callback_handler(state))
-    state.url = f"http://127.0.0.1:{server.server_address[1]}/callback"
-    thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
-    thread.start()
-    try:
+    with http_server(_callback_handler(state)) as origin:
+        state.url = f"{origin}/callback"
         yield state
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(timeout=5)
 
 
 @pytest.fixture
@@ -109,10 +84,5 @@ async def server(
 
 @pytest.fixture
 async def browser() -> AsyncIterator[Browser]:
-    executable = required_chromium()
-    async with async_playwright() as playwright:
-        chromium = await playwright.chromium.launch(executable_path=executable, args=CHROMIUM_ARGS)
-        try:
-            yield chromium
-        finally:
-            await chromium.close()
+    async with chromium() as launched:
+        yield launched

@@ -11,21 +11,20 @@ instead when NOPASS_TEST_REQUIRE_SERVICES=1 (CI), so CI can never skip them sile
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import subprocess
 import tempfile
-import threading
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
-from playwright.async_api import Browser, async_playwright
+from playwright.async_api import Browser
 
+from tests.support.browser import chromium, http_server, unavailable
 from tests.support.config import tenant_config
 from tests.support.harness import prepare_database
 from tests.support.live import LiveServer, live_server, nopass_env
@@ -33,14 +32,6 @@ from tests.support.services import free_port
 from tests.support.smtp import SmtpSink
 
 AUTH0_JS_VERSION = "9.32.0"  # what `npm install auth0-js@9` resolves to; pinned
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 SPA_ID = "auth0-js-spa-client"
 PAGE = """<!doctype html>
 <meta charset="utf-8">
@@ -80,12 +71,6 @@ PAGE = """<!doctype html>
 </script>
 <h1>Application</h1>
 """
-
-
-def unavailable(reason: str) -> NoReturn:
-    if os.environ.get("NOPASS_TEST_REQUIRE_SERVICES") == "1":
-        pytest.fail(f"{reason} but NOPASS_TEST_REQUIRE_SERVICES=1 (CI must not skip)")
-    pytest.skip(reason)
 
 
 @pytest.fixture(scope="session")
@@ -161,16 +146,9 @@ def _handler(state: Application, script: bytes) -> type[BaseHTTPRequestHandler]:
 @pytest.fixture
 def application(auth0_js: bytes) -> Iterator[Application]:
     state = Application()
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(state, auth0_js))
-    state.origin = f"http://127.0.0.1:{server.server_address[1]}"
-    thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
-    thread.start()
-    try:
+    with http_server(_handler(state, auth0_js)) as origin:
+        state.origin = origin
         yield state
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(timeout=5)
 
 
 @pytest.fixture
@@ -202,13 +180,5 @@ async def server(
 
 @pytest.fixture
 async def browser() -> AsyncIterator[Browser]:
-    if not CHROMIUM.exists():
-        unavailable(f"{CHROMIUM} is missing (apt-get install chromium)")
-    async with async_playwright() as playwright:
-        chromium = await playwright.chromium.launch(
-            executable_path=str(CHROMIUM), args=CHROMIUM_ARGS
-        )
-        try:
-            yield chromium
-        finally:
-            await chromium.close()
+    async with chromium() as launched:
+        yield launched

@@ -4,8 +4,7 @@ aiosqlite runs every call of a cursor in its connection thread, and SQLAlchemy's
 four such calls per SELECT (cursor, execute, fetchall, close) and three per write: each one a
 thread wake-up plus an event-loop wake-up, about 60 µs of CPU here, most of a statement's cost
 (docs/benchmarks.md). ``LeanConnection`` runs execute and fetchall as one call in the thread and
-answers the rest from memory; everything else (the thread, commit, rollback, close) is
-aiosqlite's own.
+answers the rest from memory; the thread, its queue and close are aiosqlite's own.
 """
 
 from __future__ import annotations
@@ -98,10 +97,13 @@ def _run(
     writer: WriterLock | None,
     sql: str,
     parameters: Any,
+    many: bool,
 ) -> Outcome:
+    """One statement (``executemany`` when ``many``), the transaction's BEGIN before it,
+    and its rows: everything SQLAlchemy asks of a cursor, in one call in the thread."""
     _begin(db, begin, writer)
     try:
-        cursor = db.execute(sql, parameters)
+        cursor = db.executemany(sql, parameters) if many else db.execute(sql, parameters)
     except BaseException:
         if writer is not None and not db.in_transaction:
             writer.release()
@@ -109,26 +111,6 @@ def _run(
     try:
         rows = cursor.fetchall() if cursor.description else []
         return cursor.description, cursor.rowcount, cursor.lastrowid, rows
-    finally:
-        cursor.close()
-
-
-def _run_many(
-    db: sqlite3.Connection,
-    begin: str | None,
-    writer: WriterLock | None,
-    sql: str,
-    parameters: Sequence[Any],
-) -> Outcome:
-    _begin(db, begin, writer)
-    try:
-        cursor = db.executemany(sql, parameters)
-    except BaseException:
-        if writer is not None and not db.in_transaction:
-            writer.release()
-        raise
-    try:
-        return cursor.description, cursor.rowcount, cursor.lastrowid, []
     finally:
         cursor.close()
 
@@ -161,12 +143,12 @@ class LeanCursor:
         self._rows = []
 
     async def execute(self, sql: str, parameters: Any = ()) -> LeanCursor:
-        outcome = await self._connection.run(_run, sql, parameters)
+        outcome = await self._connection.run(sql, parameters, many=False)
         self.description, self.rowcount, self.lastrowid, self._rows = outcome
         return self
 
     async def executemany(self, sql: str, parameters: Sequence[Any]) -> LeanCursor:
-        outcome = await self._connection.run(_run_many, sql, parameters)
+        outcome = await self._connection.run(sql, parameters, many=True)
         self.description, self.rowcount, self.lastrowid, self._rows = outcome
         return self
 
@@ -202,13 +184,13 @@ class LeanConnection(aiosqlite.Connection):
     def begin(self, statement: str) -> None:
         self._begin = statement
 
-    async def run(self, fn: Any, sql: str, parameters: Any) -> Outcome:
+    async def run(self, sql: str, parameters: Any, *, many: bool) -> Outcome:
         begin, self._begin = self._begin, None
         if begin == IMMEDIATE and self._holding is None:
             await self._take_gate()
         try:
             outcome: Outcome = await self._execute(  # type: ignore[no-untyped-call]
-                fn, self._conn, begin, self.writer, sql, parameters
+                _run, self._conn, begin, self.writer, sql, parameters, many
             )
             return outcome
         except asyncio.CancelledError:
