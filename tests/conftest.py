@@ -7,27 +7,15 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.services import (
-    POSTGRES_ENV,
-    create_postgres_database,
-    drop_postgres_database,
-    free_port,
-    required_url,
-)
+from tests.support.services import free_port, throwaway_database
 from tests.support.sms_gateway import Gateway, serve_gateway
 from tests.support.smtp import SmtpSink
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
 async def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[str]:
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path / 'nopass.db'}"
-        return
-    url = await create_postgres_database(required_url(POSTGRES_ENV))
-    try:
+    async with throwaway_database(request.param, tmp_path / "nopass.db") as url:
         yield url
-    finally:
-        await drop_postgres_database(url)
 
 
 @pytest.fixture

@@ -1,23 +1,26 @@
 """The rate-limit counter contract (``nopass.ratelimit.base``), one suite over every backend:
 memory, SQLite, PostgreSQL and Redis. Fixed windows opened by the first hit, all-or-nothing
-hits, refunds, and no overrun under concurrency."""
+hits, refunds, and no overrun under concurrency; the database backends also inside a caller's
+unit of work."""
 
 from __future__ import annotations
 
 import asyncio
 import secrets
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 
+from nopass.core.keyring import Keyring
 from nopass.logconfig import configure_logging
 from nopass.ratelimit.base import RateLimiter, Window
 from nopass.ratelimit.redis import RedisRateLimiter
 from nopass.ratelimit.sql import SqlRateLimiter
-from tests.support.limits import database_limiter, limiter_for
-from tests.support.services import free_port
+from nopass.store.unit_of_work import SqlUnitOfWork
+from tests.support.limits import database_backend, database_limiter, limiter_for
+from tests.support.services import free_port, throwaway_database
 
 T0 = datetime(2026, 11, 27, 12, 0, 0, 123000, tzinfo=UTC)
 
@@ -129,3 +132,82 @@ async def test_sql_backend_reopens_a_closed_window_in_place(tmp_path: Path) -> N
         for i in range(5):
             [d] = await database.hit([w], T0 + timedelta(seconds=i))
             assert (d.allowed, d.count) == (True, 1)
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+async def in_database(
+    request: pytest.FixtureRequest, tmp_path: Path
+) -> AsyncIterator[tuple[SqlRateLimiter, Callable[[], SqlUnitOfWork]]]:
+    """The database counters and units of work on the same database."""
+    keyring = Keyring([b"k" * 32])
+    async with (
+        throwaway_database(request.param, tmp_path / "limits.db") as url,
+        database_backend(url) as (limiter, engine),
+    ):
+        yield limiter, lambda: SqlUnitOfWork(engine, keyring)
+
+
+InDatabase = tuple[SqlRateLimiter, Callable[[], SqlUnitOfWork]]
+
+
+async def test_hits_inside_a_unit_of_work_commit_or_roll_back_with_it(
+    in_database: InDatabase,
+) -> None:
+    limiter, uow = in_database
+    w = window(3)
+    async with uow() as work:
+        [d] = await limiter.hit([w], T0, within=work)
+        assert (d.allowed, d.count) == (True, 1)
+        [seen] = await limiter.peek([w], T0, within=work)
+        assert seen.count == 1
+    [after] = await limiter.peek([w], T0)
+    assert after.count == 0, "rolled back with the unit of work"
+    async with uow() as work:
+        await limiter.hit([w], T0, within=work)
+        await work.commit()
+    [after] = await limiter.peek([w], T0)
+    assert after.count == 1
+
+
+async def test_a_refused_hit_inside_a_unit_of_work_counts_nowhere(
+    in_database: InDatabase,
+) -> None:
+    limiter, uow = in_database
+    small, large = window(1, name="small"), window(5, name="large")
+    await limiter.hit([large, small], T0)
+    async with uow() as work:
+        refused = await limiter.hit([large, small], T0, within=work)
+        assert [(d.allowed, d.count) for d in refused] == [(True, 1), (False, 1)]
+        await work.commit()  # the transaction goes on and commits: still nothing counted
+    after = await limiter.peek([large, small], T0)
+    assert [d.count for d in after] == [1, 1]
+
+
+async def test_a_refund_inside_a_unit_of_work_commits_with_it(in_database: InDatabase) -> None:
+    limiter, uow = in_database
+    w = window(5)
+    await limiter.hit([w], T0)
+    [second] = await limiter.hit([w], T0)
+    async with uow() as work:
+        await limiter.refund(second, T0, within=work)
+    assert (await limiter.peek([w], T0))[0].count == 2, "rolled back"
+    async with uow() as work:
+        await limiter.refund(second, T0, within=work)
+        await work.commit()
+    assert (await limiter.peek([w], T0))[0].count == 1
+
+
+async def test_concurrent_units_of_work_never_overrun_the_limit(in_database: InDatabase) -> None:
+    limiter, uow = in_database
+    w = window(10)
+
+    async def request() -> bool:
+        async with uow() as work:
+            [d] = await limiter.hit([w], T0, within=work)
+            await asyncio.sleep(0.001)  # the request's other work, while the count is held
+            await work.commit()
+            return d.allowed
+
+    allowed = await asyncio.gather(*(request() for _ in range(30)))
+    assert sum(allowed) == 10
+    assert (await limiter.peek([w], T0))[0].count == 10

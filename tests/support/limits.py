@@ -8,31 +8,34 @@ from collections.abc import AsyncIterator, Sequence
 from datetime import datetime
 from pathlib import Path
 
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from nopass.core.ports import UnitOfWork
 from nopass.ratelimit.base import Decision, RateLimiter, Window
 from nopass.ratelimit.memory import MemoryRateLimiter
 from nopass.ratelimit.redis import RedisRateLimiter
 from nopass.ratelimit.sql import SqlRateLimiter
 from nopass.store.engine import create_engine
 from nopass.store.migrate import migrate_engine
-from tests.support.services import (
-    POSTGRES_ENV,
-    REDIS_ENV,
-    create_postgres_database,
-    drop_postgres_database,
-    required_url,
-)
+from tests.support.services import REDIS_ENV, required_url, throwaway_database
 
 
 class MustNotFallBack:
     """A fallback that fails: proves the Redis backend answered by itself."""
 
-    async def hit(self, windows: Sequence[Window], now: datetime) -> list[Decision]:
+    async def hit(
+        self, windows: Sequence[Window], now: datetime, *, within: UnitOfWork | None = None
+    ) -> list[Decision]:
         raise AssertionError("Redis was not used")
 
-    async def peek(self, windows: Sequence[Window], now: datetime) -> list[Decision]:
+    async def peek(
+        self, windows: Sequence[Window], now: datetime, *, within: UnitOfWork | None = None
+    ) -> list[Decision]:
         raise AssertionError("Redis was not used")
 
-    async def refund(self, decision: Decision, now: datetime) -> None:
+    async def refund(
+        self, decision: Decision, now: datetime, *, within: UnitOfWork | None = None
+    ) -> None:
         raise AssertionError("Redis was not used")
 
     async def aclose(self) -> None:
@@ -41,10 +44,17 @@ class MustNotFallBack:
 
 @contextlib.asynccontextmanager
 async def database_limiter(url: str) -> AsyncIterator[SqlRateLimiter]:
+    async with database_backend(url) as (limiter, _):
+        yield limiter
+
+
+@contextlib.asynccontextmanager
+async def database_backend(url: str) -> AsyncIterator[tuple[SqlRateLimiter, AsyncEngine]]:
+    """The database counters and their engine (for units of work that count in it)."""
     engine = create_engine(url)
     try:
         await migrate_engine(engine)
-        yield SqlRateLimiter(engine)
+        yield SqlRateLimiter(engine), engine
     finally:
         await engine.dispose()
 
@@ -54,16 +64,12 @@ async def limiter_for(kind: str, tmp_path: Path) -> AsyncIterator[RateLimiter]:
     """``memory``, ``sqlite``, ``postgres`` or ``redis``."""
     if kind == "memory":
         yield MemoryRateLimiter()
-    elif kind == "sqlite":
-        async with database_limiter(f"sqlite:///{tmp_path / 'limits.db'}") as sql:
+    elif kind in ("sqlite", "postgres"):
+        async with (
+            throwaway_database(kind, tmp_path / "limits.db") as url,
+            database_limiter(url) as sql,
+        ):
             yield sql
-    elif kind == "postgres":
-        url = await create_postgres_database(required_url(POSTGRES_ENV))
-        try:
-            async with database_limiter(url) as sql:
-                yield sql
-        finally:
-            await drop_postgres_database(url)
     else:
         redis = RedisRateLimiter(required_url(REDIS_ENV), fallback=MustNotFallBack())
         try:

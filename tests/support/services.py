@@ -6,9 +6,12 @@ instead when NOPASS_TEST_REQUIRE_SERVICES=1 (CI), so CI can never skip them sile
 
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
 import socket
+from collections.abc import AsyncIterator
+from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
 import pytest
@@ -58,3 +61,17 @@ async def drop_postgres_database(url: str) -> None:
         await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
     finally:
         await conn.close()
+
+
+@contextlib.asynccontextmanager
+async def throwaway_database(kind: str, sqlite_path: Path) -> AsyncIterator[str]:
+    """The URL of a ``sqlite`` database file or of a new ``postgres`` database (dropped
+    afterwards)."""
+    if kind == "sqlite":
+        yield f"sqlite:///{sqlite_path}"
+        return
+    url = await create_postgres_database(required_url(POSTGRES_ENV))
+    try:
+        yield url
+    finally:
+        await drop_postgres_database(url)

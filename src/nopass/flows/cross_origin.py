@@ -240,14 +240,7 @@ async def _login(
             now,
         )
         await uow.commit()
-    await deps.limits.verified(
-        reservation,
-        tenant,
-        connection,
-        identifier,
-        signed_in=True,
-        test_identity=login.test_identity,
-    )
+    await deps.limits.signed_in(reservation, tenant, connection, login)
     return issued
 
 

@@ -12,8 +12,10 @@
                                    gets no SMS for an hour                  429 limit_sms
 
 A tenant's ``rate_limits`` overrides the first five; 0 disables one. Every check runs before
-anything is stored or sent, outside any unit of work (a database backend writes in its own
-short transaction), and answers the same whether the identity exists or not. Verification
+anything is stored or sent, and answers the same whether the identity exists or not. A flow
+passes its unit of work (``uow``) and counts first thing in it: the database backend then
+counts in the request's own transaction, and a refusal commits only its audit event there.
+Without one, a database backend writes in a short transaction of its own. Verification
 failures per IP are counted by reserving a hit before the code is checked and refunding it
 when the code was right, so concurrent guesses cannot overrun the limit.
 """
@@ -33,7 +35,8 @@ from nopass.core.clock import Clock
 from nopass.core.errors import CountryNotAllowed, RateLimited
 from nopass.core.models import AuditEvent, Client, Connection, RateLimitStatus, Tenant
 from nopass.core.phone import country_of, prefix_of
-from nopass.core.ports import RequestInfo, UnitOfWorkFactory
+from nopass.core.ports import RequestInfo, UnitOfWork, UnitOfWorkFactory
+from nopass.flows.verify import LoginResult
 from nopass.ratelimit.base import Decision, RateLimiter, Window
 
 HOUR, DAY = 3600, 86400
@@ -136,16 +139,18 @@ class Limits:
         audit: AuditEvent,
         *,
         test_identity: bool,
+        uow: UnitOfWork | None = None,
     ) -> RateLimitStatus | None:
         """Count a start, or refuse it (``RateLimited``, ``CountryNotAllowed``) after writing
-        its audit event. Returns the per-IP limit's state (None when it does not apply).
+        its audit event (committed in ``uow`` with what it holds: nothing but the client's
+        authentication). Returns the per-IP limit's state (None when it does not apply).
         A test identity is exempt from the send limits and the SMS controls (nothing is sent),
         not from the per-IP limit."""
         now = self.clock.now()
         sms = connection.strategy == "sms" and not test_identity
         country = country_of(identifier) if sms else ""
         if sms:
-            await self._sms_controls(tenant, connection, country, audit, now)
+            await self._sms_controls(tenant, connection, country, audit, now, uow)
         ip_window = self._ip_window(tenant, "start_per_ip_per_hour", ip)
         windows = [ip_window] if ip_window else []
         if not test_identity:
@@ -166,34 +171,46 @@ class Limits:
             windows.append(_sent(tenant, country))
         if not windows:
             return None
-        decisions = await self.limiter.hit(windows, now)
+        decisions = await self.limiter.hit(windows, now, within=uow)
         refused = next((d for d in decisions if not d.allowed), None)
         if refused is not None:
             details = {"country": country} if sms else {}
-            await self._refuse(refused, audit, ip, now, details)
+            await self._refuse(refused, audit, ip, now, details, uow)
         return status_of(decisions[0]) if ip_window else None
 
     async def _sms_controls(
-        self, tenant: Tenant, connection: Connection, country: str, audit: AuditEvent, now: datetime
+        self,
+        tenant: Tenant,
+        connection: Connection,
+        country: str,
+        audit: AuditEvent,
+        now: datetime,
+        uow: UnitOfWork | None,
     ) -> None:
         allowed: Any = connection.options.get("allowed_countries")
         if allowed is not None and country not in allowed:
             text = f"SMS refused: {country} is not an allowed country"
-            await self._record(audit, SMS_LIMIT, text, {"control": "allowed_countries"}, country)
+            await self._record(
+                audit, SMS_LIMIT, text, {"control": "allowed_countries"}, country, uow
+            )
             raise CountryNotAllowed(country)
         breaker, sent = await self.limiter.peek(
-            [_breaker(tenant, country), _sent(tenant, country)], now
+            [_breaker(tenant, country), _sent(tenant, country)], now, within=uow
         )
         if breaker.count:
             text = f"SMS refused: the conversion breaker for {country} is open"
-            await self._record(audit, SMS_LIMIT, text, {"control": "conversion_breaker"}, country)
+            await self._record(
+                audit, SMS_LIMIT, text, {"control": "conversion_breaker"}, country, uow
+            )
             raise _breaker_refusal(breaker, now)
         if sent.count < BREAKER_MIN_SENT or sent.started_at is None:
             return
-        [verified] = await self.limiter.peek([_verified(tenant, country, sent.started_at)], now)
+        [verified] = await self.limiter.peek(
+            [_verified(tenant, country, sent.started_at)], now, within=uow
+        )
         if verified.count * 100 >= BREAKER_MIN_VERIFIED_PERCENT * sent.count:
             return
-        [opened] = await self.limiter.hit([_breaker(tenant, country)], now)
+        [opened] = await self.limiter.hit([_breaker(tenant, country)], now, within=uow)
         if opened.allowed:
             text = (
                 f"SMS conversion breaker opened for {country}: {sent.count} sent, "
@@ -208,21 +225,23 @@ class Limits:
         else:
             text = f"SMS refused: the conversion breaker for {country} is open"
             details = {"control": "conversion_breaker"}
-        await self._record(audit, SMS_LIMIT, text, details, country)
+        await self._record(audit, SMS_LIMIT, text, details, country, uow)
         raise _breaker_refusal(opened, now)
 
     async def reserve_verification(
-        self, tenant: Tenant, ip: str | None, audit: AuditEvent
+        self, tenant: Tenant, ip: str | None, audit: AuditEvent, uow: UnitOfWork | None = None
     ) -> Decision | None:
         """Count a code check against ``failures_per_ip_per_hour`` before it happens (a
-        right code gives it back: ``verified``), or refuse it with ``RateLimited``."""
+        right code gives it back: ``verified``), or refuse it with ``RateLimited`` (its audit
+        event committed in ``uow`` with what it holds: nothing but the client's
+        authentication)."""
         window = self._ip_window(tenant, "failures_per_ip_per_hour", ip)
         if window is None:
             return None
         now = self.clock.now()
-        [decision] = await self.limiter.hit([window], now)
+        [decision] = await self.limiter.hit([window], now, within=uow)
         if not decision.allowed:
-            await self._refuse(decision, audit, ip, now, {})
+            await self._refuse(decision, audit, ip, now, {}, uow)
         return decision
 
     async def verified(
@@ -234,6 +253,7 @@ class Limits:
         *,
         signed_in: bool,
         test_identity: bool = False,
+        uow: UnitOfWork | None = None,
     ) -> None:
         """A right code: give the reserved failure back, and count a verified SMS for the
         conversion breaker when the code was consumed (``signed_in``). Best effort: the sign-in
@@ -242,15 +262,35 @@ class Limits:
         now = self.clock.now()
         try:
             if reservation is not None:
-                await self.limiter.refund(reservation, now)
+                await self.limiter.refund(reservation, now, within=uow)
             if not signed_in or connection.strategy != "sms" or test_identity:
                 return
             country = country_of(identifier)
-            [sent] = await self.limiter.peek([_sent(tenant, country)], now)
+            [sent] = await self.limiter.peek([_sent(tenant, country)], now, within=uow)
             if sent.started_at is not None:
-                await self.limiter.hit([_verified(tenant, country, sent.started_at)], now)
+                verified = _verified(tenant, country, sent.started_at)
+                await self.limiter.hit([verified], now, within=uow)
         except Exception as exc:  # the answer must not depend on a statistic
             log.warning("rate_counter_update_failed: %s", type(exc).__name__)
+
+    async def signed_in(
+        self,
+        reservation: Decision | None,
+        tenant: Tenant,
+        connection: Connection,
+        login: LoginResult,
+        uow: UnitOfWork | None = None,
+    ) -> None:
+        """``verified`` for a code that was consumed by ``login``."""
+        await self.verified(
+            reservation,
+            tenant,
+            connection,
+            login.user.identifier,
+            signed_in=True,
+            test_identity=login.test_identity,
+            uow=uow,
+        )
 
     async def _refuse(
         self,
@@ -259,6 +299,7 @@ class Limits:
         ip: str | None,
         now: datetime,
         extra: dict[str, Any],
+        uow: UnitOfWork | None,
     ) -> None:
         window = decision.window
         event = SMS_LIMIT if window.name == "sms_prefix_per_hour" else API_LIMIT
@@ -272,22 +313,33 @@ class Limits:
         if event == SMS_LIMIT:
             details["control"] = "prefix_velocity"
         text = f"Rate limit exceeded: {window.name}"
-        async with self.uow() as uow:
-            await uow.audit.add(
-                replace(audit, type=event, description=text, ip=ip, details=details), now
-            )
-            await uow.commit()
+        refusal = replace(audit, type=event, description=text, ip=ip, details=details)
+        await self._write(refusal, now, uow)
         raise RateLimited(window.name, status_of(decision), _retry_after(decision, now))
 
     async def _record(
-        self, audit: AuditEvent, type_: str, text: str, details: dict[str, Any], country: str
+        self,
+        audit: AuditEvent,
+        type_: str,
+        text: str,
+        details: dict[str, Any],
+        country: str,
+        uow: UnitOfWork | None,
     ) -> None:
         event = replace(
             audit, type=type_, description=text, details={**details, "country": country}
         )
-        async with self.uow() as uow:
-            await uow.audit.add(event, self.clock.now())
+        await self._write(event, self.clock.now(), uow)
+
+    async def _write(self, event: AuditEvent, now: datetime, uow: UnitOfWork | None) -> None:
+        """Commit a refusal's audit event: in the caller's unit of work, else in one of ours."""
+        if uow is not None:
+            await uow.audit.add(event, now)
             await uow.commit()
+            return
+        async with self.uow() as own:
+            await own.audit.add(event, now)
+            await own.commit()
 
 
 def _retry_after(decision: Decision, now: datetime) -> int:

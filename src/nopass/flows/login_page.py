@@ -287,8 +287,8 @@ async def verify_page_code(
     the IP failed too often."""
     tenant = config.tenant
     await _ready_to_sign(deps, config, request)
-    reservation = await deps.limits.reserve_verification(tenant, ip, audit)
     async with deps.uow() as uow:
+        reservation = await deps.limits.reserve_verification(tenant, ip, audit, uow)
         now = deps.clock.now()
         try:
             if tx.identifier is None:
@@ -315,15 +315,8 @@ async def verify_page_code(
             now=now,
         )
         await uow.transactions.update(tenant.id, tx.id, {"completed_at": now})
+        await deps.limits.signed_in(reservation, tenant, connection, login, uow)
         await uow.commit()
-    await deps.limits.verified(
-        reservation,
-        tenant,
-        connection,
-        login.user.identifier,
-        signed_in=True,
-        test_identity=login.test_identity,
-    )
     return response, session
 
 

@@ -102,11 +102,11 @@ async def redeem_link(
     Raises ``AuthorizeFailed`` for failures that go back to the client."""
     tenant, connection = config.tenant, link.connection
     await deps.keys.signing_key(tenant.id)  # never create a key inside the transaction
-    try:
-        reservation = await deps.limits.reserve_verification(tenant, ip, audit)
-    except RateLimited as exc:
-        raise AuthorizeFailed(link.request, exc) from exc
     async with deps.uow() as uow:
+        try:
+            reservation = await deps.limits.reserve_verification(tenant, ip, audit, uow)
+        except RateLimited as exc:
+            raise AuthorizeFailed(link.request, exc) from exc
         now = deps.clock.now()
         try:
             if link.identifier is None:
@@ -132,15 +132,8 @@ async def redeem_link(
             audit=audit,
             now=now,
         )
+        await deps.limits.signed_in(reservation, tenant, connection, login, uow)
         await uow.commit()
-    await deps.limits.verified(
-        reservation,
-        tenant,
-        connection,
-        login.user.identifier,
-        signed_in=True,
-        test_identity=login.test_identity,
-    )
     return response, session
 
 

@@ -76,18 +76,16 @@ async def verify_passwordless(cmd: VerifyCommand, config: TenantConfig, deps: Br
         assertion=param(body, "client_assertion"),
         assertion_type=param(body, "client_assertion_type"),
     )
-    if client.is_confidential:  # alone: the rate limit must not run inside a transaction
-        async with deps.uow() as uow:
+    async with deps.uow() as uow:
+        if client.is_confidential:
             await authenticate_client(
                 client, creds, issuer=cmd.issuer, assertions=uow.assertions, now=deps.clock.now()
             )
-            await uow.commit()
-    connection = realm_connection(config, client, realm)
-    audit = login_event(config.tenant.id, cmd.request, client, connection, username)
-    identifier = normalize_identifier(connection, username)
-    ip = limit_ip(cmd.request, client, authenticated=True)
-    reservation = await deps.limits.reserve_verification(config.tenant, ip, audit)
-    async with deps.uow() as uow:
+        connection = realm_connection(config, client, realm)
+        audit = login_event(config.tenant.id, cmd.request, client, connection, username)
+        identifier = normalize_identifier(connection, username)
+        ip = limit_ip(cmd.request, client, authenticated=True)
+        reservation = await deps.limits.reserve_verification(config.tenant, ip, audit, uow)
         now = deps.clock.now()
         try:
             if identifier is None:
@@ -98,6 +96,8 @@ async def verify_passwordless(cmd: VerifyCommand, config: TenantConfig, deps: Br
             await uow.audit.add(audit.but("fp", str(exc)), now)
             await uow.commit()
             raise
+        # Right, but not consumed: the sign-in (and the breaker's count) comes with the link.
+        await deps.limits.verified(
+            reservation, config.tenant, connection, identifier, signed_in=False, uow=uow
+        )
         await uow.commit()
-    # Right, but not consumed: the sign-in (and the breaker's count) comes with the link.
-    await deps.limits.verified(reservation, config.tenant, connection, identifier, signed_in=False)

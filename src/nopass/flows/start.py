@@ -279,11 +279,11 @@ async def start_passwordless(
     cmd: StartCommand, config: TenantConfig, deps: StartDeps
 ) -> StartResult:
     req = _validate(cmd, config)
-    authenticated = False
-    if not cmd.trusted and req.client.is_confidential:
-        # Its own transaction: the rate limits below must not run inside one (§12.2 orders
-        # client authentication → rate limits → send).
-        async with deps.uow() as uow:
+    test = config.tenant.test_identity(req.connection.name, req.identifier, deps.clock.now())
+    # One transaction, in the order of §12.2: client authentication → rate limits → send.
+    async with deps.uow() as uow:
+        authenticated = False
+        if not cmd.trusted and req.client.is_confidential:
             await authenticate_client(
                 req.client,
                 req.credentials,
@@ -291,18 +291,16 @@ async def start_passwordless(
                 assertions=uow.assertions,
                 now=deps.clock.now(),
             )
-            await uow.commit()
-        authenticated = True
-    test = config.tenant.test_identity(req.connection.name, req.identifier, deps.clock.now())
-    rate_limit = await deps.limits.admit_start(
-        config.tenant,
-        req.connection,
-        req.identifier,
-        limit_ip(cmd.request, req.client, authenticated=authenticated),
-        _limit_audit(cmd, config, req),
-        test_identity=test is not None,
-    )
-    async with deps.uow() as uow:
+            authenticated = True
+        rate_limit = await deps.limits.admit_start(
+            config.tenant,
+            req.connection,
+            req.identifier,
+            limit_ip(cmd.request, req.client, authenticated=authenticated),
+            _limit_audit(cmd, config, req),
+            test_identity=test is not None,
+            uow=uow,
+        )
         now = deps.clock.now()
         issued = await _issue_code(uow, cmd, req, config, deps, now, test)
         audit = _audit_base(cmd, config, req, issued)

@@ -146,19 +146,6 @@ async def _admit(
     _allow(client, grant_type)
 
 
-async def _admit_alone(
-    deps: TokenDeps, cmd: TokenCommand, client: Client, creds: ClientCredentials, grant_type: str
-) -> None:
-    """``_admit`` in a transaction of its own (a public client needs none), for grants whose
-    rate limits must run between client authentication and the transaction of the grant."""
-    if not client.is_confidential:
-        _allow(client, grant_type)
-        return
-    async with deps.uow() as uow:
-        await _admit(uow, cmd, client, creds, grant_type, deps.clock.now())
-        await uow.commit()
-
-
 def _allow(client: Client, grant_type: str) -> None:
     spa_otp = grant_type == PASSWORDLESS_OTP_GRANT and client.app_type == "spa"
     if grant_type not in client.grant_types or spa_otp:
@@ -278,14 +265,14 @@ async def _otp_grant(cmd: TokenCommand, config: TenantConfig, deps: TokenDeps) -
     username = required(cmd.body, "username")
     otp = required(cmd.body, "otp")
     realm = required(cmd.body, "realm")
-    await _admit_alone(deps, cmd, client, creds, PASSWORDLESS_OTP_GRANT)
-    connection = _realm(config, client, realm)
-    grant = _grant_scope(config, client, parse_scope(cmd.body), param(cmd.body, "audience"))
-    audit = login_event(config.tenant.id, cmd.request, client, connection, username)
-    identifier = normalize_identifier(connection, username)
-    ip = limit_ip(cmd.request, client, authenticated=True)
-    reservation = await deps.limits.reserve_verification(config.tenant, ip, audit)
     async with deps.uow() as uow:
+        await _admit(uow, cmd, client, creds, PASSWORDLESS_OTP_GRANT, deps.clock.now())
+        connection = _realm(config, client, realm)
+        grant = _grant_scope(config, client, parse_scope(cmd.body), param(cmd.body, "audience"))
+        audit = login_event(config.tenant.id, cmd.request, client, connection, username)
+        identifier = normalize_identifier(connection, username)
+        ip = limit_ip(cmd.request, client, authenticated=True)
+        reservation = await deps.limits.reserve_verification(config.tenant, ip, audit, uow)
         now = deps.clock.now()
         try:
             if identifier is None:
@@ -317,15 +304,8 @@ async def _otp_grant(cmd: TokenCommand, config: TenantConfig, deps: TokenDeps) -
                 audit.but("ss", "Successful signup", user_id=login.user.user_id), now
             )
         await uow.audit.add(user_audit, now)
+        await deps.limits.signed_in(reservation, config.tenant, connection, login, uow)
         await uow.commit()
-    await deps.limits.verified(
-        reservation,
-        config.tenant,
-        connection,
-        identifier,
-        signed_in=True,
-        test_identity=login.test_identity,
-    )
     return await issue_tokens(
         deps.keys, config, cmd.issuer, client, login.user, grant, now, refresh
     )

@@ -5,6 +5,11 @@ closes; the next hit opens a new one. ``hit`` is all or nothing over the windows
 it counts one against each of them only when every one stays within its limit, so a refused
 request counts nowhere and leaves the others' budgets alone. Time is the caller's clock
 (``now``), so every backend agrees on when a window closes and tests can move time.
+
+``within`` is the caller's open unit of work: a database backend counts in its transaction
+(one commit per request instead of two, and no second connection while the request holds
+one); the count then becomes durable, or is undone, with that transaction. Other backends
+ignore it.
 """
 
 from __future__ import annotations
@@ -13,6 +18,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Protocol
+
+from nopass.core.ports import UnitOfWork
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,16 +48,22 @@ class Decision:
 
 
 class RateLimiter(Protocol):
-    async def hit(self, windows: Sequence[Window], now: datetime) -> list[Decision]:
+    async def hit(
+        self, windows: Sequence[Window], now: datetime, *, within: UnitOfWork | None = None
+    ) -> list[Decision]:
         """Count one hit against every window, all or nothing (see the module docstring).
         The decisions come in the order of ``windows``; keys must be distinct."""
         ...
 
-    async def peek(self, windows: Sequence[Window], now: datetime) -> list[Decision]:
+    async def peek(
+        self, windows: Sequence[Window], now: datetime, *, within: UnitOfWork | None = None
+    ) -> list[Decision]:
         """The windows' state, counting nothing."""
         ...
 
-    async def refund(self, decision: Decision, now: datetime) -> None:
+    async def refund(
+        self, decision: Decision, now: datetime, *, within: UnitOfWork | None = None
+    ) -> None:
         """Take back the hit ``decision`` counted, if its window is still open."""
         ...
 

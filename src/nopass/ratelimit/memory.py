@@ -7,6 +7,7 @@ import asyncio
 from collections.abc import Sequence
 from datetime import datetime
 
+from nopass.core.ports import UnitOfWork
 from nopass.ratelimit.base import Counter, Decision, Window, check_distinct, current, decide
 
 
@@ -15,10 +16,14 @@ class MemoryRateLimiter:
         self._counters: dict[str, Counter] = {}
         self._lock = asyncio.Lock()
 
-    async def hit(self, windows: Sequence[Window], now: datetime) -> list[Decision]:
+    async def hit(
+        self, windows: Sequence[Window], now: datetime, *, within: UnitOfWork | None = None
+    ) -> list[Decision]:
         return await self._apply(windows, now, counting=True)
 
-    async def peek(self, windows: Sequence[Window], now: datetime) -> list[Decision]:
+    async def peek(
+        self, windows: Sequence[Window], now: datetime, *, within: UnitOfWork | None = None
+    ) -> list[Decision]:
         return await self._apply(windows, now, counting=False)
 
     async def _apply(
@@ -32,7 +37,9 @@ class MemoryRateLimiter:
                 self._counters[window.key] = counter
         return decisions
 
-    async def refund(self, decision: Decision, now: datetime) -> None:
+    async def refund(
+        self, decision: Decision, now: datetime, *, within: UnitOfWork | None = None
+    ) -> None:
         async with self._lock:
             stored = current(self._counters.get(decision.window.key), decision.window, now)
             if stored is not None and stored.started_at == decision.started_at and stored.count:

@@ -23,6 +23,7 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 
+from nopass.core.ports import UnitOfWork
 from nopass.ratelimit.base import Counter, Decision, RateLimiter, Window, check_distinct, decide
 
 T = TypeVar("T")
@@ -103,21 +104,27 @@ class RedisRateLimiter:
         self._skip_until = 0.0
         self._down = False
 
-    async def hit(self, windows: Sequence[Window], now: datetime) -> list[Decision]:
+    async def hit(
+        self, windows: Sequence[Window], now: datetime, *, within: UnitOfWork | None = None
+    ) -> list[Decision]:
         check_distinct(windows)
         return await self._either(
             lambda: self._run(windows, now, counting=True),
-            lambda: self._fallback.hit(windows, now),
+            lambda: self._fallback.hit(windows, now, within=within),
         )
 
-    async def peek(self, windows: Sequence[Window], now: datetime) -> list[Decision]:
+    async def peek(
+        self, windows: Sequence[Window], now: datetime, *, within: UnitOfWork | None = None
+    ) -> list[Decision]:
         check_distinct(windows)
         return await self._either(
             lambda: self._run(windows, now, counting=False),
-            lambda: self._fallback.peek(windows, now),
+            lambda: self._fallback.peek(windows, now, within=within),
         )
 
-    async def refund(self, decision: Decision, now: datetime) -> None:
+    async def refund(
+        self, decision: Decision, now: datetime, *, within: UnitOfWork | None = None
+    ) -> None:
         if decision.started_at is None:
             return
 
@@ -125,7 +132,9 @@ class RedisRateLimiter:
             args = [_ms(decision.started_at or now), _ms(now), decision.window.seconds * 1000]
             await self._refund(keys=[KEY_PREFIX + decision.window.key], args=args)
 
-        await self._either(redis_refund, lambda: self._fallback.refund(decision, now))
+        await self._either(
+            redis_refund, lambda: self._fallback.refund(decision, now, within=within)
+        )
 
     async def aclose(self) -> None:
         await self._client.aclose()

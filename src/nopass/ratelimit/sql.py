@@ -1,26 +1,35 @@
 """Counters in the database, shared by every process on it (security.md §6: "without Redis, a
 multi-process serve keeps them in the database").
 
-One short transaction per call, never inside a flow's unit of work. ``hit`` counts with one
-atomic multi-row upsert (keys in sorted order, so concurrent requests lock rows in the same
-order), reads back the counts, and rolls everything back when one window is over its limit:
-all or nothing, correct across processes on PostgreSQL (row locks) and SQLite (BEGIN IMMEDIATE).
+A call runs in the caller's unit of work when it passes one (``within``: the counts then
+commit or roll back with the request's own writes), else in one short transaction of its own.
+On PostgreSQL a counted row stays locked until that transaction ends, so requests sharing a
+window (one IP) take turns for the length of their transaction; with Redis they do not.
+
+``hit`` counts with one atomic multi-row upsert (keys in sorted order, so concurrent requests
+lock rows in the same order), reads back the counts, and rolls everything back when one window
+is over its limit: all or nothing, correct across processes on PostgreSQL (row locks) and
+SQLite (BEGIN IMMEDIATE). In the caller's transaction, a second statement takes a refused
+request's hits back instead.
 """
 
 from __future__ import annotations
 
+import contextlib
 import functools
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from datetime import datetime
 from typing import Any
 
 from sqlalchemy import bindparam, case, select, update
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncTransaction
 
+from nopass.core.ports import UnitOfWork
 from nopass.ratelimit.base import Counter, Decision, Window, check_distinct, current, decide
 from nopass.store.engine import reader
 from nopass.store.tables import RateCounterRow, UTCDateTime, table
+from nopass.store.unit_of_work import SqlUnitOfWork
 
 _T = table(RateCounterRow)
 
@@ -29,49 +38,96 @@ class SqlRateLimiter:
     def __init__(self, engine: AsyncEngine) -> None:
         self._engine = engine
 
-    async def hit(self, windows: Sequence[Window], now: datetime) -> list[Decision]:
+    async def hit(
+        self, windows: Sequence[Window], now: datetime, *, within: UnitOfWork | None = None
+    ) -> list[Decision]:
         check_distinct(windows)
-        async with self._engine.connect() as conn, conn.begin() as tx:
+        async with _transaction(self._engine, within) as (conn, tx):
             after = await _count(conn, windows, now)
             states: list[Counter | None] = [
                 Counter(after[w.key].started_at, after[w.key].count - 1) for w in windows
             ]
             decisions, updated = decide(windows, states, now, counting=True)
             if updated:
-                await tx.commit()
-            else:
+                if tx is not None:
+                    await tx.commit()
+            elif tx is not None:
                 await tx.rollback()
+            else:  # the caller's transaction goes on: take the hits back (all or nothing)
+                await conn.execute(_uncount(), {"b_keys": [w.key for w in windows]})
         return decisions
 
-    async def peek(self, windows: Sequence[Window], now: datetime) -> list[Decision]:
+    async def peek(
+        self, windows: Sequence[Window], now: datetime, *, within: UnitOfWork | None = None
+    ) -> list[Decision]:
         check_distinct(windows)
         keys = [w.key for w in windows]
-        async with reader(self._engine).connect() as conn:
-            rows = await conn.execute(
-                select(_T.c.key, _T.c.window_start, _T.c["count"]).where(_T.c.key.in_(keys))
-            )
-            stored = {key: Counter(start, int(count)) for key, start, count in rows}
+        query = select(_T.c.key, _T.c.window_start, _T.c["count"]).where(_T.c.key.in_(keys))
+        if within is not None:
+            rows = await _connection(within).execute(query)
+        else:
+            async with reader(self._engine).connect() as conn:
+                rows = await conn.execute(query)
+        stored = {key: Counter(start, int(count)) for key, start, count in rows}
         states = [current(stored.get(w.key), w, now) for w in windows]
         decisions, _ = decide(windows, states, now, counting=False)
         return decisions
 
-    async def refund(self, decision: Decision, now: datetime) -> None:
+    async def refund(
+        self, decision: Decision, now: datetime, *, within: UnitOfWork | None = None
+    ) -> None:
         if decision.started_at is None:
             return
-        async with self._engine.begin() as conn:
-            await conn.execute(
-                update(_T)
-                .where(
-                    _T.c.key == decision.window.key,
-                    _T.c.window_start == decision.started_at,
-                    _T.c.expires_at > now,
-                    _T.c["count"] > 0,
-                )
-                .values({"count": _T.c["count"] - 1})
-            )
+        params = {"b_key": decision.window.key, "b_start": decision.started_at, "b_now": now}
+        async with _transaction(self._engine, within) as (conn, tx):
+            await conn.execute(_REFUND, params)
+            if tx is not None:
+                await tx.commit()
 
     async def aclose(self) -> None:
         """The engine belongs to the application."""
+
+
+def _connection(within: UnitOfWork) -> AsyncConnection:
+    if not isinstance(within, SqlUnitOfWork):
+        raise TypeError("the database counters count only in a database unit of work")
+    return within.connection
+
+
+@contextlib.asynccontextmanager
+async def _transaction(
+    engine: AsyncEngine, within: UnitOfWork | None
+) -> AsyncIterator[tuple[AsyncConnection, AsyncTransaction | None]]:
+    """The caller's transaction (no transaction object: it is not ours to end), or a short
+    one of our own."""
+    if within is not None:
+        yield _connection(within), None
+        return
+    async with engine.connect() as conn, conn.begin() as tx:
+        yield conn, tx
+
+
+_REFUND = (
+    update(_T)
+    .where(
+        _T.c.key == bindparam("b_key"),
+        _T.c.window_start == bindparam("b_start", type_=UTCDateTime()),
+        _T.c.expires_at > bindparam("b_now", type_=UTCDateTime()),
+        _T.c["count"] > 0,
+    )
+    .values({"count": _T.c["count"] - 1})
+)
+
+
+@functools.cache
+def _uncount() -> Any:
+    """Take back one hit from each of ``b_keys`` (a refused request inside a caller's
+    transaction, whose counts must not stay)."""
+    return (
+        update(_T)
+        .where(_T.c.key.in_(bindparam("b_keys", expanding=True)), _T.c["count"] > 0)
+        .values({"count": _T.c["count"] - 1})
+    )
 
 
 async def _count(

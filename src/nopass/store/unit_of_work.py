@@ -179,6 +179,14 @@ class SqlUnitOfWork:
         finally:
             await conn.close()
 
+    @property
+    def connection(self) -> AsyncConnection:
+        """The open transaction's connection, for adapters that write in it (the database
+        rate-limit counters)."""
+        if self._conn is None:
+            raise RuntimeError("unit of work is not open")
+        return self._conn
+
     async def commit(self) -> None:
         if self._conn is None:
             raise RuntimeError("unit of work is not open")
