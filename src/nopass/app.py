@@ -112,8 +112,9 @@ async def outbox_worker(
         abandoned = loop.time() - abandoned_checked >= ABANDONED_CHECK_SECONDS
         if abandoned:
             abandoned_checked = loop.time()
+        backlog = False
         try:
-            settled = await deliver_due(
+            delivery = await deliver_due(
                 runtime.queue,
                 transport,
                 runtime.config.email_provider,
@@ -121,13 +122,14 @@ async def outbox_worker(
                 policy,
                 abandoned=abandoned,
             )
+            backlog = delivery.backlog
         except UNAVAILABLE as exc:  # the database is away: say so, without a traceback
             log.warning("outbox_worker_unavailable", error=type(exc).__name__)
-            settled = 0
         except Exception:  # anything else must not kill the worker either
             log.exception("outbox_worker_error")
-            settled = 0
-        if not settled:
+        # Claim again at once only after a full batch; a start that queued a message while
+        # this batch went out has set the wake-up already, so it is not waited for either.
+        if not backlog:
             await wakeup.wait(settings.outbox_poll_seconds)
     await transport.aclose()
 

@@ -29,6 +29,12 @@ class RetryPolicy:
         )
 
 
+@dataclass(frozen=True, slots=True)
+class Delivery:
+    settled: int  # sent or failed for good
+    backlog: bool  # the claim was full: more may be due now
+
+
 async def deliver_due(
     queue: OutboxQueue,
     transport: EmailTransport,
@@ -38,18 +44,19 @@ async def deliver_due(
     *,
     batch: int = 20,
     abandoned: bool = True,
-) -> int:
-    """Deliver what is due now; returns how many messages were settled (sent or failed).
-    ``abandoned`` also fails messages whose sender died (the worker asks now and then)."""
+) -> Delivery:
+    """Deliver what is due now. ``abandoned`` also fails messages whose sender died (the
+    worker asks now and then)."""
     now = clock.now()
     settled = await queue.fail_abandoned(now) if abandoned else 0
     sent: list[OutboxEntry] = []
+    claimed = await queue.claim_due(now, lease_seconds=policy.lease_seconds, limit=batch)
     try:
-        for entry in await queue.claim_due(now, lease_seconds=policy.lease_seconds, limit=batch):
+        for entry in claimed:
             settled += await _deliver(entry, queue, transport, providers, clock, policy, sent)
     finally:
         await queue.mark_sent(sent, clock.now())
-    return settled
+    return Delivery(settled=settled, backlog=len(claimed) >= batch)
 
 
 async def _deliver(

@@ -134,33 +134,26 @@ async def _count(
     conn: AsyncConnection, windows: Sequence[Window], now: datetime
 ) -> dict[str, Counter]:
     """Count one hit in each window (opening a new one where the stored one closed), in one
-    statement: the counters after it, by key."""
+    statement (SQLAlchemy sends the rows of an ``executemany`` upsert as one multi-row
+    statement): the counters after it, by key."""
     ordered = sorted(windows, key=lambda w: w.key)  # rows lock in key order
-    params: dict[str, object] = {"now": now}
-    for i, window in enumerate(ordered):
-        params[f"key_{i}"] = window.key
-        params[f"expires_{i}"] = now + window.length
-    rows = await conn.execute(_upsert(conn.dialect.name, len(ordered)), params)
+    params = [{"b_key": w.key, "b_now": now, "b_expires": now + w.length} for w in ordered]
+    rows = await conn.execute(_upsert(conn.dialect.name), params)
     return {key: Counter(started, int(count)) for key, started, count in rows}
 
 
-@functools.lru_cache(maxsize=32)
-def _upsert(dialect: str, windows: int) -> Any:
-    """The counting statement for ``windows`` keys, built once per shape: statements built
-    per request cost more CPU than running them."""
+@functools.cache
+def _upsert(dialect: str) -> Any:
+    """The counting statement, built once: statements built per request cost more CPU than
+    running them. (A multi-row ``values()`` would be compiled again at every call.)"""
     insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
-    now = bindparam("now", type_=UTCDateTime())
-    rows = [
-        {
-            "key": bindparam(f"key_{i}"),
-            "window_start": now,
-            "expires_at": bindparam(f"expires_{i}", type_=UTCDateTime()),
-            "count": 1,
-        }
-        for i in range(windows)
-    ]
-    stmt = insert(_T).values(rows)
-    closed = _T.c.expires_at <= now
+    stmt = insert(_T).values(
+        key=bindparam("b_key"),
+        window_start=bindparam("b_now", type_=UTCDateTime()),
+        expires_at=bindparam("b_expires", type_=UTCDateTime()),
+        count=1,
+    )
+    closed = _T.c.expires_at <= stmt.excluded.window_start  # the new row's start: now
     return stmt.on_conflict_do_update(
         index_elements=["key"],
         set_={
