@@ -26,8 +26,14 @@ def _identity(tenant_id: str, connection_id: str, identifier: str) -> dict[str, 
 
 
 class SqlFailureWindowRepo:
+    """One transaction's windows. An identity that ``current`` found without a row needs no
+    ``DELETE`` to reset in the same transaction (the common sign-in): on SQLite nobody else
+    writes until it ends; on PostgreSQL a failure counted meanwhile by another request stays
+    counted, which errs on the safe side."""
+
     def __init__(self, conn: AsyncConnection) -> None:
         self._conn = conn
+        self._absent: set[tuple[str, str, str]] = set()
 
     async def current(
         self, tenant_id: str, connection_id: str, identifier: str, window: timedelta, now: datetime
@@ -36,6 +42,8 @@ class SqlFailureWindowRepo:
         row = (
             await self._conn.execute(CURRENT, _identity(tenant_id, connection_id, identifier))
         ).first()
+        if row is None:
+            self._absent.add((tenant_id, connection_id, identifier))
         if row is None or row.window_start <= now - window:
             return 0, None
         return int(row.failures), row.window_start
@@ -44,6 +52,7 @@ class SqlFailureWindowRepo:
         self, tenant_id: str, connection_id: str, identifier: str, window: timedelta, now: datetime
     ) -> int:
         """Count one failure atomically (upsert); a stale window starts over."""
+        self._absent.discard((tenant_id, connection_id, identifier))
         dialect = self._conn.dialect.name
         insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
         stmt = insert(_T).values(
@@ -64,4 +73,6 @@ class SqlFailureWindowRepo:
         return int((await self._conn.execute(upsert)).scalar_one())
 
     async def reset(self, tenant_id: str, connection_id: str, identifier: str) -> None:
+        if (tenant_id, connection_id, identifier) in self._absent:
+            return
         await self._conn.execute(RESET, _identity(tenant_id, connection_id, identifier))

@@ -7,7 +7,7 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import bindparam, exists, select, update
+from sqlalchemy import bindparam, exists, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -25,25 +25,34 @@ _IDENTITY = (
 GET = select(_T).where(
     _T.c.tenant_id == bindparam("b_tenant_id"), _T.c.user_id == bindparam("b_user_id")
 )
-COUNT_LOGIN = (
-    update(_T)
-    .where(*_IDENTITY)
-    .values(
-        last_login=bindparam("b_now", type_=UTCDateTime()),
-        last_ip=bindparam("b_ip"),
-        updated_at=bindparam("b_now", type_=UTCDateTime()),
-        logins_count=_T.c.logins_count + 1,
-    )
-    .returning(*_T.c)
-)
 
 
 @functools.cache
-def _create(dialect: str) -> Any:
+def _record_login(dialect: str) -> Any:
+    """Create the user or count its login, in one statement."""
     insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
-    return insert(_T).on_conflict_do_nothing(
-        index_elements=["tenant_id", "connection_id", "identifier"]
+    now = bindparam("b_now", type_=UTCDateTime())
+    stmt = insert(_T).values(
+        tenant_id=bindparam("b_tenant_id"),
+        user_id=bindparam("b_user_id"),
+        connection_id=bindparam("b_connection_id"),
+        identifier=bindparam("b_identifier"),
+        profile=bindparam("b_profile", type_=_T.c.profile.type),
+        created_at=now,
+        updated_at=now,
+        last_login=now,
+        last_ip=bindparam("b_ip"),
+        logins_count=1,
     )
+    return stmt.on_conflict_do_update(
+        index_elements=["tenant_id", "connection_id", "identifier"],
+        set_={
+            "last_login": stmt.excluded.last_login,
+            "last_ip": stmt.excluded.last_ip,
+            "updated_at": stmt.excluded.updated_at,
+            "logins_count": _T.c.logins_count + 1,
+        },
+    ).returning(*_T.c)
 
 
 def _user(row: Any) -> User:
@@ -93,24 +102,17 @@ class SqlUserRepo:
     ) -> tuple[User, bool]:
         """Create the user if needed (``new_user_id``, ``profile``) and count the login.
         Returns the user and whether it was created by this call."""
-        values = {
-            "tenant_id": tenant_id,
-            "user_id": new_user_id,
-            "connection_id": connection_id,
-            "identifier": identifier,
-            "profile": dict(profile),
-            "created_at": now,
-            "updated_at": now,
-            "logins_count": 0,
-        }
-        created = await self._conn.execute(_create(self._conn.dialect.name), values)
-        identity = {
+        params = {
             "b_tenant_id": tenant_id,
+            "b_user_id": new_user_id,
             "b_connection_id": connection_id,
             "b_identifier": identifier,
+            "b_profile": dict(profile),
+            "b_now": now,
+            "b_ip": ip,
         }
-        row = (await self._conn.execute(COUNT_LOGIN, {**identity, "b_now": now, "b_ip": ip})).one()
-        return _user(row), bool(created.rowcount)
+        row = (await self._conn.execute(_record_login(self._conn.dialect.name), params)).one()
+        return _user(row), row.user_id == new_user_id  # a fresh id only on a new row
 
     async def connection_names(self, tenant_id: str) -> dict[str, str]:
         t = table(ConnectionRow)

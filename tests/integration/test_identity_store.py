@@ -1,0 +1,83 @@
+"""Users and per-identity failure windows in SQL, on SQLite and PostgreSQL: a login creates the
+user or counts it in one statement; a reset deletes a window that exists, even one counted
+after the transaction looked and found none."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from sqlalchemy import text
+
+from nopass.core.keyring import Keyring
+from nopass.store.engine import create_engine
+from nopass.store.unit_of_work import SqlUnitOfWork
+from tests.support.harness import prepare_database
+from tests.support.tokens import login_config
+
+T0 = datetime(2026, 11, 27, 12, 0, tzinfo=UTC)
+WINDOW = timedelta(minutes=15)
+
+
+@pytest.fixture
+async def uow(database_url: str) -> AsyncIterator[Callable[[], SqlUnitOfWork]]:
+    await prepare_database(database_url, login_config("127.0.0.1:1"))
+    engine = create_engine(database_url)
+    try:
+        yield lambda: SqlUnitOfWork(engine, Keyring([b"k" * 32]))
+    finally:
+        await engine.dispose()
+
+
+async def ids(work: SqlUnitOfWork) -> tuple[str, str]:
+    row = (await work.connection.execute(text("SELECT id, tenant_id FROM connections"))).first()
+    assert row is not None
+    return row.tenant_id, row.id
+
+
+async def test_a_login_creates_the_user_then_counts_its_logins(
+    uow: Callable[[], SqlUnitOfWork],
+) -> None:
+    async with uow() as work:
+        tenant, connection = await ids(work)
+        logins = [
+            await work.users.record_login(
+                tenant,
+                connection,
+                "a@example.com",
+                new_user_id=f"email|{n}",
+                profile={"x": n},
+                ip=f"192.0.2.{n}",
+                now=T0 + timedelta(minutes=n - 1),
+            )
+            for n in (1, 2)
+        ]
+        [(first, created), (again, created_again)] = logins
+        await work.commit()
+    assert (created, created_again) == (True, False)
+    assert (first.user_id, first.logins_count, first.last_ip) == ("email|1", 1, "192.0.2.1")
+    assert (again.user_id, again.logins_count, again.last_ip) == ("email|1", 2, "192.0.2.2")
+    assert again.profile == {"x": 1} and again.created_at == T0
+    assert again.last_login == T0 + timedelta(minutes=1)
+
+
+async def test_a_reset_deletes_a_window_counted_after_a_look_that_found_none(
+    uow: Callable[[], SqlUnitOfWork],
+) -> None:
+    async with uow() as work:
+        tenant, connection = await ids(work)
+        assert await work.failures.current(tenant, connection, "b", WINDOW, T0) == (0, None)
+        await work.failures.record_failure(tenant, connection, "b", WINDOW, T0)
+        await work.failures.reset(tenant, connection, "b")
+        await work.commit()
+    async with uow() as work:
+        assert await work.failures.current(tenant, connection, "b", WINDOW, T0) == (0, None)
+        await work.failures.record_failure(tenant, connection, "b", WINDOW, T0)
+        await work.commit()
+    async with uow() as work:
+        assert await work.failures.current(tenant, connection, "b", WINDOW, T0) == (1, T0)
+        await work.failures.reset(tenant, connection, "b")
+        await work.commit()
+    async with uow() as work:
+        assert await work.failures.current(tenant, connection, "b", WINDOW, T0) == (0, None)
