@@ -6,15 +6,15 @@ Failures are classified for the outbox: connection problems and 4xx replies are 
 
 from __future__ import annotations
 
+import binascii
 import contextlib
 import email.message
+import secrets
 import time
-from email.charset import QP, Charset
+from dataclasses import dataclass
 from email.header import Header
 from email.headerregistry import Address
 from email.message import EmailMessage
-from email.mime.multipart import MIMEMultipart
-from email.mime.nonmultipart import MIMENonMultipart
 from email.utils import format_datetime, formataddr, make_msgid, parseaddr
 
 import aiosmtplib
@@ -23,42 +23,76 @@ from nopass.core.clock import Clock, SystemClock
 from nopass.core.errors import DeliveryFailed, DeliveryFailure
 from nopass.core.models import EmailProvider, Message
 
-__all__ = ["SmtpTransport", "build_email"]
+__all__ = ["Envelope", "SmtpTransport", "build_email"]
 
 STARTTLS = {"auto": None, "always": True, "never": False}
-UTF8_QP = Charset("utf-8")
-UTF8_QP.body_encoding = QP  # codes and links stay readable in the raw message
+SUBJECT_FOLD_AT = 900  # longer (or non-ASCII) subjects are folded as RFC 2047 words
 
 
-def build_email(message: Message, clock: Clock) -> email.message.Message:
-    """The MIME message: text (and HTML) in UTF-8, quoted-printable. Built with the classic
-    ``email.mime`` classes, a third of the CPU of ``EmailMessage``'s header objects; an
+@dataclass(frozen=True, slots=True)
+class Envelope:
+    sender: str  # the address for MAIL FROM
+    content: email.message.Message | bytes  # bytes: ready for DATA (CRLF lines)
+
+
+def build_email(message: Message, clock: Clock) -> Envelope:
+    """The MIME message: text (and HTML) in UTF-8, quoted-printable, written straight to
+    bytes (the ``email`` package's generator cost more CPU than the rest of a send). An
     internationalised address (SMTPUTF8) takes ``EmailMessage``'s path."""
     name, address = parseaddr(message.sender or "")
     if not address or "@" not in address:
         name, address = name or (message.sender or ""), "nopass@localhost"
     local, _, domain = address.rpartition("@")
     if not (address.isascii() and message.recipient.isascii()):
-        return _build_international(message, clock, name, local, domain)
-    mail: email.message.Message
+        return Envelope(address, _build_international(message, clock, name, local, domain))
+    headers = [
+        ("From", formataddr((_one_line(name), address), charset="utf-8")),
+        ("To", _one_line(message.recipient)),
+        ("Subject", _subject(_one_line(message.subject))),
+        ("Date", format_datetime(clock.now())),
+        ("Message-ID", make_msgid(domain=domain or None)),
+        ("Auto-Submitted", "auto-generated"),
+        ("MIME-Version", "1.0"),
+    ]
+    lines = [f"{key}: {value}" for key, value in headers]
     if message.html:
-        mail = MIMEMultipart("alternative")
-        mail.attach(_text(message.text, "plain"))
-        mail.attach(_text(message.html, "html"))
+        boundary = f"=_nopass_{secrets.token_hex(12)}"
+        lines.append(f'Content-Type: multipart/alternative; boundary="{boundary}"')
+        body = "\r\n".join(
+            [
+                "",
+                f"--{boundary}",
+                _part(message.text, "plain"),
+                f"--{boundary}",
+                _part(message.html, "html"),
+                f"--{boundary}--",
+                "",
+            ]
+        )
     else:
-        mail = _text(message.text, "plain")
-    mail["From"] = formataddr((name, address), charset="utf-8")
-    mail["To"] = message.recipient
-    subject = message.subject
-    mail["Subject"] = subject if subject.isascii() else Header(subject, "utf-8").encode()
-    _common_headers(mail, clock, domain)
-    return mail
+        body = _part(message.text, "plain")
+    return Envelope(address, ("\r\n".join(lines) + "\r\n" + body).encode("ascii"))
 
 
-def _text(body: str, subtype: str) -> MIMENonMultipart:
-    part = MIMENonMultipart("text", subtype)
-    part.set_payload(body, UTF8_QP)
-    return part
+def _one_line(value: str) -> str:
+    """No header injection: line breaks in a header value become spaces."""
+    return value.replace("\r\n", " ").replace("\r", " ").replace("\n", " ")
+
+
+def _subject(subject: str) -> str:
+    if subject.isascii() and len(subject) <= SUBJECT_FOLD_AT:
+        return subject
+    return Header(subject, "utf-8").encode(linesep="\r\n")
+
+
+def _part(body: str, subtype: str) -> str:
+    """A text part's headers and quoted-printable UTF-8 body, CRLF line ends."""
+    text = body.replace("\r\n", "\n").replace("\r", "\n")
+    encoded = binascii.b2a_qp(text.encode(), istext=True).decode("ascii")
+    return (
+        f'Content-Type: text/{subtype}; charset="utf-8"\r\n'
+        "Content-Transfer-Encoding: quoted-printable\r\n\r\n" + encoded.replace("\n", "\r\n")
+    )
 
 
 def _build_international(
@@ -75,7 +109,7 @@ def _build_international(
     return mail
 
 
-def _common_headers(mail: email.message.Message, clock: Clock, domain: str) -> None:
+def _common_headers(mail: EmailMessage, clock: Clock, domain: str) -> None:
     mail["Date"] = format_datetime(clock.now())
     mail["Message-ID"] = make_msgid(domain=domain or None)
     mail["Auto-Submitted"] = "auto-generated"
@@ -99,6 +133,7 @@ class SmtpTransport:
     async def send(self, provider: EmailProvider, message: Message) -> None:
         creds = provider.credentials
         mail = build_email(message, self._clock)
+        recipients = [message.recipient]
         key: Key = (
             str(creds.get("smtp_host", "localhost")),
             int(creds.get("smtp_port", 587)),
@@ -110,7 +145,7 @@ class SmtpTransport:
             kept = self._take(key)
             if kept is not None:
                 try:
-                    await kept.send_message(mail, recipients=[message.recipient])
+                    await _send(kept, mail, recipients)
                 except aiosmtplib.SMTPServerDisconnected:
                     kept.close()  # the server dropped the idle session: a new one below
                 except BaseException:
@@ -130,7 +165,7 @@ class SmtpTransport:
             with contextlib.ExitStack() as stack:
                 stack.callback(client.close)  # dropped on any failure, kept on success
                 await client.connect()
-                await client.send_message(mail, recipients=[message.recipient])
+                await _send(client, mail, recipients)
                 stack.pop_all()
             self._keep(key, client)
         except aiosmtplib.SMTPResponseException as exc:
@@ -175,6 +210,13 @@ class SmtpTransport:
         idle, self._idle = list(self._idle.values()), {}
         for client, _ in idle:
             await _close(client)
+
+
+async def _send(client: aiosmtplib.SMTP, mail: Envelope, recipients: list[str]) -> None:
+    if isinstance(mail.content, bytes):
+        await client.sendmail(mail.sender, recipients, mail.content)
+    else:
+        await client.send_message(mail.content, sender=mail.sender, recipients=recipients)
 
 
 async def _close(client: aiosmtplib.SMTP) -> None:
