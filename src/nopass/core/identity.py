@@ -6,6 +6,7 @@ to the canonical stored address (NextAuth CVE-2022-35924, GitLab CVE-2023-7028).
 
 from __future__ import annotations
 
+import functools
 import re
 
 from email_validator import EmailNotValidError, validate_email
@@ -15,6 +16,7 @@ _PHONE = re.compile(PHONE_PATTERN)
 MAX_EMAIL_LENGTH = 254
 
 
+@functools.lru_cache(maxsize=4096)  # a login normalises its address twice (start, token)
 def normalize_email(value: str) -> str | None:
     """The canonical address, or None when ``value`` is not one plain mailbox."""
     if len(value) > MAX_EMAIL_LENGTH or value != value.strip():
