@@ -256,9 +256,10 @@ class Limits:
         uow: UnitOfWork | None = None,
     ) -> None:
         """A right code: give the reserved failure back, and count a verified SMS for the
-        conversion breaker when the code was consumed (``signed_in``). Best effort: the sign-in
-        already happened, so a counter that cannot be reached is logged, not raised (the
-        failure stays counted, which only errs on the safe side)."""
+        conversion breaker when the code was consumed (``signed_in``). Best effort: a counter
+        that cannot be reached (Redis down and the database too) is logged, not raised (the
+        failure stays counted, which only errs on the safe side). Counted in ``uow``, the
+        counters share the sign-in's database: if they fail, its commit fails with them."""
         now = self.clock.now()
         try:
             if reservation is not None:

@@ -54,7 +54,7 @@ class SqlRateLimiter:
             elif tx is not None:
                 await tx.rollback()
             else:  # the caller's transaction goes on: take the hits back (all or nothing)
-                await conn.execute(_uncount(), {"b_keys": [w.key for w in windows]})
+                await conn.execute(_UNCOUNT, {"b_keys": [w.key for w in windows]})
         return decisions
 
     async def peek(
@@ -119,15 +119,14 @@ _REFUND = (
 )
 
 
-@functools.cache
-def _uncount() -> Any:
-    """Take back one hit from each of ``b_keys`` (a refused request inside a caller's
-    transaction, whose counts must not stay)."""
-    return (
-        update(_T)
-        .where(_T.c.key.in_(bindparam("b_keys", expanding=True)), _T.c["count"] > 0)
-        .values({"count": _T.c["count"] - 1})
-    )
+# Takes back one hit from each of ``b_keys``: a refused request inside a caller's transaction,
+# whose counts must not stay. (A window that this request opened stays open with 0 hits: the
+# same budget, from a little earlier.)
+_UNCOUNT = (
+    update(_T)
+    .where(_T.c.key.in_(bindparam("b_keys", expanding=True)), _T.c["count"] > 0)
+    .values({"count": _T.c["count"] - 1})
+)
 
 
 async def _count(
