@@ -114,7 +114,7 @@ async def outbox_worker(
             abandoned_checked = loop.time()
         backlog = False
         try:
-            delivery = await deliver_due(
+            backlog = await deliver_due(
                 runtime.queue,
                 transport,
                 runtime.config.email_provider,
@@ -122,7 +122,6 @@ async def outbox_worker(
                 policy,
                 abandoned=abandoned,
             )
-            backlog = delivery.backlog
         except UNAVAILABLE as exc:  # the database is away: say so, without a traceback
             log.warning("outbox_worker_unavailable", error=type(exc).__name__)
         except Exception:  # anything else must not kill the worker either

@@ -29,12 +29,6 @@ class RetryPolicy:
         )
 
 
-@dataclass(frozen=True, slots=True)
-class Delivery:
-    settled: int  # sent or failed for good
-    backlog: bool  # the claim was full: more may be due now
-
-
 async def deliver_due(
     queue: OutboxQueue,
     transport: EmailTransport,
@@ -44,19 +38,20 @@ async def deliver_due(
     *,
     batch: int = 20,
     abandoned: bool = True,
-) -> Delivery:
-    """Deliver what is due now. ``abandoned`` also fails messages whose sender died (the
-    worker asks now and then)."""
+) -> bool:
+    """Deliver what is due now; True when the claim was full (more may be due already).
+    ``abandoned`` also fails messages whose sender died (the worker asks now and then)."""
     now = clock.now()
-    settled = await queue.fail_abandoned(now) if abandoned else 0
+    if abandoned:
+        await queue.fail_abandoned(now)
     sent: list[OutboxEntry] = []
     claimed = await queue.claim_due(now, lease_seconds=policy.lease_seconds, limit=batch)
     try:
         for entry in claimed:
-            settled += await _deliver(entry, queue, transport, providers, clock, policy, sent)
+            await _deliver(entry, queue, transport, providers, clock, policy, sent)
     finally:
         await queue.mark_sent(sent, clock.now())
-    return Delivery(settled=settled, backlog=len(claimed) >= batch)
+    return len(claimed) >= batch
 
 
 async def _deliver(
@@ -67,15 +62,16 @@ async def _deliver(
     clock: Clock,
     policy: RetryPolicy,
     sent: list[OutboxEntry],
-) -> int:
-    """Send one claimed message; a message to retry later counts as not settled."""
+) -> None:
+    """Send one claimed message (settled with the batch: ``sent``), or fail it, or schedule
+    its retry."""
     provider = await providers(entry.tenant_id)
     if entry.message is None:
         await queue.fail(entry, "message body unavailable", clock.now())
-        return 1
+        return
     if provider is None or not provider.enabled or provider.name != "smtp":
         await queue.fail(entry, "no enabled email provider is configured", clock.now())
-        return 1
+        return
     try:
         await transport.send(provider, entry.message)
     except DeliveryFailed as exc:
@@ -83,8 +79,7 @@ async def _deliver(
         too_old = now - entry.created_at >= policy.max_age
         if exc.retryable and not too_old:
             await queue.retry_later(entry, now + policy.delay(entry.attempts), str(exc))
-            return 0
-        await queue.fail(entry, str(exc), now)
-        return 1
+        else:
+            await queue.fail(entry, str(exc), now)
+        return
     sent.append(entry)
-    return 1

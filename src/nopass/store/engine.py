@@ -67,9 +67,8 @@ def _sqlite_begin(conn: Any) -> None:
     # BEGIN IMMEDIATE takes the write lock up front: no deadlocked lock upgrades between
     # processes, and busy_timeout applies. Work that only reads (execution option READ_ONLY)
     # begins a deferred read transaction instead and never waits for writers under WAL.
-    statement = (
-        "BEGIN" if conn.get_execution_options().get("nopass_read_only") else ("BEGIN IMMEDIATE")
-    )
+    read_only = conn.get_execution_options().get("nopass_read_only")
+    statement = "BEGIN" if read_only else sqlite_driver.IMMEDIATE
     driver = conn.connection.driver_connection
     if isinstance(driver, sqlite_driver.LeanConnection):
         driver.begin(statement)  # sent with the transaction's first statement

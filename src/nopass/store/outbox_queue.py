@@ -7,16 +7,35 @@ from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import insert, select, update
+from sqlalchemy import bindparam, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from nopass.core.keyring import Keyring, SealError
 from nopass.core.models import Channel, Message, OutboxEntry
 from nopass.store.engine import reader
-from nopass.store.tables import AuditEventRow, OutboxRow, table
+from nopass.store.tables import AuditEventRow, OutboxRow, UTCDateTime, table
 from nopass.store.unit_of_work import OUTBOX_CONTEXT
 
 _T = table(OutboxRow)
+# Built once (the worker claims after every wake-up): up to b_limit due messages, in one
+# statement; on PostgreSQL concurrent claimers skip each other's rows.
+_DUE = (
+    select(_T.c.id)
+    .where(_T.c.status == "pending", _T.c.next_attempt_at <= bindparam("b_now", UTCDateTime()))
+    .order_by(_T.c.next_attempt_at)
+    .limit(bindparam("b_limit"))
+    .with_for_update(skip_locked=True)
+)
+CLAIM = (
+    update(_T)
+    .where(_T.c.id.in_(_DUE.scalar_subquery()), _T.c.status == "pending")
+    .values(
+        status="sending",
+        lease_until=bindparam("b_lease", UTCDateTime()),
+        attempts=_T.c.attempts + 1,
+    )
+    .returning(*_T.c)
+)
 
 
 class SqlOutboxQueue:
@@ -27,26 +46,9 @@ class SqlOutboxQueue:
     async def claim_due(
         self, now: datetime, *, lease_seconds: float, limit: int
     ) -> list[OutboxEntry]:
-        due = (
-            select(_T.c.id)
-            .where(_T.c.status == "pending", _T.c.next_attempt_at <= now)
-            .order_by(_T.c.next_attempt_at)
-            .limit(limit)
-            .with_for_update(skip_locked=True)  # PostgreSQL: claimers skip each other's rows
-        )
+        params = {"b_now": now, "b_lease": now + timedelta(seconds=lease_seconds), "b_limit": limit}
         async with self._engine.begin() as conn:
-            rows = (
-                await conn.execute(
-                    update(_T)
-                    .where(_T.c.id.in_(due.scalar_subquery()), _T.c.status == "pending")
-                    .values(
-                        status="sending",
-                        lease_until=now + timedelta(seconds=lease_seconds),
-                        attempts=_T.c.attempts + 1,
-                    )
-                    .returning(*_T.c)
-                )
-            ).all()
+            rows = (await conn.execute(CLAIM, params)).all()
         return sorted((self._entry(row._mapping) for row in rows), key=lambda e: e.created_at)
 
     async def mark_sent(self, entries: Sequence[OutboxEntry], now: datetime) -> None:
