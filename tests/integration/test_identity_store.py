@@ -81,3 +81,29 @@ async def test_a_reset_deletes_a_window_counted_after_a_look_that_found_none(
         await work.commit()
     async with uow() as work:
         assert await work.failures.current(tenant, connection, "b", WINDOW, T0) == (0, None)
+
+
+async def test_a_savepoint_keeps_or_undoes_its_work(uow: Callable[[], SqlUnitOfWork]) -> None:
+    """The start flow's savepoint: kept, undone (a phantom start), undone by an error; the
+    transaction around it goes on each time."""
+    names = ("kept", "undone", "failed", "after")
+    async with uow() as work:
+        tenant, connection = await ids(work)
+
+        async def login(name: str) -> None:
+            await work.users.record_login(
+                tenant, connection, name, new_user_id=f"email|{name}", profile={}, ip=None, now=T0
+            )
+
+        for name, keep in (("kept", True), ("undone", False)):
+            async with work.savepoint(keep=keep):
+                await login(name)
+        with pytest.raises(LookupError):
+            async with work.savepoint(keep=True):
+                await login("failed")
+                raise LookupError
+        await login("after")
+        await work.commit()
+    async with uow() as work:
+        found = {n for n in names if await work.users.get(tenant, f"email|{n}") is not None}
+    assert found == {"kept", "after"}

@@ -31,7 +31,8 @@ class Services:
     ready: Callable[[], Awaitable[bool]]  # readiness: can the database be reached?
 
 
-def get_services(request: Request) -> Services:
+async def get_services(request: Request) -> Services:
+    # async: FastAPI runs a plain ``def`` dependency in a worker thread, a hand-off per request.
     services: Services = request.app.state.services
     return services
 

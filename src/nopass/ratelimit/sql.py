@@ -28,6 +28,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncTransactio
 from nopass.core.ports import UnitOfWork
 from nopass.ratelimit.base import Counter, Decision, Window, check_distinct, current, decide
 from nopass.store.engine import reader
+from nopass.store.prebuilt import run
 from nopass.store.tables import RateCounterRow, UTCDateTime, table
 from nopass.store.unit_of_work import SqlUnitOfWork
 
@@ -132,12 +133,17 @@ _UNCOUNT = (
 async def _count(
     conn: AsyncConnection, windows: Sequence[Window], now: datetime
 ) -> dict[str, Counter]:
-    """Count one hit in each window (opening a new one where the stored one closed), in one
-    statement (SQLAlchemy sends the rows of an ``executemany`` upsert as one multi-row
-    statement): the counters after it, by key."""
+    """Count one hit in each window (opening a new one where the stored one closed): the
+    counters after it, by key. On PostgreSQL in one statement (SQLAlchemy sends the rows of
+    an ``executemany`` upsert as one multi-row statement, one round trip); on SQLite, where
+    there is no round trip to save, one prebuilt statement per window."""
     ordered = sorted(windows, key=lambda w: w.key)  # rows lock in key order
     params = [{"b_key": w.key, "b_now": now, "b_expires": now + w.length} for w in ordered]
-    rows = await conn.execute(_upsert(conn.dialect.name), params)
+    upsert = _upsert(conn.dialect.name)
+    if conn.dialect.name == "sqlite":
+        rows = [(await run(conn, upsert, p)).one() for p in params]
+    else:
+        rows = list(await conn.execute(upsert, params))
     return {key: Counter(started, int(count)) for key, started, count in rows}
 
 

@@ -21,6 +21,7 @@ from sqlalchemy import and_, bindparam, case, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from nopass.core.models import Challenge
+from nopass.store.prebuilt import run
 from nopass.store.tables import ChallengeRow, UTCDateTime, table
 
 MAX_ATTEMPTS = 3
@@ -117,14 +118,16 @@ class SqlChallengeRepo:
     async def void_pending(
         self, tenant_id: str, connection_id: str, identifier: str, now: datetime
     ) -> int:
-        result = await self._conn.execute(
+        result = await run(
+            self._conn,
             VOID_PENDING,
             _args(tenant_id=tenant_id, connection_id=connection_id, identifier=identifier, now=now),
         )
         return int(result.rowcount)
 
     async def add(self, challenge: Challenge) -> None:
-        await self._conn.execute(
+        await run(
+            self._conn,
             ADD,
             {
                 "id": challenge.id,
@@ -144,21 +147,19 @@ class SqlChallengeRepo:
         )
 
     async def void(self, tenant_id: str, challenge_id: str, now: datetime) -> None:
-        await self._conn.execute(
-            VOID, _args(tenant_id=tenant_id, challenge_id=challenge_id, now=now)
-        )
+        await run(self._conn, VOID, _args(tenant_id=tenant_id, challenge_id=challenge_id, now=now))
 
     async def latest(self, tenant_id: str, connection_id: str, identifier: str) -> Challenge | None:
         """The identity's most recent code, whatever its state: only the latest counts.
         An open code sorts first (a new start voids the older ones, so at most one is open
         unless two starts raced; then the newer wins)."""
         params = _args(tenant_id=tenant_id, connection_id=connection_id, identifier=identifier)
-        row = (await self._conn.execute(LATEST, params)).first()
+        row = (await run(self._conn, LATEST, params)).first()
         return _challenge(row) if row is not None else None
 
     async def get(self, tenant_id: str, challenge_id: str) -> Challenge | None:
         params = _args(tenant_id=tenant_id, challenge_id=challenge_id)
-        row = (await self._conn.execute(GET, params)).first()
+        row = (await run(self._conn, GET, params)).first()
         return _challenge(row) if row is not None else None
 
     async def attempt(
@@ -167,7 +168,7 @@ class SqlChallengeRepo:
         """Count one guess and decide it, atomically. True: consumed now (the guess was
         right); False: a counted wrong guess; None: the code was not open for guesses."""
         params = _guess(tenant_id, challenge_id, guess_mac, now)
-        row = (await self._conn.execute(ATTEMPT, params)).first()
+        row = (await run(self._conn, ATTEMPT, params)).first()
         if row is None:
             return None
         return row.consumed_at is not None
@@ -176,7 +177,7 @@ class SqlChallengeRepo:
         self, tenant_id: str, challenge_id: str, guess_mac: str, now: datetime
     ) -> bool | None:
         params = _guess(tenant_id, challenge_id, guess_mac, now)
-        row = (await self._conn.execute(CHECK, params)).first()
+        row = (await run(self._conn, CHECK, params)).first()
         return None if row is None else bool(row.ok)
 
 

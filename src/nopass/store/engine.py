@@ -4,9 +4,9 @@ Users write ``sqlite:///PATH`` or ``postgresql://...``; the async driver is pick
 
 Every wait on the database is bounded, so that an unreachable database makes a request fail
 (503, security.md §6 "Fail closed") within seconds instead of hanging: PostgreSQL connects
-time out after ``connect_timeout`` and statements after ``command_timeout``; SQLite waits at
-most ``busy_timeout`` for a lock. Pooled PostgreSQL connections are pinged before use, so the
-pool recovers by itself once the database is back.
+time out after ``connect_timeout`` and statements after ``command_timeout``; a SQLite
+transaction waits at most ``busy_timeout`` for the write lock. Pooled PostgreSQL connections
+are pinged before use, so the pool recovers by itself once the database is back.
 """
 
 from __future__ import annotations
@@ -47,10 +47,14 @@ def _sqlite_pragmas(busy_timeout_ms: int, dbapi_connection: Any, _record: Any) -
     # Take over transaction control from the driver so that BEGIN is ours (see _sqlite_begin).
     dbapi_connection.isolation_level = None
     cursor = dbapi_connection.cursor()
+    # Switching a new database to WAL may meet another process doing the same: SQLite waits.
+    cursor.execute(f"PRAGMA busy_timeout={int(busy_timeout_ms)}")
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA synchronous=FULL")
-    cursor.execute(f"PRAGMA busy_timeout={int(busy_timeout_ms)}")
     cursor.execute("PRAGMA foreign_keys=ON")
+    # From here on nothing waits inside SQLite: statements run on the event loop, and a
+    # transaction that finds the database locked waits in asyncio (store/sqlite_driver.py).
+    cursor.execute("PRAGMA busy_timeout=0")
     cursor.close()
 
 
@@ -65,7 +69,7 @@ def reader(engine: AsyncEngine) -> AsyncEngine:
 
 def _sqlite_begin(conn: Any) -> None:
     # BEGIN IMMEDIATE takes the write lock up front: no deadlocked lock upgrades between
-    # processes, and busy_timeout applies. Work that only reads (execution option READ_ONLY)
+    # processes, and the busy timeout applies. Work that only reads (execution option READ_ONLY)
     # begins a deferred read transaction instead and never waits for writers under WAL.
     read_only = conn.get_execution_options().get("nopass_read_only")
     statement = "BEGIN" if read_only else sqlite_driver.IMMEDIATE

@@ -9,6 +9,7 @@ from sqlalchemy import bindparam, case, delete, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from nopass.store.prebuilt import run
 from nopass.store.tables import FailureWindowRow, table
 
 _T = table(FailureWindowRow)
@@ -40,7 +41,7 @@ class SqlFailureWindowRepo:
     ) -> tuple[int, datetime | None]:
         """Failures in the open window and when it started (0, None when none is open)."""
         row = (
-            await self._conn.execute(CURRENT, _identity(tenant_id, connection_id, identifier))
+            await run(self._conn, CURRENT, _identity(tenant_id, connection_id, identifier))
         ).first()
         if row is None:
             self._absent.add((tenant_id, connection_id, identifier))
@@ -75,4 +76,4 @@ class SqlFailureWindowRepo:
     async def reset(self, tenant_id: str, connection_id: str, identifier: str) -> None:
         if (tenant_id, connection_id, identifier) in self._absent:
             return
-        await self._conn.execute(RESET, _identity(tenant_id, connection_id, identifier))
+        await run(self._conn, RESET, _identity(tenant_id, connection_id, identifier))

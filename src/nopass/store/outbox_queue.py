@@ -13,6 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from nopass.core.keyring import Keyring, SealError
 from nopass.core.models import Channel, Message, OutboxEntry
 from nopass.store.engine import reader
+from nopass.store.prebuilt import run
 from nopass.store.tables import AuditEventRow, OutboxRow, UTCDateTime, table
 from nopass.store.unit_of_work import OUTBOX_CONTEXT
 
@@ -48,7 +49,7 @@ class SqlOutboxQueue:
     ) -> list[OutboxEntry]:
         params = {"b_now": now, "b_lease": now + timedelta(seconds=lease_seconds), "b_limit": limit}
         async with self._engine.begin() as conn:
-            rows = (await conn.execute(CLAIM, params)).all()
+            rows = (await run(conn, CLAIM, params)).all()
         return sorted((self._entry(row._mapping) for row in rows), key=lambda e: e.created_at)
 
     async def mark_sent(self, entries: Sequence[OutboxEntry], now: datetime) -> None:

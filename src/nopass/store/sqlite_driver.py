@@ -1,10 +1,17 @@
-"""SQLite under SQLAlchemy's aiosqlite dialect, with one thread round trip per statement.
+"""SQLite under SQLAlchemy's aiosqlite dialect, its statements run on the event loop.
 
-aiosqlite runs every call of a cursor in its connection thread, and SQLAlchemy's adapter makes
-four such calls per SELECT (cursor, execute, fetchall, close) and three per write: each one a
-thread wake-up plus an event-loop wake-up, about 60 µs of CPU here, most of a statement's cost
-(docs/benchmarks.md). ``LeanConnection`` runs execute and fetchall as one call in the thread and
-answers the rest from memory; the thread, its queue and close are aiosqlite's own.
+aiosqlite runs every call in a thread of its own connection, and SQLAlchemy's adapter makes
+several such calls per statement: each a thread wake-up, an event-loop wake-up and a GIL
+hand-off, more CPU than the statement itself (a statement on an indexed table takes a few
+microseconds; docs/benchmarks.md). ``LeanConnection`` runs statements, COMMIT and ROLLBACK
+directly, the way an in-process database is used from any single-threaded server; the
+aiosqlite thread only opens and closes the connection.
+
+Nothing waits for a lock inside SQLite, which would stall every request of the process:
+``busy_timeout`` is 0, and a transaction whose BEGIN finds the database locked tries again
+after an asyncio sleep, until the configured busy timeout has passed. What is left blocking is
+the disk: a commit's fsync (``synchronous=FULL``) and, every thousand pages, a checkpoint. That
+is why SQLite is for one machine with a local disk (PostgreSQL otherwise).
 """
 
 from __future__ import annotations
@@ -13,7 +20,6 @@ import asyncio
 import fcntl
 import os
 import sqlite3
-import time
 import weakref
 from collections.abc import Sequence
 from functools import partial
@@ -22,13 +28,13 @@ from typing import Any
 import aiosqlite
 
 IMMEDIATE = "BEGIN IMMEDIATE"
-# One writer at a time: SQLite has one write lock, and its busy handler polls for it with
-# sleeps of 1-100 ms, so writers racing for it wait far longer than they would in a queue.
-# Within a process, writers queue on an asyncio lock per database and event loop; between
-# processes, on a lock file beside the database (``WriterLock``), polled every 50 µs-1 ms.
+# One writer at a time: SQLite has one write lock. Within a process, writers queue on an
+# asyncio lock per database and event loop; between processes, on a lock file beside the
+# database (``WriterLock``), tried every 0.2-5 ms.
 _gates: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[str, asyncio.Lock]] = (
     weakref.WeakKeyDictionary()
 )
+FIRST_PAUSE, LONGEST_PAUSE = 0.0002, 0.005
 
 
 def _gate(path: str) -> asyncio.Lock:
@@ -36,32 +42,41 @@ def _gate(path: str) -> asyncio.Lock:
     return per_loop.setdefault(path, asyncio.Lock())
 
 
+def _locked(exc: sqlite3.OperationalError) -> bool:
+    return exc.sqlite_errorcode in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED)
+
+
+async def _pause(pause: float, deadline: float) -> float:
+    """Sleep ``pause`` (doubling up to LONGEST_PAUSE), or raise "database is locked" once
+    ``deadline`` has passed."""
+    if asyncio.get_running_loop().time() >= deadline:
+        raise sqlite3.OperationalError("database is locked")
+    await asyncio.sleep(pause)
+    return min(pause * 2, LONGEST_PAUSE)
+
+
 Outcome = tuple[Any, int, int | None, list[Any]]
 
 
 class WriterLock:
     """``flock`` on ``<database>-writer.lock``, taken before BEGIN IMMEDIATE and released
-    after COMMIT or ROLLBACK, in the connection's thread. A process that dies lets go of it;
-    another program writing the database (``nopass apply``) still meets SQLite's own lock."""
+    after COMMIT or ROLLBACK. A process that dies lets go of it; another program writing the
+    database (``sqlite3``) still meets SQLite's own lock."""
 
-    def __init__(self, database: str, timeout: float) -> None:
+    def __init__(self, database: str) -> None:
         self._path = f"{database}-writer.lock"
-        self._timeout = timeout
         self._fd: int | None = None
         self.held = False
 
-    def acquire(self) -> None:
+    async def acquire(self, deadline: float) -> None:
         if self._fd is None:
             self._fd = os.open(self._path, os.O_RDWR | os.O_CREAT, 0o600)
-        deadline, pause = time.monotonic() + self._timeout, 0.00005
+        pause = FIRST_PAUSE
         while True:
             try:
                 fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
-                if time.monotonic() >= deadline:
-                    raise sqlite3.OperationalError("database is locked") from None
-                time.sleep(pause)
-                pause = min(pause * 2, 0.001)
+                pause = await _pause(pause, deadline)
             else:
                 self.held = True
                 return
@@ -78,50 +93,15 @@ class WriterLock:
             self._fd = None
 
 
-def _begin(db: sqlite3.Connection, begin: str | None, writer: WriterLock | None) -> None:
-    if not begin:
-        return
-    if begin == IMMEDIATE and writer is not None:
-        writer.acquire()
-    try:
-        db.execute(begin)
-    except BaseException:
-        if writer is not None:
-            writer.release()
-        raise
-
-
-def _run(
-    db: sqlite3.Connection,
-    begin: str | None,
-    writer: WriterLock | None,
-    sql: str,
-    parameters: Any,
-    many: bool,
-) -> Outcome:
-    """One statement (``executemany`` when ``many``), the transaction's BEGIN before it,
-    and its rows: everything SQLAlchemy asks of a cursor, in one call in the thread."""
-    _begin(db, begin, writer)
-    try:
-        cursor = db.executemany(sql, parameters) if many else db.execute(sql, parameters)
-    except BaseException:
-        if writer is not None and not db.in_transaction:
-            writer.release()
-        raise
+def _run(db: sqlite3.Connection, sql: str, parameters: Any, many: bool) -> Outcome:
+    """One statement (``executemany`` when ``many``) and its rows: everything SQLAlchemy
+    asks of a cursor, in one call."""
+    cursor = db.executemany(sql, parameters) if many else db.execute(sql, parameters)
     try:
         rows = cursor.fetchall() if cursor.description else []
         return cursor.description, cursor.rowcount, cursor.lastrowid, rows
     finally:
         cursor.close()
-
-
-def _end(db: sqlite3.Connection, writer: WriterLock | None, commit: bool) -> None:
-    try:
-        if db.in_transaction:
-            (db.commit if commit else db.rollback)()
-    finally:
-        if writer is not None and not db.in_transaction:
-            writer.release()
 
 
 class LeanCursor:
@@ -169,7 +149,7 @@ class LeanCursor:
 
 
 class LeanConnection(aiosqlite.Connection):
-    """``begin()`` only notes the BEGIN statement: it travels with the transaction's first
+    """``begin()`` only notes the BEGIN statement: it is sent with the transaction's first
     statement, and a transaction that ran none has nothing to commit or roll back."""
 
     _begin: str | None = None
@@ -185,77 +165,83 @@ class LeanConnection(aiosqlite.Connection):
         self._begin = statement
 
     async def run(self, sql: str, parameters: Any, *, many: bool) -> Outcome:
+        db = self._db()
         begin, self._begin = self._begin, None
-        if begin == IMMEDIATE and self._holding is None:
-            await self._take_gate()
+        if begin is None:
+            return _run(db, sql, parameters, many)
         try:
-            outcome: Outcome = await self._execute(  # type: ignore[no-untyped-call]
-                _run, self._conn, begin, self.writer, sql, parameters, many
-            )
-            return outcome
-        except asyncio.CancelledError:
-            self._abandon()
-            raise
+            await self._open(db, begin)
+            return _run(db, sql, parameters, many)
         except BaseException:
-            if not self._in_transaction():
-                self._release_gate()
+            if not db.in_transaction:
+                self._let_go()
             raise
 
-    def _abandon(self) -> None:
-        """The caller was cancelled while its statement runs on (the thread cannot be
-        stopped): roll back once it is done, in the thread, then let the next writer in."""
-        gate, self._holding = self._holding, None
-        if self._connection is None:
-            if gate is not None:
-                gate.release()
-            return
-        done = asyncio.get_running_loop().create_future()
-        self._tx.put_nowait((done, partial(_end, self._connection, self.writer, False)))
-
-        def settled(future: asyncio.Future[Any]) -> None:
-            if not future.cancelled():
-                future.exception()  # retrieved: a failed rollback leaves nothing to undo
-            if gate is not None:
-                gate.release()
-
-        done.add_done_callback(settled)
+    async def _open(self, db: sqlite3.Connection, begin: str) -> None:
+        """BEGIN, once this connection's turn to write has come (``IMMEDIATE``) and SQLite
+        takes it: waits are asyncio sleeps, bounded by ``lock_timeout``."""
+        deadline = asyncio.get_running_loop().time() + self.lock_timeout
+        if begin == IMMEDIATE:
+            await self._take_gate(deadline)
+            if self.writer is not None:
+                await self.writer.acquire(deadline)
+        pause = FIRST_PAUSE
+        while True:
+            try:
+                db.execute(begin)
+                return
+            except sqlite3.OperationalError as exc:
+                if not _locked(exc):
+                    raise
+            pause = await _pause(pause, deadline)
 
     async def commit(self) -> None:
-        await self._finish(commit=True)
+        self._finish(commit=True)
 
     async def rollback(self) -> None:
-        await self._finish(commit=False)
+        self._finish(commit=False)
 
     async def close(self) -> None:
-        self._release_gate()
+        self._let_go()
         await super().close()
         if self.writer is not None:
             self.writer.close()
 
-    async def _finish(self, *, commit: bool) -> None:
+    def _finish(self, *, commit: bool) -> None:
         self._begin = None
+        db = self._connection
+        # Nothing to do for a connection that holds no transaction (the pool's reset on
+        # return, a read that ran nothing).
         try:
-            # No round trip for a connection that holds no transaction (the pool's reset on
-            # return, a read that ran nothing).
-            if self._in_transaction():
-                await self._execute(_end, self._conn, self.writer, commit)  # type: ignore[no-untyped-call]
+            if db is not None and db.in_transaction:
+                (db.commit if commit else db.rollback)()
         finally:
-            self._release_gate()
+            if db is None or not db.in_transaction:
+                self._let_go()
 
-    def _in_transaction(self) -> bool:
-        # Read only between calls, when the connection's thread is idle.
-        return self._connection is not None and self._connection.in_transaction
+    def _db(self) -> sqlite3.Connection:
+        if self._connection is None:
+            raise ValueError("Connection closed")
+        return self._connection
 
-    async def _take_gate(self) -> None:
+    async def _take_gate(self, deadline: float) -> None:
+        if self._holding is not None:
+            return
         gate = _gate(self.path)
-        try:
-            async with asyncio.timeout(self.lock_timeout):
-                await gate.acquire()
-        except TimeoutError:
-            raise sqlite3.OperationalError("database is locked") from None
+        if gate.locked():
+            try:
+                async with asyncio.timeout_at(deadline):
+                    await gate.acquire()
+            except TimeoutError:
+                raise sqlite3.OperationalError("database is locked") from None
+        else:
+            await gate.acquire()
         self._holding = gate
 
-    def _release_gate(self) -> None:
+    def _let_go(self) -> None:
+        """Let the next writer in: the lock file, then this process's queue."""
+        if self.writer is not None:
+            self.writer.release()
         gate, self._holding = self._holding, None
         if gate is not None:
             gate.release()
@@ -265,10 +251,11 @@ def connector(path: str, lock_timeout: float) -> Any:
     """``async_creator`` for ``create_async_engine``: a LeanConnection to ``path``."""
 
     def connect() -> LeanConnection:
-        connection = LeanConnection(partial(sqlite3.connect, path, check_same_thread=False), 64)
+        connect = partial(sqlite3.connect, path, timeout=0, check_same_thread=False)
+        connection = LeanConnection(connect, 64)
         connection.path, connection.lock_timeout = path, lock_timeout
         if path != ":memory:" and not path.startswith("file:"):
-            connection.writer = WriterLock(path, lock_timeout)
+            connection.writer = WriterLock(path)
         return connection
 
     return connect

@@ -12,6 +12,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from nopass.core.models import User
+from nopass.store.prebuilt import run
 from nopass.store.tables import ConnectionRow, UserRow, UTCDateTime, table
 
 _T = table(UserRow)
@@ -86,7 +87,7 @@ class SqlUserRepo:
 
     async def get(self, tenant_id: str, user_id: str) -> User | None:
         params = {"b_tenant_id": tenant_id, "b_user_id": user_id}
-        row = (await self._conn.execute(GET, params)).first()
+        row = (await run(self._conn, GET, params)).first()
         return _user(row) if row is not None else None
 
     async def record_login(
@@ -111,7 +112,7 @@ class SqlUserRepo:
             "b_now": now,
             "b_ip": ip,
         }
-        row = (await self._conn.execute(_record_login(self._conn.dialect.name), params)).one()
+        row = (await run(self._conn, _record_login(self._conn.dialect.name), params)).one()
         return _user(row), row.user_id == new_user_id  # a fresh id only on a new row
 
     async def connection_names(self, tenant_id: str) -> dict[str, str]:
