@@ -185,8 +185,8 @@ class SmtpSink:
                 else:  # RSET, NOOP, ...
                     writer.write(b"250 OK\r\n")
                 await writer.drain()
-        except (asyncio.IncompleteReadError, ConnectionError):
-            pass
+        except (asyncio.IncompleteReadError, ConnectionError, asyncio.CancelledError):
+            pass  # cancelled: the run is over and its loop closing (nothing left to report)
         finally:
             writer.close()
 

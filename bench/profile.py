@@ -103,8 +103,10 @@ async def main(seconds: float, out: Path, users: int, workers: int, concurrency:
             ]
             tree = procstat.tree(process.pid)
             u0, s0 = procstat.user_system_seconds(tree)
+            g0 = sum(os.times()[:2])
             outcome = await driver.closed_loop(concurrency, 0.0, seconds)
             u1, s1 = procstat.user_system_seconds(tree)
+            g1 = sum(os.times()[:2])
             cpu0, cpu1 = u0 + s0, u1 + s1
             n = max(outcome.ok, 1)
             print(
@@ -114,7 +116,8 @@ async def main(seconds: float, out: Path, users: int, workers: int, concurrency:
             for spy in spies:
                 spy.wait()
             print(outcome.summary())
-            print(f"server CPU per login: {(cpu1 - cpu0) / max(outcome.ok, 1) * 1000:.2f} ms")
+            print(f"server CPU per login: {(cpu1 - cpu0) / n * 1000:.2f} ms")
+            print(f"load generator CPU per login: {(g1 - g0) / n * 1000:.2f} ms")
     merged = out / "stacks.txt"
     merged.write_text("".join(p.read_text() for p in out.glob("stacks-*.txt")))
     print(summarize(merged, 40))

@@ -40,6 +40,7 @@ from nopass.api.routes import (
 from nopass.core.clock import Clock, SystemClock
 from nopass.core.errors import NopassError
 from nopass.core.keyring import Keyring
+from nopass.core.models import OutboxEntry
 from nopass.delivery.sms import SmsRouter
 from nopass.delivery.smtp import SmtpTransport
 from nopass.delivery.templates import TemplateRenderer
@@ -106,29 +107,36 @@ async def outbox_worker(
     wakeup = runtime.wakeup
     loop = asyncio.get_running_loop()
     abandoned_checked = -ABANDONED_CHECK_SECONDS
-    while not wakeup.stopping:
+    # The next batch, claimed while the last one was settled; None: claim what is due.
+    claimed: list[OutboxEntry] | None = None
+    # On stop, a batch already claimed is still delivered (graceful shutdown).
+    while not wakeup.stopping or claimed:
         # Messages whose sender died stay claimed for a lease of a minute: looking for
         # them every few seconds is soon enough, and saves a query per wake-up.
         abandoned = loop.time() - abandoned_checked >= ABANDONED_CHECK_SECONDS
         if abandoned:
             abandoned_checked = loop.time()
-        backlog = False
         try:
-            backlog = await deliver_due(
+            claimed = await deliver_due(
                 runtime.queue,
                 transport,
                 runtime.config.email_provider,
                 clock,
                 policy,
                 abandoned=abandoned,
+                claimed=claimed,
+                claim_next=not wakeup.stopping,
             )
         except UNAVAILABLE as exc:  # the database is away: say so, without a traceback
             log.warning("outbox_worker_unavailable", error=type(exc).__name__)
+            claimed = None
         except Exception:  # anything else must not kill the worker either
             log.exception("outbox_worker_error")
-        # Claim again at once only after a full batch; a start that queued a message while
-        # this batch went out has set the wake-up already, so it is not waited for either.
-        if not backlog:
+            claimed = None
+        # Go on at once with a batch claimed meanwhile; else wait for a start's wake-up
+        # (one that queued a message while this batch went out has set it already).
+        if not claimed:
+            claimed = None
             await wakeup.wait(settings.outbox_poll_seconds)
     await transport.aclose()
 

@@ -267,7 +267,13 @@ class OutboxQueue(Protocol):
         ...
 
     async def mark_sent(self, entries: Sequence[OutboxEntry], now: datetime) -> None:
-        """Settle delivered messages (one statement for all of them)."""
+        """Settle delivered messages."""
+        ...
+
+    async def settle_and_claim(
+        self, sent: Sequence[OutboxEntry], now: datetime, *, lease_seconds: float, limit: int
+    ) -> list[OutboxEntry]:
+        """``mark_sent`` then ``claim_due``, in one transaction (one commit per batch)."""
         ...
 
     async def retry_later(self, entry: OutboxEntry, at: datetime, error: str) -> None: ...

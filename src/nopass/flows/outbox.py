@@ -7,6 +7,7 @@ processes) send the same message; a message whose sender died mid-send is not se
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -38,20 +39,34 @@ async def deliver_due(
     *,
     batch: int = 20,
     abandoned: bool = True,
-) -> bool:
-    """Deliver what is due now; True when the claim was full (more may be due already).
-    ``abandoned`` also fails messages whose sender died (the worker asks now and then)."""
+    claimed: Sequence[OutboxEntry] | None = None,
+    claim_next: bool = True,
+) -> list[OutboxEntry]:
+    """Deliver a batch: ``claimed`` (handed on by the previous call) or what is due now.
+    The batch is settled and, in the same transaction, the next one claimed (unless
+    ``claim_next`` is false: the worker is stopping) and returned, for the worker to deliver
+    at once; so a busy outbox commits once per batch, not twice. ``abandoned`` also fails
+    messages whose sender died (the worker asks now and then)."""
     now = clock.now()
     if abandoned:
         await queue.fail_abandoned(now)
+    if claimed is None:
+        claimed = await queue.claim_due(now, lease_seconds=policy.lease_seconds, limit=batch)
+    if not claimed:
+        return []
     sent: list[OutboxEntry] = []
-    claimed = await queue.claim_due(now, lease_seconds=policy.lease_seconds, limit=batch)
     try:
         for entry in claimed:
             await _deliver(entry, queue, transport, providers, clock, policy, sent)
-    finally:
+    except BaseException:
         await queue.mark_sent(sent, clock.now())
-    return len(claimed) >= batch
+        raise
+    if not claim_next:
+        await queue.mark_sent(sent, clock.now())
+        return []
+    return await queue.settle_and_claim(
+        sent, clock.now(), lease_seconds=policy.lease_seconds, limit=batch
+    )
 
 
 async def _deliver(

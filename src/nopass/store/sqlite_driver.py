@@ -30,7 +30,7 @@ import aiosqlite
 IMMEDIATE = "BEGIN IMMEDIATE"
 # One writer at a time: SQLite has one write lock. Within a process, writers queue on an
 # asyncio lock per database and event loop; between processes, on a lock file beside the
-# database (``WriterLock``), tried every 0.2-5 ms.
+# database (``WriterLock``).
 _gates: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[str, asyncio.Lock]] = (
     weakref.WeakKeyDictionary()
 )
@@ -61,36 +61,66 @@ Outcome = tuple[Any, int, int | None, list[Any]]
 class WriterLock:
     """``flock`` on ``<database>-writer.lock``, taken before BEGIN IMMEDIATE and released
     after COMMIT or ROLLBACK. A process that dies lets go of it; another program writing the
-    database (``sqlite3``) still meets SQLite's own lock."""
+    database (``sqlite3``) still meets SQLite's own lock.
+
+    Taken without waiting when it is free. When another process holds it, the wait is a
+    blocking ``flock`` in a worker thread, on a descriptor of its own: the kernel wakes it
+    the moment the lock is let go, so a waiting process gets its turn instead of polling
+    while the holder's next writers take the lock again (seen: 42 ms average waits in one
+    process against 2 ms in the other). Only one writer per process waits here; the others
+    queue on the process's gate."""
 
     def __init__(self, database: str) -> None:
         self._path = f"{database}-writer.lock"
         self._fd: int | None = None
-        self.held = False
+        self._holding_fd: int | None = None
+
+    @property
+    def held(self) -> bool:
+        return self._holding_fd is not None
 
     async def acquire(self, deadline: float) -> None:
         if self._fd is None:
-            self._fd = os.open(self._path, os.O_RDWR | os.O_CREAT, 0o600)
-        pause = FIRST_PAUSE
-        while True:
-            try:
-                fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                pause = await _pause(pause, deadline)
-            else:
-                self.held = True
-                return
+            self._fd = self._open()
+        try:
+            fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            pass
+        else:
+            self._holding_fd = self._fd
+            return
+        loop = asyncio.get_running_loop()
+        waiter = self._open()
+        taken = loop.run_in_executor(None, fcntl.flock, waiter, fcntl.LOCK_EX)
+        try:
+            async with asyncio.timeout_at(deadline):
+                await asyncio.shield(taken)
+        except BaseException as exc:
+            # The thread cannot be stopped: closing its descriptor once its flock returns
+            # lets go of a lock taken too late.
+            taken.add_done_callback(lambda _: os.close(waiter))
+            if isinstance(exc, TimeoutError):
+                raise sqlite3.OperationalError("database is locked") from None
+            raise
+        self._holding_fd = waiter
 
     def release(self) -> None:
-        if self.held and self._fd is not None:
-            self.held = False
-            fcntl.flock(self._fd, fcntl.LOCK_UN)
+        fd, self._holding_fd = self._holding_fd, None
+        if fd is None:
+            return
+        if fd == self._fd:
+            fcntl.flock(fd, fcntl.LOCK_UN)
+        else:
+            os.close(fd)  # a waiter's own descriptor: closing it lets go
 
     def close(self) -> None:
         self.release()
         if self._fd is not None:
             os.close(self._fd)
             self._fd = None
+
+    def _open(self) -> int:
+        return os.open(self._path, os.O_RDWR | os.O_CREAT, 0o600)
 
 
 def _run(db: sqlite3.Connection, sql: str, parameters: Any, many: bool) -> Outcome:
