@@ -85,10 +85,10 @@ async def run(
     if driver is None or plan is None:
         result = await conn.execute(statement, dict(given))  # type: ignore[call-overload]
         return Rows(result.all() if result.returns_rows else (), result.rowcount)
-    values = tuple(
-        (bind(value) if bind else value)
-        for value, bind in ((given.get(name, fixed), bind) for name, fixed, bind in plan.slots)
-    )
+    values = []
+    for name, fixed, bind in plan.slots:
+        value = given.get(name, fixed)
+        values.append(value if bind is None else bind(value))
     try:
         _, rowcount, _, raw = await driver.run(plan.sql, values, many=False)
     except sqlite3.Error as exc:
