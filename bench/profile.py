@@ -2,6 +2,7 @@
 every server process; writes collapsed stacks and prints the heaviest frames.
 
     python -m bench.profile --seconds 20 --out /tmp/nopass-profile
+    python -m bench.profile --rate 200     # an open loop at 200 logins/s: latency at a load
 """
 
 from __future__ import annotations
@@ -62,7 +63,9 @@ def _package(frame: str) -> str:
     return f"stdlib {parts[0]}" if parts else "native/?"
 
 
-async def main(seconds: float, out: Path, users: int, workers: int, concurrency: int) -> None:
+async def main(
+    seconds: float, out: Path, users: int, workers: int, concurrency: int, rate: float | None
+) -> None:
     sink = SmtpSink(NOPASS_CODE)
     smtp_port = await sink.start()
     with tempfile.TemporaryDirectory(prefix="nopass-profile-") as tmp:
@@ -104,7 +107,10 @@ async def main(seconds: float, out: Path, users: int, workers: int, concurrency:
             tree = procstat.tree(process.pid)
             u0, s0 = procstat.user_system_seconds(tree)
             g0 = sum(os.times()[:2])
-            outcome = await driver.closed_loop(concurrency, 0.0, seconds)
+            if rate:  # an open loop: arrivals at ``rate`` whatever the answers (latency)
+                outcome = await driver.open_loop(rate, 0.0, seconds)
+            else:
+                outcome = await driver.closed_loop(concurrency, 0.0, seconds)
             u1, s1 = procstat.user_system_seconds(tree)
             g1 = sum(os.times()[:2])
             cpu0, cpu1 = u0 + s0, u1 + s1
@@ -129,6 +135,9 @@ if __name__ == "__main__":
     parser.add_argument("--users", type=int, default=1000)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--concurrency", type=int, default=24)
+    parser.add_argument(
+        "--rate", type=float, default=None, help="start logins at this rate (open loop) instead"
+    )
     parser.add_argument("--out", type=Path, default=Path(tempfile.gettempdir()) / "nopass-profile")
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
@@ -136,5 +145,5 @@ if __name__ == "__main__":
         old.unlink()
     if GENERATOR_CPU > 0:
         os.sched_setaffinity(0, {GENERATOR_CPU})
-    asyncio.run(main(args.seconds, args.out, args.users, args.workers, args.concurrency))
+    asyncio.run(main(args.seconds, args.out, args.users, args.workers, args.concurrency, args.rate))
     sys.exit(0)
