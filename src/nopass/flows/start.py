@@ -245,6 +245,27 @@ class _Request:
 
 
 @dataclass(frozen=True, slots=True)
+class _Code:
+    """A new code and what follows from it (its HMAC, the link), made before the transaction
+    opens: it needs no database, and the transaction (on SQLite, the one write lock) should
+    hold for writing only."""
+
+    challenge_id: str
+    code: str
+    key_id: str
+    mac: str
+    link: str
+
+
+@dataclass(frozen=True, slots=True)
+class _Rendered:
+    message: Message
+    provider: str
+    event: str  # the audit event of a queued message: cls or cs
+    queued: bool  # written to the outbox; else an SMS for a real provider, sent after commit
+
+
+@dataclass(frozen=True, slots=True)
 class _Issued:
     challenge_id: str
     code: str
@@ -280,6 +301,9 @@ async def start_passwordless(
 ) -> StartResult:
     req = _validate(cmd, config)
     test = config.tenant.test_identity(req.connection.name, req.identifier, deps.clock.now())
+    fresh = _new_code(cmd, req, deps, test)
+    # A phantom's message is rendered like a real one, so that its answer takes as long.
+    rendered = _render(cmd, req, fresh, config, deps) if test is None else None
     # One transaction, in the order of §12.2: client authentication → rate limits → send.
     async with deps.uow() as uow:
         authenticated = False
@@ -302,20 +326,21 @@ async def start_passwordless(
             uow=uow,
         )
         now = deps.clock.now()
-        issued = await _issue_code(uow, cmd, req, config, deps, now, test)
+        issued = await _issue_code(uow, req, config, fresh, now)
         audit = _audit_base(cmd, config, req, issued)
         sms_now: Message | None = None
-        if test is not None:  # a fixed code: nothing is sent, the use is audited
+        if rendered is None:  # a test identity's fixed code: nothing is sent, the use is audited
             event = "cls" if req.channel is Channel.EMAIL else "cs"
             tested = replace(audit, details={**audit.details, "test_identity": True})
             await uow.audit.add(_event(tested, event, description=TEST_IDENTITY_TEXT), now)
         else:
-            # A phantom answers like any other start and sends nothing (§12.5). It renders and
-            # writes its message like a real one, in a savepoint that it then rolls back, so
-            # that its answer takes as long.
+            # A phantom answers like any other start and sends nothing (§12.5). It writes its
+            # message like a real one, in a savepoint that it then rolls back, so that its
+            # answer takes as long.
             async with uow.savepoint(keep=not issued.phantom):
-                message = await _queue_message(uow, cmd, req, issued, config, deps, audit, now)
-            sms_now = None if issued.phantom else message
+                await _queue_message(uow, req, issued, config, rendered, audit, now)
+            if not issued.phantom and not rendered.queued:
+                sms_now = rendered.message
         await uow.commit()
     if sms_now is not None:
         await _send_sms(deps, config, req.connection, sms_now, cmd.request, issued, audit)
@@ -348,60 +373,24 @@ def _limit_audit(cmd: StartCommand, config: TenantConfig, req: _Request) -> Audi
     )
 
 
-async def _issue_code(
-    uow: UnitOfWork,
-    cmd: StartCommand,
-    req: _Request,
-    config: TenantConfig,
-    deps: StartDeps,
-    now: datetime,
-    test: TestIdentity | None,
-) -> _Issued:
-    """Store a new code (as an HMAC; a test identity's fixed one) and void the identity's
-    earlier ones."""
-    tenant_id, connection = config.tenant.id, req.connection
+def _new_code(
+    cmd: StartCommand, req: _Request, deps: StartDeps, test: TestIdentity | None
+) -> _Code:
     challenge_id = new_id()
-    code = test.code if test is not None else new_code(connection.code_length)
+    code = test.code if test is not None else new_code(req.connection.code_length)
     key_id, mac = deps.keyring.code_mac(challenge_id, code)
-    phantom = connection.disable_signup and not await uow.users.exists(
-        tenant_id, connection.id, req.identifier
-    )
-    await uow.challenges.void_pending(tenant_id, connection.id, req.identifier, now)
-    await uow.challenges.add(
-        Challenge(
-            id=challenge_id,
-            tenant_id=tenant_id,
-            connection_id=connection.id,
-            client_id=req.client.client_id,
-            identifier=req.identifier,
-            code_hmac=mac,
-            key_id=key_id,
-            send=req.send,
-            created_at=now,
-            expires_at=now + timedelta(seconds=connection.code_lifetime),
-            phantom=phantom,
-            auth_params=req.auth_params,
-        )
-    )
-    link = build_link(cmd.origin, connection, req.client, req.identifier, code, req.auth_params)
-    return _Issued(challenge_id=challenge_id, code=code, link=link, phantom=phantom)
+    link = build_link(cmd.origin, req.connection, req.client, req.identifier, code, req.auth_params)
+    return _Code(challenge_id=challenge_id, code=code, key_id=key_id, mac=mac, link=link)
 
 
-async def _queue_message(
-    uow: UnitOfWork,
-    cmd: StartCommand,
-    req: _Request,
-    issued: _Issued,
-    config: TenantConfig,
-    deps: StartDeps,
-    audit: AuditEvent,
-    now: datetime,
-) -> Message | None:
-    """Render the message. Email (and SMS on the outbox provider) is written to the outbox in
-    this transaction; an SMS for a real provider is returned, to be sent after the commit."""
+def _render(
+    cmd: StartCommand, req: _Request, fresh: _Code, config: TenantConfig, deps: StartDeps
+) -> _Rendered:
+    """The message. Email (and SMS on the outbox provider) is queued in the outbox; an SMS
+    for a real provider is sent after the commit."""
     context = TemplateContext(
-        code=issued.code,
-        link=issued.link,
+        code=fresh.code,
+        link=fresh.link,
         application_name=req.client.name,
         request_language=cmd.request_language,
         send=req.send,
@@ -413,24 +402,64 @@ async def _queue_message(
         sender = (provider.default_from_address if provider else None) or DEFAULT_SENDER
         message = deps.renderer.email(req.connection, context, sender)
         provider_name = provider.name if provider is not None and provider.enabled else "none"
-        event = "cls"
-    else:
-        message = deps.renderer.sms(req.connection, context)
-        provider_name = str(req.connection.options.get("provider", OUTBOX_PROVIDER))
-        if provider_name != OUTBOX_PROVIDER:
-            return message
-        event = "cs"
+        return _Rendered(message, provider_name, "cls", queued=True)
+    message = deps.renderer.sms(req.connection, context)
+    provider_name = str(req.connection.options.get("provider", OUTBOX_PROVIDER))
+    return _Rendered(message, provider_name, "cs", queued=provider_name == OUTBOX_PROVIDER)
+
+
+async def _issue_code(
+    uow: UnitOfWork, req: _Request, config: TenantConfig, fresh: _Code, now: datetime
+) -> _Issued:
+    """Store the new code (as an HMAC; a test identity's fixed one) and void the identity's
+    earlier ones."""
+    tenant_id, connection = config.tenant.id, req.connection
+    phantom = connection.disable_signup and not await uow.users.exists(
+        tenant_id, connection.id, req.identifier
+    )
+    await uow.challenges.void_pending(tenant_id, connection.id, req.identifier, now)
+    await uow.challenges.add(
+        Challenge(
+            id=fresh.challenge_id,
+            tenant_id=tenant_id,
+            connection_id=connection.id,
+            client_id=req.client.client_id,
+            identifier=req.identifier,
+            code_hmac=fresh.mac,
+            key_id=fresh.key_id,
+            send=req.send,
+            created_at=now,
+            expires_at=now + timedelta(seconds=connection.code_lifetime),
+            phantom=phantom,
+            auth_params=req.auth_params,
+        )
+    )
+    return _Issued(
+        challenge_id=fresh.challenge_id, code=fresh.code, link=fresh.link, phantom=phantom
+    )
+
+
+async def _queue_message(
+    uow: UnitOfWork,
+    req: _Request,
+    issued: _Issued,
+    config: TenantConfig,
+    rendered: _Rendered,
+    audit: AuditEvent,
+    now: datetime,
+) -> None:
+    if not rendered.queued:
+        return
     await uow.outbox.add(
         config.tenant.id,
-        message,
-        provider=provider_name,
+        rendered.message,
+        provider=rendered.provider,
         challenge_id=issued.challenge_id,
         code=issued.code,
         link=issued.link if req.channel is Channel.EMAIL else None,
         now=now,
     )
-    await uow.audit.add(_event(audit, event), now)
-    return None
+    await uow.audit.add(_event(audit, rendered.event), now)
 
 
 async def _send_sms(

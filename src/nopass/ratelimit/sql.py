@@ -133,31 +133,58 @@ _UNCOUNT = (
 async def _count(
     conn: AsyncConnection, windows: Sequence[Window], now: datetime
 ) -> dict[str, Counter]:
-    """Count one hit in each window (opening a new one where the stored one closed): the
-    counters after it, by key. On PostgreSQL in one statement (SQLAlchemy sends the rows of
-    an ``executemany`` upsert as one multi-row statement, one round trip); on SQLite, where
-    there is no round trip to save, one prebuilt statement per window."""
+    """Count one hit in each window (opening a new one where the stored one closed), in one
+    statement: the counters after it, by key. On PostgreSQL an ``executemany`` that
+    SQLAlchemy sends as one multi-row statement; on SQLite a prebuilt multi-row statement
+    per number of windows (``store/prebuilt.py``)."""
     ordered = sorted(windows, key=lambda w: w.key)  # rows lock in key order
-    params = [{"b_key": w.key, "b_now": now, "b_expires": now + w.length} for w in ordered]
-    upsert = _upsert(conn.dialect.name)
     if conn.dialect.name == "sqlite":
-        rows = [(await run(conn, upsert, p)).one() for p in params]
+        params: dict[str, Any] = {"b_now": now}
+        for i, w in enumerate(ordered):
+            params[f"b_key_{i}"], params[f"b_expires_{i}"] = w.key, now + w.length
+        rows = list(await run(conn, _sqlite_upsert(len(ordered)), params))
     else:
-        rows = list(await conn.execute(upsert, params))
+        rows = list(
+            await conn.execute(
+                _upsert(),
+                [{"b_key": w.key, "b_now": now, "b_expires": now + w.length} for w in ordered],
+            )
+        )
     return {key: Counter(started, int(count)) for key, started, count in rows}
 
 
 @functools.cache
-def _upsert(dialect: str) -> Any:
-    """The counting statement, built once: statements built per request cost more CPU than
-    running them. (A multi-row ``values()`` would be compiled again at every call.)"""
-    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
-    stmt = insert(_T).values(
+def _upsert() -> Any:
+    """PostgreSQL's counting statement, built once: statements built per request cost more
+    CPU than running them. (A multi-row ``values()`` would be compiled again at every call.)"""
+    stmt = postgresql.insert(_T).values(
         key=bindparam("b_key"),
         window_start=bindparam("b_now", type_=UTCDateTime()),
         expires_at=bindparam("b_expires", type_=UTCDateTime()),
         count=1,
     )
+    return _counting(stmt)
+
+
+@functools.cache
+def _sqlite_upsert(windows: int) -> Any:
+    """SQLite's counting statement for ``windows`` windows, built once per number."""
+    now = bindparam("b_now", type_=UTCDateTime())
+    stmt = sqlite.insert(_T).values(
+        [
+            {
+                "key": bindparam(f"b_key_{i}"),
+                "window_start": now,
+                "expires_at": bindparam(f"b_expires_{i}", type_=UTCDateTime()),
+                "count": 1,
+            }
+            for i in range(windows)
+        ]
+    )
+    return _counting(stmt)
+
+
+def _counting(stmt: Any) -> Any:
     closed = _T.c.expires_at <= stmt.excluded.window_start  # the new row's start: now
     return stmt.on_conflict_do_update(
         index_elements=["key"],
