@@ -281,8 +281,9 @@ def connector(path: str, lock_timeout: float) -> Any:
     """``async_creator`` for ``create_async_engine``: a LeanConnection to ``path``."""
 
     def connect() -> LeanConnection:
-        connect = partial(sqlite3.connect, path, timeout=0, check_same_thread=False)
-        connection = LeanConnection(connect, 64)
+        # timeout=0: SQLite's busy handler would block the event loop (see the module note)
+        opener = partial(sqlite3.connect, path, timeout=0, check_same_thread=False)
+        connection = LeanConnection(opener, 64)
         connection.path, connection.lock_timeout = path, lock_timeout
         if path != ":memory:" and not path.startswith("file:"):
             connection.writer = WriterLock(path)
