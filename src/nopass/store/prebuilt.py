@@ -57,9 +57,6 @@ class Rows:
             raise MultipleResultsFound("Multiple rows were found when exactly one was required")
         return self._rows[0]
 
-    def scalar(self) -> Any | None:
-        return self._rows[0][0] if self._rows else None
-
     def scalar_one(self) -> Any:
         return self.one()[0]
 
