@@ -159,33 +159,54 @@ class SmtpSink:
             await asyncio.sleep(quiet)
 
     async def _session(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        """Like a production MTA (Postfix): PIPELINING offered, and the replies to commands
+        that arrived together leave together."""
         writer.write(b"220 bench-sink ESMTP\r\n")
         recipients: list[str] = []
+        pending = b""
+        in_data = False
         try:
-            while line := await reader.readuntil(b"\r\n"):
-                verb = line[:4].upper()
-                if verb in (b"EHLO", b"HELO"):
-                    writer.write(b"250-bench-sink\r\n250-8BITMIME\r\n250 SMTPUTF8\r\n")
-                elif verb == b"MAIL":
-                    recipients = []
-                    writer.write(b"250 OK\r\n")
-                elif verb == b"RCPT":
-                    address = line[line.index(b"<") + 1 : line.rindex(b">")]
-                    recipients.append(address.decode().lower())
-                    writer.write(b"250 OK\r\n")
-                elif verb == b"DATA":
-                    writer.write(b"354 go ahead\r\n")
-                    data = await reader.readuntil(b"\r\n.\r\n")
-                    self._deliver(recipients, data)
-                    writer.write(b"250 OK queued\r\n")
-                elif verb == b"QUIT":
-                    writer.write(b"221 bye\r\n")
+            while chunk := await reader.read(65536):
+                pending += chunk
+                replies: list[bytes] = []
+                while True:
+                    if in_data:
+                        end = pending.find(b"\r\n.\r\n")
+                        if end < 0:
+                            break
+                        self._deliver(recipients, pending[: end + 2])
+                        pending, in_data = pending[end + 5 :], False
+                        replies.append(b"250 OK queued\r\n")
+                        continue
+                    end = pending.find(b"\r\n")
+                    if end < 0:
+                        break
+                    line, pending = pending[: end + 2], pending[end + 2 :]
+                    verb = line[:4].upper()
+                    if verb in (b"EHLO", b"HELO"):
+                        replies.append(
+                            b"250-bench-sink\r\n250-PIPELINING\r\n250-8BITMIME\r\n250 SMTPUTF8\r\n"
+                        )
+                    elif verb == b"MAIL":
+                        recipients = []
+                        replies.append(b"250 OK\r\n")
+                    elif verb == b"RCPT":
+                        address = line[line.index(b"<") + 1 : line.rindex(b">")]
+                        recipients.append(address.decode().lower())
+                        replies.append(b"250 OK\r\n")
+                    elif verb == b"DATA":
+                        in_data = True
+                        replies.append(b"354 go ahead\r\n")
+                    elif verb == b"QUIT":
+                        writer.write(b"".join(replies) + b"221 bye\r\n")
+                        await writer.drain()
+                        return
+                    else:  # RSET, NOOP, ...
+                        replies.append(b"250 OK\r\n")
+                if replies:
+                    writer.write(b"".join(replies))
                     await writer.drain()
-                    break
-                else:  # RSET, NOOP, ...
-                    writer.write(b"250 OK\r\n")
-                await writer.drain()
-        except (asyncio.IncompleteReadError, ConnectionError, asyncio.CancelledError):
+        except (ConnectionError, asyncio.CancelledError):
             pass  # cancelled: the run is over and its loop closing (nothing left to report)
         finally:
             writer.close()

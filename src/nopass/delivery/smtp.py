@@ -1,4 +1,4 @@
-"""Email over SMTP (RFC 5321) with aiosmtplib; STARTTLS per the provider's settings.
+"""Email over SMTP (RFC 5321) with our pipelining client; STARTTLS per the provider's settings.
 
 Failures are classified for the outbox: connection problems and 4xx replies are retryable,
 5xx replies (the server refused the message for good) are not.
@@ -7,21 +7,27 @@ Failures are classified for the outbox: connection problems and 4xx replies are 
 from __future__ import annotations
 
 import binascii
-import contextlib
-import email.message
+import email.policy
+import io
 import secrets
 import time
 from dataclasses import dataclass
+from email.generator import BytesGenerator
 from email.header import Header
 from email.headerregistry import Address
 from email.message import EmailMessage
 from email.utils import format_datetime, formataddr, make_msgid, parseaddr
 
-import aiosmtplib
-
 from nopass.core.clock import Clock, SystemClock
 from nopass.core.errors import DeliveryFailed, DeliveryFailure
 from nopass.core.models import EmailProvider, Message
+from nopass.delivery.smtp_client import (
+    SmtpClient,
+    SmtpDisconnected,
+    SmtpError,
+    SmtpRecipientsRefused,
+    SmtpReplyError,
+)
 
 __all__ = ["Envelope", "SmtpTransport", "build_email"]
 
@@ -32,7 +38,7 @@ SUBJECT_FOLD_AT = 900  # longer (or non-ASCII) subjects are folded as RFC 2047 w
 @dataclass(frozen=True, slots=True)
 class Envelope:
     sender: str  # the address for MAIL FROM
-    content: email.message.Message | bytes  # bytes: ready for DATA (CRLF lines)
+    content: EmailMessage | bytes  # bytes: ready for DATA (CRLF lines)
 
 
 def build_email(message: Message, clock: Clock) -> Envelope:
@@ -128,12 +134,11 @@ class SmtpTransport:
         self._timeout = timeout
         self._clock = clock or SystemClock()
         self._keep_seconds = keep_seconds
-        self._idle: dict[Key, tuple[aiosmtplib.SMTP, float]] = {}
+        self._idle: dict[Key, tuple[SmtpClient, float]] = {}
 
     async def send(self, provider: EmailProvider, message: Message) -> None:
         creds = provider.credentials
         mail = build_email(message, self._clock)
-        recipients = [message.recipient]
         key: Key = (
             str(creds.get("smtp_host", "localhost")),
             int(creds.get("smtp_port", 587)),
@@ -142,55 +147,61 @@ class SmtpTransport:
             STARTTLS[str(provider.settings.get("starttls", "auto"))],
         )
         try:
-            kept = self._take(key)
-            if kept is not None:
-                try:
-                    await _send(kept, mail, recipients)
-                except aiosmtplib.SMTPServerDisconnected:
-                    kept.close()  # the server dropped the idle session: a new one below
-                except BaseException:
-                    kept.close()
-                    raise
-                else:
-                    self._keep(key, kept)
-                    return
-            client = aiosmtplib.SMTP(
-                hostname=key[0],
-                port=key[1],
-                username=key[2],
-                password=key[3],
-                start_tls=key[4],
-                timeout=self._timeout,
-            )
-            with contextlib.ExitStack() as stack:
-                stack.callback(client.close)  # dropped on any failure, kept on success
-                await client.connect()
-                await _send(client, mail, recipients)
-                stack.pop_all()
-            self._keep(key, client)
-        except aiosmtplib.SMTPResponseException as exc:
+            await self._deliver(key, mail.sender, [message.recipient], mail.content)
+        except SmtpRecipientsRefused as exc:
+            codes = [reply.code for _, reply in exc.refused]
+            raise DeliveryFailed(
+                DeliveryFailure.REJECTED,
+                status=codes[0],
+                provider_message="recipient refused",
+                retryable=all(400 <= c < 500 for c in codes),
+            ) from exc
+        except SmtpReplyError as exc:
             raise DeliveryFailed(
                 DeliveryFailure.REJECTED,
                 status=exc.code,
                 provider_message=f"SMTP {exc.code}: {exc.message}",
                 retryable=400 <= exc.code < 500,
             ) from exc
-        except aiosmtplib.SMTPRecipientsRefused as exc:
-            codes = [e.code for e in exc.recipients]
-            raise DeliveryFailed(
-                DeliveryFailure.REJECTED,
-                status=codes[0] if codes else None,
-                provider_message="recipient refused",
-                retryable=all(400 <= c < 500 for c in codes),
-            ) from exc
-        except (aiosmtplib.SMTPException, OSError, TimeoutError) as exc:
+        except SmtpError as exc:  # connection, timeout, protocol, a missing extension
             raise DeliveryFailed(
                 DeliveryFailure.UNEXPECTED,
                 provider_message=f"{type(exc).__name__}: {exc}",
-                retryable=True,
+                retryable=exc.retryable,
             ) from exc
 
-    def _take(self, key: Key) -> aiosmtplib.SMTP | None:
+    async def _deliver(
+        self, key: Key, sender: str, recipients: list[str], content: EmailMessage | bytes
+    ) -> None:
+        smtputf8 = not isinstance(content, bytes)
+        data = content if isinstance(content, bytes) else _flatten(content)
+        client = self._take(key)
+        if client is not None:
+            try:
+                await client.send(sender, recipients, data, smtputf8=smtputf8)
+                return
+            except SmtpDisconnected as exc:
+                # The server dropped the idle session before answering MAIL: the message
+                # cannot have been accepted, so it goes out once more on a new session.
+                if not exc.before_reply:
+                    raise
+            finally:
+                self._release(key, client)
+        host, port, user, password, starttls = key
+        client = SmtpClient(timeout=self._timeout)
+        try:
+            await client.connect(host, port, starttls=starttls)
+            if user is not None:
+                await client.login(user, password or "")
+        except BaseException:
+            client.close()  # never kept unless logged in as the key says
+            raise
+        try:
+            await client.send(sender, recipients, data, smtputf8=smtputf8)
+        finally:
+            self._release(key, client)
+
+    def _take(self, key: Key) -> SmtpClient | None:
         kept = self._idle.pop(key, None)
         if kept is None:
             return None
@@ -200,7 +211,11 @@ class SmtpTransport:
             return None
         return client
 
-    def _keep(self, key: Key, client: aiosmtplib.SMTP) -> None:
+    def _release(self, key: Key, client: SmtpClient) -> None:
+        """Keeps a session that is still good (after a refusal too: it was RSET), or drops it."""
+        if not client.is_connected:
+            client.close()
+            return
         previous = self._idle.pop(key, None)
         if previous is not None:
             previous[0].close()
@@ -212,16 +227,16 @@ class SmtpTransport:
             await _close(client)
 
 
-async def _send(client: aiosmtplib.SMTP, mail: Envelope, recipients: list[str]) -> None:
-    if isinstance(mail.content, bytes):
-        await client.sendmail(mail.sender, recipients, mail.content)
-    else:
-        await client.send_message(mail.content, sender=mail.sender, recipients=recipients)
+def _flatten(message: EmailMessage) -> bytes:
+    """An internationalised message as SMTPUTF8 bytes (UTF-8 headers, CRLF line ends)."""
+    buffer = io.BytesIO()
+    BytesGenerator(buffer, policy=email.policy.SMTPUTF8).flatten(message)
+    return buffer.getvalue()
 
 
-async def _close(client: aiosmtplib.SMTP) -> None:
+async def _close(client: SmtpClient) -> None:
     """QUIT politely, or just drop the connection."""
     try:
         await client.quit()
-    except (aiosmtplib.SMTPException, OSError, TimeoutError):
+    except SmtpError:
         client.close()
