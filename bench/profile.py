@@ -3,6 +3,7 @@ every server process; writes collapsed stacks and prints the heaviest frames.
 
     python -m bench.profile --seconds 20 --out /tmp/nopass-profile
     python -m bench.profile --rate 200     # an open loop at 200 logins/s: latency at a load
+    python -m bench.profile --no-spy       # throughput and CPU per login, not sampled
 """
 
 from __future__ import annotations
@@ -64,7 +65,13 @@ def _package(frame: str) -> str:
 
 
 async def main(
-    seconds: float, out: Path, users: int, workers: int, concurrency: int, rate: float | None
+    seconds: float,
+    out: Path,
+    users: int,
+    workers: int,
+    concurrency: int,
+    rate: float | None,
+    spy: bool = True,
 ) -> None:
     sink = SmtpSink(NOPASS_CODE)
     smtp_port = await sink.start()
@@ -102,7 +109,7 @@ async def main(
                     stdout=subprocess.DEVNULL,
                     stderr=subprocess.DEVNULL,
                 )
-                for pid in pids
+                for pid in (pids if spy else [])
             ]
             tree = procstat.tree(process.pid)
             u0, s0 = procstat.user_system_seconds(tree)
@@ -124,6 +131,8 @@ async def main(
             print(outcome.summary())
             print(f"server CPU per login: {(cpu1 - cpu0) / n * 1000:.2f} ms")
             print(f"load generator CPU per login: {(g1 - g0) / n * 1000:.2f} ms")
+    if not spy:
+        return
     merged = out / "stacks.txt"
     merged.write_text("".join(p.read_text() for p in out.glob("stacks-*.txt")))
     print(summarize(merged, 40))
@@ -138,12 +147,25 @@ if __name__ == "__main__":
     parser.add_argument(
         "--rate", type=float, default=None, help="start logins at this rate (open loop) instead"
     )
+    parser.add_argument(
+        "--no-spy", action="store_true", help="no sampling: figures without py-spy's overhead"
+    )
     parser.add_argument("--out", type=Path, default=Path(tempfile.gettempdir()) / "nopass-profile")
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
-    for old in args.out.glob("stacks*.txt"):
+    for old in args.out.glob("stacks*.txt") if not args.no_spy else ():
         old.unlink()
     if GENERATOR_CPU > 0:
         os.sched_setaffinity(0, {GENERATOR_CPU})
-    asyncio.run(main(args.seconds, args.out, args.users, args.workers, args.concurrency, args.rate))
+    asyncio.run(
+        main(
+            args.seconds,
+            args.out,
+            args.users,
+            args.workers,
+            args.concurrency,
+            args.rate,
+            not args.no_spy,
+        )
+    )
     sys.exit(0)

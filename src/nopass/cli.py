@@ -185,7 +185,7 @@ def _run_server(settings: Settings, *, host: str, port: int, workers: int) -> in
         log_config=uvicorn_log_config(settings.log_level),
         timeout_graceful_shutdown=30,
         loop="uvloop",
-        http="httptools",
+        http="nopass.api.http_protocol:OneWriteHttpToolsProtocol",  # httptools, one write each
     )
     return 0
 

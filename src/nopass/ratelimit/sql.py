@@ -81,7 +81,7 @@ class SqlRateLimiter:
             return
         params = {"b_key": decision.window.key, "b_start": decision.started_at, "b_now": now}
         async with _transaction(self._engine, within) as (conn, tx):
-            await conn.execute(_REFUND, params)
+            await run(conn, _REFUND, params)
             if tx is not None:
                 await tx.commit()
 
