@@ -25,6 +25,7 @@ from starlette.responses import Response
 from nopass.api.cors import PublicCors
 from nopass.api.deps import Services
 from nopass.api.errors import common_error, unavailable_error
+from nopass.api.hot_routes import HotRoutes
 from nopass.api.responses import auth0_error
 from nopass.api.routes import (
     authorize,
@@ -58,6 +59,7 @@ from nopass.settings import Settings, with_secret
 from nopass.store.config import ConfigCache
 from nopass.store.engine import create_engine, reader
 from nopass.store.housekeeping import purge
+from nopass.store.kept_connections import KeptConnections
 from nopass.store.keys import SqlKeyStore
 from nopass.store.outbox_queue import SqlOutboxQueue
 from nopass.store.unit_of_work import SqlUnitOfWork
@@ -208,13 +210,17 @@ def create_app(
             return False
         return True
 
-    def unit_of_work() -> SqlUnitOfWork:
-        return SqlUnitOfWork(engine, keyring)
-
     read_engine = reader(engine)
+    # SQLite keeps its units of work's connections open (store/kept_connections.py).
+    sqlite = engine.dialect.name == "sqlite" and ":memory:" not in settings.database_url
+    writing = KeptConnections(engine) if sqlite else None
+    reading = KeptConnections(read_engine) if sqlite else None
+
+    def unit_of_work() -> SqlUnitOfWork:
+        return SqlUnitOfWork(engine, keyring, kept=writing)
 
     def reading_unit_of_work() -> SqlUnitOfWork:
-        return SqlUnitOfWork(read_engine, keyring)
+        return SqlUnitOfWork(read_engine, keyring, kept=reading)
 
     keys = SqlKeyStore(engine, keyring, runtime.config, clock)
     limits = Limits(limiter=rate_limiter(settings, engine), uow=unit_of_work, clock=clock)
@@ -261,6 +267,9 @@ def create_app(
                     await worker
             await http.aclose()
             await limits.limiter.aclose()
+            for kept in (writing, reading):
+                if kept is not None:
+                    await kept.aclose()
             await engine.dispose()
 
     app = FastAPI(
@@ -284,6 +293,13 @@ def create_app(
     if settings.dev_mode:
         app.include_router(dev.router)
     _install_error_handlers(app)
+    app.add_middleware(  # innermost of ours: CORS and the access log see these requests too
+        HotRoutes,
+        routes={
+            ("POST", "/passwordless/start"): passwordless.passwordless_start,
+            ("POST", "/oauth/token"): oauth.token,
+        },
+    )
     app.add_middleware(PublicCors)
     app.add_middleware(AccessLog)
     return app

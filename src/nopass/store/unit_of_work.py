@@ -13,7 +13,7 @@ from types import TracebackType
 from typing import Self
 
 from sqlalchemy import insert, text
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from nopass.core.keyring import Keyring
@@ -22,6 +22,7 @@ from nopass.core.otp import new_id
 from nopass.store.authorization_codes import SqlAuthorizationCodeRepo
 from nopass.store.challenges import SqlChallengeRepo
 from nopass.store.failure_windows import SqlFailureWindowRepo
+from nopass.store.kept_connections import KeptConnections
 from nopass.store.login_tickets import SqlLoginTicketRepo
 from nopass.store.prebuilt import run
 from nopass.store.refresh_tokens import SqlRefreshTokenRepo
@@ -150,13 +151,17 @@ class SqlUnitOfWork:
     transactions: SqlTransactionRepo
     tickets: SqlLoginTicketRepo
 
-    def __init__(self, engine: AsyncEngine, keyring: Keyring) -> None:
+    def __init__(
+        self, engine: AsyncEngine, keyring: Keyring, *, kept: KeptConnections | None = None
+    ) -> None:
+        """``kept``: connections of ``engine`` kept open between units of work (SQLite)."""
         self._engine = engine
         self._keyring = keyring
+        self._kept = kept
         self._conn: AsyncConnection | None = None
 
     async def __aenter__(self) -> Self:
-        conn = await self._engine.connect()
+        conn = await (self._kept.take() if self._kept else self._engine.connect())
         await conn.begin()
         self._conn = conn
         self.challenges = SqlChallengeRepo(conn)
@@ -181,11 +186,16 @@ class SqlUnitOfWork:
         conn, self._conn = self._conn, None
         if conn is None:
             return
+        # A connection that met a database error is not kept: it may be in any state.
+        kept = None if isinstance(exc, (DBAPIError, OSError)) else self._kept
         try:
             if conn.in_transaction():
                 await conn.rollback()
+        except BaseException:
+            kept = None
+            raise
         finally:
-            await conn.close()
+            await (kept.give(conn) if kept else conn.close())
 
     @property
     def connection(self) -> AsyncConnection:
