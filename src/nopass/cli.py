@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import signal
@@ -28,6 +29,8 @@ from nopass.store.users import SqlUserRepo, user_record
 
 EXIT_USAGE = 2
 DEV_TENANT = "dev"
+
+APP = "nopass.app:create_app_from_env"  # the uvicorn factory of every worker
 
 
 class CliError(Exception):
@@ -173,21 +176,39 @@ def _run_server(settings: Settings, *, host: str, port: int, workers: int) -> in
     # uvicorn re-raises the signal that stopped it once it has shut down, so the process would
     # end "killed by SIGTERM" (status 143). A graceful stop on SIGTERM is a success: exit 0.
     signal.signal(signal.SIGTERM, _stopped)
-    uvicorn.run(
-        "nopass.app:create_app_from_env",
-        factory=True,
-        host=host,
-        port=port,
-        workers=workers,
-        access_log=False,
-        proxy_headers=False,
-        server_header=False,
-        log_config=uvicorn_log_config(settings.log_level),
-        timeout_graceful_shutdown=30,
-        loop="uvloop",
-        http="nopass.api.http_protocol:OneWriteHttpToolsProtocol",  # httptools, one write each
-    )
+    options: dict[str, Any] = {
+        "factory": True,
+        "host": host,
+        "port": port,
+        "workers": workers,
+        "access_log": False,
+        "proxy_headers": False,
+        "server_header": False,
+        "log_config": uvicorn_log_config(settings.log_level),
+        "timeout_graceful_shutdown": 30,
+        "loop": "uvloop",
+        "http": "nopass.api.http_protocol:OneWriteHttpToolsProtocol",  # httptools, one write each
+    }
+    if workers == 1:
+        uvicorn.run(APP, **options)
+        return 0
+    from nopass.workers import ReusePortMultiprocess, worker_sockets
+
+    # Each worker on a socket of its own, so that connections spread over them (workers.py).
+    config = uvicorn.Config(APP, **options)
+    with contextlib.suppress(KeyboardInterrupt):
+        ReusePortMultiprocess(config, worker_sockets(host, port, workers)).run()
     return 0
+
+
+def _positive(value: str) -> int:
+    try:
+        number = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a whole number, not {value!r}") from None
+    if number < 1:
+        raise argparse.ArgumentTypeError(f"must be 1 or more, not {number}")
+    return number
 
 
 def _stopped(signum: int, frame: object) -> None:
@@ -299,7 +320,12 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("serve", help="serve the HTTP API")
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
     p.add_argument("--port", type=int, default=8000, help="port (default 8000)")
-    p.add_argument("--workers", type=int, default=1, help="worker processes (default 1)")
+    p.add_argument(
+        "--workers",
+        type=_positive,
+        default=1,
+        help="worker processes, each on a socket of its own (default 1)",
+    )
     p.set_defaults(func=cmd_serve)
 
     p = sub.add_parser("logs", help="print a tenant's audit log as JSON lines")

@@ -55,13 +55,22 @@ def test_every_help_exits_0_and_mentions_its_options(tmp_path: Path) -> None:
 
 
 def test_version_and_usage_errors(tmp_path: Path) -> None:
-    results = _run_all(tmp_path, [("--version",), (), ("frobnicate",), ("apply",)])
+    wrong = [
+        (),
+        ("frobnicate",),
+        ("apply",),
+        ("serve", "--workers", "0"),
+        ("serve", "--workers", "x"),
+    ]
+    results = _run_all(tmp_path, [("--version",), *wrong])
     version = results[("--version",)]
     assert version.returncode == 0
     assert version.stdout.startswith("nopass ")
-    for args in [(), ("frobnicate",), ("apply",)]:
+    for args in wrong:
         result = results[args]
         assert result.returncode == 2, args
         assert result.stdout == ""
         assert "usage: nopass" in result.stderr
     assert "--file" in results[("apply",)].stderr  # names the missing option
+    assert "--workers: must be 1 or more, not 0" in results[("serve", "--workers", "0")].stderr
+    assert "must be a whole number, not 'x'" in results[("serve", "--workers", "x")].stderr
