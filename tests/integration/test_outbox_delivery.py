@@ -16,14 +16,25 @@ import time
 from collections import Counter
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from email.message import EmailMessage
 from typing import Any
 
 import pytest
 from aiosmtpd.controller import Controller
+from sqlalchemy import text
 
+from nopass.core.clock import SystemClock
+from nopass.core.errors import DeliveryFailed
+from nopass.core.keyring import Keyring
+from nopass.core.models import Channel, EmailProvider, Message
+from nopass.delivery.smtp import SmtpTransport
+from nopass.flows.outbox import RetryPolicy, deliver_due
+from nopass.store.engine import create_engine
+from nopass.store.outbox_queue import SqlOutboxQueue
+from nopass.store.unit_of_work import SqlUnitOfWork
 from tests.support.config import NATIVE_ID, tenant_config
-from tests.support.harness import Harness, running_app
+from tests.support.harness import Harness, prepare_database, running_app
 from tests.support.services import free_port
 from tests.support.smtp import Received, SmtpSink
 
@@ -344,3 +355,87 @@ async def test_email_parts_headers_and_language(
         assert 'href="http://127.0.0.1:8123/passwordless/verify_redirect?' in html
     other = "Your Native App" if subject.startswith("Votre") else "Votre code"
     assert other not in text
+
+
+class CountingTransport(SmtpTransport):
+    """Records how many messages each ``send_many`` call carried."""
+
+    def __init__(self) -> None:
+        super().__init__(timeout=5.0)
+        self.batches: list[int] = []
+
+    async def send_many(
+        self, provider: EmailProvider, messages: list[Message]
+    ) -> list[DeliveryFailed | None]:
+        self.batches.append(len(messages))
+        return await super().send_many(provider, messages)
+
+
+@dataclass
+class PipeliningHandler(ScriptedHandler):
+    """Says PIPELINING (aiosmtpd reads pipelined commands line by line) and counts EHLOs."""
+
+    sessions: int = 0
+
+    async def handle_EHLO(
+        self, server: Any, session: Any, envelope: Any, hostname: str, responses: list[str]
+    ) -> list[str]:
+        self.sessions += 1
+        session.host_name = hostname
+        responses.insert(-1, "250-PIPELINING")
+        return responses
+
+
+async def test_a_claimed_batch_goes_out_through_one_send_many(database_url: str) -> None:
+    """Five queued messages of one tenant, one worker step: one ``send_many`` of five over
+    one SMTP session (pipelined: N+1 round trips); each message arrives once."""
+    handler = PipeliningHandler()
+    port = free_port()
+    controller = Controller(handler, hostname="127.0.0.1", port=port)
+    await prepare_database(database_url, tenant_config(ORIGIN, smtp_port=port))
+    engine = create_engine(database_url)
+    keyring = Keyring([b"k" * 32])
+    now = datetime.now(UTC)
+    controller.start()
+    try:
+        async with SqlUnitOfWork(engine, keyring) as work:
+            [tenant] = (await work.connection.execute(text("SELECT id FROM tenants"))).scalars()
+            for n in range(5):
+                await work.outbox.add(
+                    tenant,
+                    Message(Channel.EMAIL, f"u{n}@example.com", "Code", f"code {n}"),
+                    provider="smtp",
+                    challenge_id=None,
+                    code=None,
+                    link=None,
+                    now=now,
+                )
+            await work.commit()
+        smtp = EmailProvider(
+            name="smtp",
+            enabled=True,
+            default_from_address="login@acme.example",
+            credentials={"smtp_host": "127.0.0.1", "smtp_port": port},
+            settings={"starttls": "never"},
+        )
+
+        async def providers(tenant_id: str) -> EmailProvider | None:
+            return smtp if tenant_id == tenant else None
+
+        transport = CountingTransport()
+        queue = SqlOutboxQueue(engine, keyring)
+        next_batch = await deliver_due(queue, transport, providers, SystemClock(), RetryPolicy())
+        assert next_batch == []
+        await transport.aclose()
+        assert transport.batches == [5]
+        assert Counter(r for mail in handler.received for r in mail.recipients) == Counter(
+            f"u{n}@example.com" for n in range(5)
+        )
+        assert handler.data_calls == 5
+        assert handler.sessions == 1
+        async with engine.connect() as conn:
+            rows = await conn.execute(text("SELECT status, attempts FROM outbox_messages"))
+            assert sorted(tuple(row) for row in rows) == [("sent", 1)] * 5
+    finally:
+        await engine.dispose()
+        controller.stop()

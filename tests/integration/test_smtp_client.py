@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import ipaddress
+import re
 import ssl
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -30,6 +31,9 @@ from nopass.delivery.smtp import SmtpTransport
 from nopass.delivery.smtp_client import (
     SmtpClient,
     SmtpDisconnected,
+    SmtpError,
+    SmtpInvalidMessage,
+    SmtpMessage,
     SmtpNotSupported,
     SmtpProtocolError,
     SmtpRecipientsRefused,
@@ -607,3 +611,194 @@ async def test_transport_international_address() -> None:
             await transport.send(provider(port), message("用户@例子.example"))
         assert not caught.value.retryable
         await transport.aclose()
+
+
+# --- send_many: a batch over one session --------------------------------------------------
+
+
+class CountingClient(SmtpClient):
+    """Records each write the client makes (a write is a round trip: its replies are
+    awaited before the next)."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.writes: list[bytes] = []
+
+    def _write(self, data: bytes) -> None:
+        self.writes.append(data)
+        super()._write(data)
+
+
+async def counting(port: int) -> CountingClient:
+    client = CountingClient(timeout=5.0)
+    await client.connect("127.0.0.1", port)
+    client.writes.clear()  # EHLO and the like
+    return client
+
+
+def batch(count: int = 3) -> list[SmtpMessage]:
+    return [
+        SmtpMessage(f"from{n}@example.com", [f"to{n}@example.com"], BODY + f" {n}".encode())
+        for n in range(1, count + 1)
+    ]
+
+
+def envelope(n: int) -> bytes:
+    return b"MAIL FROM:<from%d@example.com>\r\nRCPT TO:<to%d@example.com>\r\nDATA\r\n" % (n, n)
+
+
+def writes(client: CountingClient) -> list[bytes]:
+    """The client's writes, without MAIL's SIZE parameter (where the server offers it)."""
+    return [re.sub(rb" SIZE=\d+", b"", w) for w in client.writes]
+
+
+STUFFED = b"Subject: hi\r\n\r\n..hidden line\r\n...two dots\r\nlone LF\r\nlone CR\r\nlast line"
+
+
+def body(n: int) -> bytes:
+    return STUFFED + f" {n}\r\n.\r\n".encode()
+
+
+async def test_send_many_pipelines_a_batch_in_n_plus_one_writes() -> None:
+    handler = Handler(pipelining=True)
+    with aiosmtpd(handler) as port:
+        client = await counting(port)
+        assert await client.send_many(batch()) == [None, None, None]
+        assert client.is_connected
+        assert writes(client) == [
+            envelope(1),
+            body(1) + envelope(2),  # RFC 2920 §3.1: the data, then the next envelope
+            body(2) + envelope(3),
+            body(3),
+        ]
+        await client.quit()
+    assert [(m.sender, m.recipients) for m in handler.received] == [
+        (f"from{n}@example.com", [f"to{n}@example.com"]) for n in (1, 2, 3)
+    ]
+    assert [m.content for m in handler.received] == [
+        ARRIVES[:-2] + f" {n}\r\n".encode() for n in (1, 2, 3)
+    ]
+
+
+async def test_send_many_a_refused_recipient_fails_only_its_message() -> None:
+    handler = Handler(pipelining=True, refuse={"to2@example.com": "550 5.1.1 No such user"})
+    with aiosmtpd(handler) as port:
+        client = await counting(port)
+        first, second, third = await client.send_many(batch())
+        assert first is None and third is None
+        assert isinstance(second, SmtpRecipientsRefused)
+        assert (second.code, second.retryable) == (550, False)
+        # aiosmtpd answers DATA with 503 (no valid recipient): RSET goes with envelope 3.
+        assert writes(client)[2] == b"RSET\r\n" + envelope(3)
+        assert len(client.writes) == 4
+        assert client.is_connected
+        await client.quit()
+    assert [m.recipients for m in handler.received] == [["to1@example.com"], ["to3@example.com"]]
+
+
+async def test_send_many_data_accepted_without_recipients_gets_a_dot_then_rset() -> None:
+    server = RawServer(script=answer(b"RCPT", b"550 5.1.1 No such user\r\n", after=1, until=2))
+    async with raw_server(server) as port:
+        client = await counting(port)
+        first, second, third = await client.send_many(batch())
+        assert first is None and third is None
+        assert isinstance(second, SmtpRecipientsRefused) and second.code == 550
+        assert writes(client) == [
+            envelope(1),
+            body(1) + envelope(2),
+            b".\r\nRSET\r\n" + envelope(3),  # RFC 2920 §3.1's empty message, then RSET
+            body(3),
+        ]
+        await client.quit()
+    verbs = [c.split(b" ")[0].split(b":")[0] for c in server.commands]
+    assert verbs[verbs.index(b"MAIL") :] == [
+        *[b"MAIL", b"RCPT", b"DATA", b"."],
+        *[b"MAIL", b"RCPT", b"DATA", b".", b"RSET"],
+        *[b"MAIL", b"RCPT", b"DATA", b"."],
+        b"QUIT",
+    ]
+    assert server.messages == [body(1)[:-5], b"", body(3)[:-5]]
+
+
+async def test_send_many_a_disconnect_fails_the_rest_retryably() -> None:
+    server = RawServer(script=answer(b".", b"250 2.0.0 Queued\r\n" + CLOSE))
+    async with raw_server(server) as port:
+        client = await counting(port)
+        first, second, third = await client.send_many(batch())
+        assert first is None
+        assert isinstance(second, SmtpDisconnected) and second.retryable
+        assert second.before_reply  # its envelope went with body 1 and got no reply
+        assert isinstance(third, SmtpError) and third.retryable
+        assert not client.is_connected
+        assert len(client.writes) == 2  # message 3 was never written
+    assert len(server.messages) == 1
+
+
+async def test_send_many_a_disconnect_after_a_body_is_not_a_before_reply() -> None:
+    server = RawServer(script=answer(b".", CLOSE, after=1))  # body 2 is never answered
+    async with raw_server(server) as port:
+        client = await counting(port)
+        first, second, third = await client.send_many(batch())
+        assert first is None
+        assert isinstance(second, SmtpDisconnected) and not second.before_reply
+        assert isinstance(third, SmtpDisconnected) and third.before_reply
+    assert len(server.messages) == 2  # the server got message 2: it must not go again
+
+
+async def test_send_many_without_pipelining_goes_in_lockstep() -> None:
+    handler = Handler(pipelining=False, refuse={"to2@example.com": "550 5.1.1 No such user"})
+    with aiosmtpd(handler) as port:
+        client = await counting(port)
+        first, second, third = await client.send_many(batch())
+        assert first is None and third is None
+        assert isinstance(second, SmtpRecipientsRefused)
+        assert len(client.writes) == 4 + 3 + 4  # command by command; RSET after the refusal
+        await client.quit()
+    assert [m.recipients for m in handler.received] == [["to1@example.com"], ["to3@example.com"]]
+
+
+async def test_send_many_an_unsafe_address_fails_only_its_message() -> None:
+    handler = Handler(pipelining=True)
+    with aiosmtpd(handler) as port:
+        client = await counting(port)
+        messages = batch()
+        messages[1] = SmtpMessage("a@example.com", ["b@example.com>\r\nDATA"], BODY)
+        first, second, third = await client.send_many(messages)
+        assert first is None and third is None
+        assert isinstance(second, SmtpInvalidMessage) and isinstance(second, ValueError)
+        assert not second.retryable
+        assert writes(client) == [envelope(1), body(1) + envelope(3), body(3)]
+        await client.quit()
+    assert len(handler.received) == 2
+
+
+async def test_transport_send_many_replaces_a_dropped_idle_session_once() -> None:
+    server = RawServer(script=answer(b"MAIL", CLOSE, connection=1, after=1))
+    async with raw_server(server) as port:
+        transport = SmtpTransport(timeout=2.0, clock=SystemClock())
+        await transport.send(provider(port), message())
+        results = await transport.send_many(
+            provider(port), [message(f"u{n}@example.com") for n in range(3)]
+        )
+        assert results == [None, None, None]
+        await transport.aclose()
+    assert server.connections == 2
+    assert len(server.messages) == 4
+
+
+async def test_transport_send_many_classifies_each_failure() -> None:
+    server = RawServer(script=answer(b"RCPT", b"452 4.2.2 Full\r\n", after=1, until=2))
+    async with raw_server(server) as port:
+        transport = SmtpTransport(timeout=2.0)
+        first, second, third = await transport.send_many(
+            provider(port), [message(f"u{n}@example.com") for n in range(3)]
+        )
+        assert first is None and third is None
+        assert isinstance(second, DeliveryFailed)
+        assert (second.kind, second.status, second.retryable) == (
+            DeliveryFailure.REJECTED,
+            452,
+            True,
+        )
+        await transport.aclose()
+    assert server.connections == 1

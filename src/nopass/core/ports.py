@@ -14,6 +14,7 @@ from typing import Any, Protocol, Self
 
 from cryptography.hazmat.primitives.asymmetric.rsa import RSAPublicKey
 
+from nopass.core.errors import DeliveryFailed
 from nopass.core.models import (
     AuditEvent,
     AuthorizationCode,
@@ -291,6 +292,15 @@ class OutboxQueue(Protocol):
 class EmailTransport(Protocol):
     async def send(self, provider: EmailProvider, message: Message) -> None:
         """Hand the message to the provider or raise ``DeliveryFailed``."""
+        ...
+
+    async def send_many(
+        self, provider: EmailProvider, messages: list[Message]
+    ) -> list[DeliveryFailed | None]:
+        """Hand the messages to the provider (over one session, where that saves round
+        trips) and return each one's ``DeliveryFailed``, or None when it was handed over, in
+        order. One message's failure does not stop the others; a failure that may have
+        reached the provider is never retried here (the outbox decides by ``retryable``)."""
         ...
 
 

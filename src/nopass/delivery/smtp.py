@@ -25,6 +25,9 @@ from nopass.delivery.smtp_client import (
     SmtpClient,
     SmtpDisconnected,
     SmtpError,
+    SmtpInvalidMessage,
+    SmtpMessage,
+    SmtpNotSupported,
     SmtpRecipientsRefused,
     SmtpReplyError,
 )
@@ -137,8 +140,18 @@ class SmtpTransport:
         self._idle: dict[Key, tuple[SmtpClient, float]] = {}
 
     async def send(self, provider: EmailProvider, message: Message) -> None:
+        [failure] = await self.send_many(provider, [message])
+        if failure is not None:
+            raise failure
+
+    async def send_many(
+        self, provider: EmailProvider, messages: list[Message]
+    ) -> list[DeliveryFailed | None]:
+        """The messages over one session, pipelined when the server allows (N+1 round trips
+        for N messages); each message's failure, in order (None: sent)."""
+        if not messages:
+            return []
         creds = provider.credentials
-        mail = build_email(message, self._clock)
         key: Key = (
             str(creds.get("smtp_host", "localhost")),
             int(creds.get("smtp_port", 587)),
@@ -146,58 +159,34 @@ class SmtpTransport:
             creds.get("smtp_pass") or None,
             STARTTLS[str(provider.settings.get("starttls", "auto"))],
         )
-        try:
-            await self._deliver(key, mail.sender, [message.recipient], mail.content)
-        except SmtpRecipientsRefused as exc:
-            codes = [reply.code for _, reply in exc.refused]
-            raise DeliveryFailed(
-                DeliveryFailure.REJECTED,
-                status=codes[0],
-                provider_message="recipient refused",
-                retryable=all(400 <= c < 500 for c in codes),
-            ) from exc
-        except SmtpReplyError as exc:
-            raise DeliveryFailed(
-                DeliveryFailure.REJECTED,
-                status=exc.code,
-                provider_message=f"SMTP {exc.code}: {exc.message}",
-                retryable=400 <= exc.code < 500,
-            ) from exc
-        except SmtpError as exc:  # connection, timeout, protocol, a missing extension
-            raise DeliveryFailed(
-                DeliveryFailure.UNEXPECTED,
-                provider_message=f"{type(exc).__name__}: {exc}",
-                retryable=exc.retryable,
-            ) from exc
+        errors = await self._deliver(key, [_smtp_message(m, self._clock) for m in messages])
+        return [None if error is None else _failure(error) for error in errors]
 
-    async def _deliver(
-        self, key: Key, sender: str, recipients: list[str], content: EmailMessage | bytes
-    ) -> None:
-        smtputf8 = not isinstance(content, bytes)
-        data = content if isinstance(content, bytes) else _flatten(content)
+    async def _deliver(self, key: Key, messages: list[SmtpMessage]) -> list[SmtpError | None]:
         client = self._take(key)
         if client is not None:
             try:
-                await client.send(sender, recipients, data, smtputf8=smtputf8)
-                return
-            except SmtpDisconnected as exc:
-                # The server dropped the idle session before answering MAIL: the message
-                # cannot have been accepted, so it goes out once more on a new session.
-                if not exc.before_reply:
-                    raise
+                errors = await client.send_many(messages)
             finally:
                 self._release(key, client)
+            # The server dropped the idle session before answering the first MAIL: nothing
+            # of the batch can have been accepted, so it goes out once more on a new session.
+            if not _dropped_at_once(errors):
+                return errors
         host, port, user, password, starttls = key
         client = SmtpClient(timeout=self._timeout)
         try:
             await client.connect(host, port, starttls=starttls)
             if user is not None:
                 await client.login(user, password or "")
-        except BaseException:
+        except SmtpError as exc:
             client.close()  # never kept unless logged in as the key says
+            return [exc] * len(messages)
+        except BaseException:
+            client.close()
             raise
         try:
-            await client.send(sender, recipients, data, smtputf8=smtputf8)
+            return await client.send_many(messages)
         finally:
             self._release(key, client)
 
@@ -225,6 +214,50 @@ class SmtpTransport:
         idle, self._idle = list(self._idle.values()), {}
         for client, _ in idle:
             await _close(client)
+
+
+def _smtp_message(message: Message, clock: Clock) -> SmtpMessage:
+    mail = build_email(message, clock)
+    if isinstance(mail.content, bytes):
+        return SmtpMessage(mail.sender, [message.recipient], mail.content)
+    return SmtpMessage(mail.sender, [message.recipient], _flatten(mail.content), smtputf8=True)
+
+
+def _dropped_at_once(errors: list[SmtpError | None]) -> bool:
+    """Whether the session was lost before any reply to the batch: the first message that
+    went out (those before it failed unsent) was lost before a reply."""
+    for error in errors:
+        if not isinstance(error, SmtpInvalidMessage | SmtpNotSupported):
+            return isinstance(error, SmtpDisconnected) and error.before_reply
+    return False
+
+
+def _failure(error: SmtpError) -> DeliveryFailed:
+    """An SMTP error as the outbox sees it: 4xx replies and connection trouble are
+    retryable, 5xx replies are not."""
+    if isinstance(error, SmtpRecipientsRefused):
+        codes = [reply.code for _, reply in error.refused]
+        failure = DeliveryFailed(
+            DeliveryFailure.REJECTED,
+            status=codes[0],
+            provider_message="recipient refused",
+            retryable=all(400 <= c < 500 for c in codes),
+        )
+    elif isinstance(error, SmtpReplyError):
+        failure = DeliveryFailed(
+            DeliveryFailure.REJECTED,
+            status=error.code,
+            provider_message=f"SMTP {error.code}: {error.message}",
+            retryable=400 <= error.code < 500,
+        )
+    else:  # connection, timeout, protocol, a missing extension, an invalid address
+        failure = DeliveryFailed(
+            DeliveryFailure.UNEXPECTED,
+            provider_message=f"{type(error).__name__}: {error}",
+            retryable=error.retryable,
+        )
+    failure.__cause__ = error
+    return failure
 
 
 def _flatten(message: EmailMessage) -> bytes:

@@ -1,9 +1,12 @@
 """A small asyncio SMTP client (RFC 5321) that pipelines (RFC 2920) when the server allows.
 
-With ``PIPELINING`` advertised a message costs two writes: ``MAIL FROM``, every ``RCPT TO``
-and ``DATA`` in one, then the dot-stuffed body with its terminator. Without it the client
-goes command by command. STARTTLS (RFC 3207), AUTH PLAIN and LOGIN (RFC 4954, 4616) and
-SMTPUTF8 (RFC 6531) are supported; nothing is logged, so credentials never are.
+With ``PIPELINING`` advertised a batch of N messages (``send_many``) costs N+1 writes, each
+awaiting its replies: ``MAIL FROM``, every ``RCPT TO`` and ``DATA`` of the first message; then
+the dot-stuffed body of each message together with the next message's envelope (RFC 2920
+§3.1: "the actual transfer of message content is explicitly allowed to be the first command
+in a group"); then the last body alone. One message (``send``) costs two. Without it the
+client goes command by command. STARTTLS (RFC 3207), AUTH PLAIN and LOGIN (RFC 4954, 4616)
+and SMTPUTF8 (RFC 6531) are supported; nothing is logged, so credentials never are.
 
 Errors::
 
@@ -12,10 +15,11 @@ Errors::
     ├── SmtpDisconnected       the connection was closed or reset (``before_reply``)
     ├── SmtpProtocolError      a malformed or oversized reply, or data nobody asked for
     ├── SmtpNotSupported       the server lacks an extension the session needs
+    ├── SmtpInvalidMessage     an unsafe address or no recipient (also a ``ValueError``)
     └── SmtpReplyError         the server answered with an error (``code``, ``message``)
         └── SmtpRecipientsRefused   one or more RCPT TO refused (``refused``)
 
-After a ``SmtpReplyError`` from ``send`` the session is reset and usable (or, if the reset
+After a ``SmtpReplyError`` for a message the session is reset and usable (or, if the reset
 failed, closed); after any other error during a command it is closed.
 """
 
@@ -27,14 +31,17 @@ import re
 import socket
 import ssl
 from collections import deque
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import NoReturn, cast
+from typing import cast
 
 __all__ = [
     "Reply",
     "SmtpClient",
     "SmtpDisconnected",
     "SmtpError",
+    "SmtpInvalidMessage",
+    "SmtpMessage",
     "SmtpNotSupported",
     "SmtpProtocolError",
     "SmtpRecipientsRefused",
@@ -78,6 +85,13 @@ class SmtpNotSupported(SmtpError):
         self.retryable = retryable
 
 
+class SmtpInvalidMessage(SmtpError, ValueError):
+    """The message cannot go out as given (an address that could inject commands, or no
+    recipient); nothing of it was sent."""
+
+    retryable = False
+
+
 class SmtpReplyError(SmtpError):
     def __init__(self, code: int, message: str) -> None:
         super().__init__(f"{code} {message}")
@@ -103,6 +117,39 @@ class Reply:
     @property
     def ok(self) -> bool:
         return 200 <= self.code < 300
+
+
+@dataclass(frozen=True, slots=True)
+class SmtpMessage:
+    """One message for ``send_many``: ``content`` is the message (headers and body);
+    ``smtputf8``: it needs SMTPUTF8 (non-ASCII addresses imply it)."""
+
+    sender: str
+    recipients: list[str]
+    content: bytes
+    smtputf8: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class _Transaction:
+    mail: bytes
+    rcpts: list[bytes]
+    recipients: list[str]
+    body: bytes  # dot-stuffed, ending ".\r\n"
+
+    @property
+    def envelope(self) -> bytes:
+        return b"".join([self.mail, *self.rcpts, b"DATA\r\n"])
+
+
+@dataclass(frozen=True, slots=True)
+class _Tail:
+    """What ends a message, written with the next envelope: its body (``index``: the
+    message's), or after a refusal "." (``dot``: DATA was accepted) and RSET."""
+
+    data: bytes
+    index: int | None = None
+    dot: bool = False
 
 
 class _ReplyReader(asyncio.Protocol):
@@ -290,23 +337,65 @@ class SmtpClient:
     async def send(
         self, sender: str, recipients: list[str], content: bytes, *, smtputf8: bool = False
     ) -> None:
-        """One transaction. ``content`` is the message (headers and body); line ends are
-        normalised to CRLF and lines starting with '.' are dot-stuffed. ``smtputf8``: the
-        message needs SMTPUTF8 (non-ASCII addresses imply it)."""
+        """One transaction (``send_many`` of one) that raises its error. ``content`` is the
+        message (headers and body); line ends are normalised to CRLF and lines starting with
+        '.' are dot-stuffed. ``smtputf8``: the message needs SMTPUTF8 (non-ASCII addresses
+        imply it)."""
+        [error] = await self.send_many([SmtpMessage(sender, recipients, content, smtputf8)])
+        if error is not None:
+            raise error
+
+    async def send_many(self, messages: Sequence[SmtpMessage]) -> list[SmtpError | None]:
+        """Sends each message in its own transaction and returns each one's error (None: the
+        server accepted it), in order. A refusal fails only its message (the session is RSET
+        and goes on). An invalid message (``SmtpInvalidMessage``) or one that needs SMTPUTF8
+        from a server without it fails alone, unsent. A connection-level error (disconnect,
+        timeout, protocol error) closes the session and fails every message not yet
+        answered with it: a message whose body was written gets the error as is (it may
+        have been accepted), one whose envelope got no reply at all (and the connection
+        dropped) a ``SmtpDisconnected`` with ``before_reply``, one refused before the error
+        its refusal, and the messages never written the error itself. Pipelined,
+        a message refused after DATA was accepted for some of its recipients closes the
+        session too (rather than send them an empty message): the rest then fail with a
+        ``SmtpDisconnected`` (retryable)."""
+        outcomes: list[SmtpError | None] = []
+        todo: list[tuple[int, _Transaction]] = []
+        for index, message in enumerate(messages):
+            prepared = self._prepare(message)
+            outcomes.append(prepared if isinstance(prepared, SmtpError) else None)
+            if isinstance(prepared, _Transaction):
+                todo.append((index, prepared))
+        if not todo:
+            return outcomes
+        if not self.is_connected or not self._reader.idle:
+            reason = "not connected" if not self.is_connected else "the server spoke out of turn"
+            self.close()
+            for index, _ in todo:
+                outcomes[index] = SmtpDisconnected(reason, before_reply=True)
+            return outcomes
+        try:
+            if "PIPELINING" in self.extensions:
+                await self._pipelined(todo, outcomes)
+            else:
+                for index, transaction in todo:
+                    outcomes[index] = await self._lockstep(transaction)
+        except BaseException:  # cancelled: where the session stands is unknown
+            self.close()
+            raise
+        return outcomes
+
+    def _prepare(self, message: SmtpMessage) -> _Transaction | SmtpError:
+        """The commands and data of one message, or why it cannot be sent."""
+        sender, recipients = message.sender, message.recipients
         for address in (sender, *recipients):
             if _UNSAFE.search(address):
-                raise ValueError(f"unsafe address: {address!r}")
+                return SmtpInvalidMessage(f"unsafe address: {address!r}")
         if not recipients:
-            raise ValueError("no recipients")
-        smtputf8 = smtputf8 or not all(a.isascii() for a in (sender, *recipients))
+            return SmtpInvalidMessage("no recipients")
+        smtputf8 = message.smtputf8 or not all(a.isascii() for a in (sender, *recipients))
         if smtputf8 and not self.supports("SMTPUTF8"):
-            raise SmtpNotSupported("the server does not offer SMTPUTF8", retryable=False)
-        if not self.is_connected:
-            raise SmtpDisconnected("not connected", before_reply=True)
-        if not self._reader.idle:
-            self.close()
-            raise SmtpDisconnected("the server spoke out of turn", before_reply=True)
-        content = _crlf(content)
+            return SmtpNotSupported("the server does not offer SMTPUTF8", retryable=False)
+        content = _crlf(message.content)
         options = ""
         if "SIZE" in self.extensions:
             options += f" SIZE={len(content)}"
@@ -315,65 +404,95 @@ class SmtpClient:
         if not content.isascii() and "8BITMIME" in self.extensions:
             options += " BODY=8BITMIME"
         encoding = "utf-8" if smtputf8 else "ascii"
-        mail = f"MAIL FROM:<{sender}>{options}\r\n".encode(encoding)
-        rcpts = [f"RCPT TO:<{r}>\r\n".encode(encoding) for r in recipients]
-        try:
-            await self._transaction(mail, rcpts, recipients, _dot_stuffed(content))
-        except SmtpReplyError:
-            raise
-        except BaseException:
-            self.close()
-            raise
+        return _Transaction(
+            mail=f"MAIL FROM:<{sender}>{options}\r\n".encode(encoding),
+            rcpts=[f"RCPT TO:<{r}>\r\n".encode(encoding) for r in recipients],
+            recipients=list(recipients),
+            body=_dot_stuffed(content),
+        )
 
-    async def _transaction(
-        self, mail: bytes, rcpts: list[bytes], recipients: list[str], body: bytes
+    async def _pipelined(
+        self, todo: list[tuple[int, _Transaction]], outcomes: list[SmtpError | None]
     ) -> None:
+        """Each write carries what ends the previous message (its body, or "." and RSET if
+        it failed) and the next message's envelope; then the replies to both are read."""
+        tail: _Tail | None = None  # what ends the previous message, not yet answered
+        flight: tuple[int, _Transaction] | None = None  # an envelope written, not answered
+        replies: list[Reply] = []  # to the envelope in flight, as far as they got
+        position = 0  # todo[position:] are not written yet
+        try:
+            while position < len(todo) or tail is not None:
+                flight, replies, envelope = None, [], b""
+                if position < len(todo):
+                    flight = todo[position]
+                    envelope = flight[1].envelope
+                    position += 1
+                self._write((tail.data if tail is not None else b"") + envelope)
+                if tail is not None:
+                    await self._settle(tail, outcomes)
+                    tail = None
+                if flight is None:
+                    break
+                index, transaction = flight
+                for _ in range(len(transaction.rcpts) + 2):
+                    replies.append(await self._reader.next(self.timeout))
+                flight = None
+                error = _envelope_error(replies, transaction.recipients)
+                if error is None:
+                    tail = _Tail(transaction.body, index)
+                    continue
+                outcomes[index] = error
+                data_accepted = replies[-1].code == 354
+                if data_accepted and any(reply.ok for reply in replies[1:-1]):
+                    # Some recipients were accepted: the single dot would send them an empty
+                    # message. Hanging up before the end of the data aborts it instead.
+                    raise SmtpDisconnected(
+                        "the session was closed to abort a refused message", before_reply=True
+                    )
+                # RFC 2920 §3.1: "if the DATA command was accepted the client SMTP should
+                # send a single dot" (an empty message), then RSET keeps the session usable.
+                end = b".\r\n" if data_accepted else b""
+                tail = _Tail(end + b"RSET\r\n", dot=data_accepted)
+        except SmtpError as exc:
+            self.close()
+            if tail is not None and tail.index is not None:
+                outcomes[tail.index] = exc  # the body was written: it may have arrived
+            if flight is not None:
+                outcomes[flight[0]] = _lost(exc, replies, flight[1].recipients)
+            for index, _ in todo[position:]:
+                outcomes[index] = exc
+
+    async def _settle(self, tail: _Tail, outcomes: list[SmtpError | None]) -> None:
+        """Reads the replies to what ended a message: its body's (its outcome), or those to
+        "." (whatever they say) and RSET (a refusal spoils the session)."""
+        if tail.index is not None:
+            outcomes[tail.index] = _data_error(await self._reader.next(self.timeout))
+            return
+        if tail.dot:
+            await self._reader.next(self.timeout)
+        reply = await self._reader.next(self.timeout)
+        if not reply.ok:
+            raise SmtpProtocolError(f"RSET refused: {reply.code} {reply.message}")
+
+    async def _lockstep(self, transaction: _Transaction) -> SmtpError | None:
+        """One transaction, command by command (DATA only when all went well)."""
         replies: list[Reply] = []  # to MAIL, each RCPT, DATA: as far as they got
         try:
-            if "PIPELINING" in self.extensions:
-                self._write(b"".join([mail, *rcpts, b"DATA\r\n"]))
-                for _ in range(len(rcpts) + 2):
-                    replies.append(await self._reader.next(self.timeout))
-            else:
-                replies.append(await self._command(mail))
-                if replies[0].ok:
-                    for rcpt in rcpts:
-                        replies.append(await self._command(rcpt))
-                    if all(reply.ok for reply in replies):
-                        replies.append(await self._command(b"DATA\r\n"))
+            replies.append(await self._command(transaction.mail))
+            if replies[0].ok:
+                for rcpt in transaction.rcpts:
+                    replies.append(await self._command(rcpt))
+                if all(reply.ok for reply in replies):
+                    replies.append(await self._command(b"DATA\r\n"))
+            error = _envelope_error(replies, transaction.recipients)
+            if error is not None:  # DATA was not accepted: RSET keeps the session usable
+                if not (await self._command(b"RSET\r\n")).ok:
+                    self.close()
+                return error
+            return _data_error(await self._command(transaction.body))
         except SmtpError as exc:
-            error = _envelope_error(replies, recipients)
-            if error is not None:  # the server refused, then hung up: its refusal counts
-                self.close()
-                raise error from exc
-            if isinstance(exc, SmtpDisconnected) and not replies:
-                raise SmtpDisconnected(str(exc), before_reply=True) from exc
-            raise
-        error = _envelope_error(replies, recipients)
-        data_accepted = len(replies) == len(rcpts) + 2 and replies[-1].code == 354
-        if error is not None:
-            if data_accepted and any(reply.ok for reply in replies[1:-1]):
-                # Some recipients were accepted: the single dot below would send them an
-                # empty message. Hanging up before the end of the data aborts it instead.
-                self.close()
-                raise error
-            await self._abandon(error, end_data=data_accepted)
-        reply = await self._command(body)
-        if not reply.ok:
-            raise SmtpReplyError(reply.code, reply.message)
-
-    async def _abandon(self, error: SmtpReplyError, *, end_data: bool) -> NoReturn:
-        """Ends a failed transaction and raises ``error``, after RSET so the session stays
-        usable (or closing it if that fails). RFC 2920 §3.1: "if the DATA command was
-        accepted the client SMTP should send a single dot" (an empty message) first."""
-        try:
-            if end_data:
-                await self._command(b".\r\n")
-            if not (await self._command(b"RSET\r\n")).ok:
-                self.close()
-        except SmtpError:
             self.close()
-        raise error
+            return _lost(exc, replies, transaction.recipients)
 
     async def quit(self) -> None:
         """QUIT politely, then close (whatever the server answers)."""
@@ -451,6 +570,24 @@ def _envelope_error(replies: list[Reply], recipients: list[str]) -> SmtpReplyErr
     if data and data[0].code != 354:
         return SmtpReplyError(data[0].code, data[0].message)
     return None
+
+
+def _data_error(reply: Reply) -> SmtpReplyError | None:
+    """The error of the reply to a message's data, if it is one."""
+    return None if reply.ok else SmtpReplyError(reply.code, reply.message)
+
+
+def _lost(exc: SmtpError, replies: list[Reply], recipients: list[str]) -> SmtpError:
+    """A message's error when the session failed (``exc``) during its envelope."""
+    error = _envelope_error(replies, recipients)
+    if error is not None:  # the server refused, then hung up: its refusal counts
+        error.__cause__ = exc
+        return error
+    if isinstance(exc, SmtpDisconnected) and not replies:
+        lost = SmtpDisconnected(str(exc), before_reply=True)
+        lost.__cause__ = exc
+        return lost
+    return exc
 
 
 def _crlf(content: bytes) -> bytes:

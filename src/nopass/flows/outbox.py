@@ -7,9 +7,10 @@ processes) send the same message; a message whose sender died mid-send is not se
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
+from itertools import groupby
 
 from nopass.core.clock import Clock
 from nopass.core.errors import DeliveryFailed
@@ -46,7 +47,8 @@ async def deliver_due(
     The batch is settled and, in the same transaction, the next one claimed (unless
     ``claim_next`` is false: the worker is stopping) and returned, for the worker to deliver
     at once; so a busy outbox commits once per batch, not twice. ``abandoned`` also fails
-    messages whose sender died (the worker asks now and then)."""
+    messages whose sender died (the worker asks now and then). Consecutive messages of one
+    tenant go out together (``send_many``: one SMTP session, pipelined)."""
     now = clock.now()
     if abandoned:
         await queue.fail_abandoned(now)
@@ -56,8 +58,8 @@ async def deliver_due(
         return []
     sent: list[OutboxEntry] = []
     try:
-        for entry in claimed:
-            await _deliver(entry, queue, transport, providers, clock, policy, sent)
+        for _, group in groupby(claimed, key=lambda entry: entry.tenant_id):
+            await _deliver(list(group), queue, transport, providers, clock, policy, sent)
     except BaseException:
         await queue.mark_sent(sent, clock.now())
         raise
@@ -70,7 +72,7 @@ async def deliver_due(
 
 
 async def _deliver(
-    entry: OutboxEntry,
+    entries: list[OutboxEntry],
     queue: OutboxQueue,
     transport: EmailTransport,
     providers: EmailProviderLookup,
@@ -78,23 +80,26 @@ async def _deliver(
     policy: RetryPolicy,
     sent: list[OutboxEntry],
 ) -> None:
-    """Send one claimed message (settled with the batch: ``sent``), or fail it, or schedule
-    its retry."""
-    provider = await providers(entry.tenant_id)
-    if entry.message is None:
-        await queue.fail(entry, "message body unavailable", clock.now())
-        return
-    if provider is None or not provider.enabled or provider.name != "smtp":
-        await queue.fail(entry, "no enabled email provider is configured", clock.now())
-        return
-    try:
-        await transport.send(provider, entry.message)
-    except DeliveryFailed as exc:
-        now = clock.now()
-        too_old = now - entry.created_at >= policy.max_age
-        if exc.retryable and not too_old:
-            await queue.retry_later(entry, now + policy.delay(entry.attempts), str(exc))
+    """Send claimed messages of one tenant together; then, each as its own, settle it with
+    the batch (``sent``), or fail it, or schedule its retry."""
+    provider = await providers(entries[0].tenant_id)
+    if provider is not None and (not provider.enabled or provider.name != "smtp"):
+        provider = None
+    messages = [entry.message for entry in entries if entry.message is not None]
+    failures: Iterator[DeliveryFailed | None] = iter(())  # in the order of ``messages``
+    if provider is not None and messages:
+        failures = iter(await transport.send_many(provider, messages))
+    for entry in entries:
+        if entry.message is None:
+            await queue.fail(entry, "message body unavailable", clock.now())
+        elif provider is None:
+            await queue.fail(entry, "no enabled email provider is configured", clock.now())
+        elif (failure := next(failures)) is None:
+            sent.append(entry)
         else:
-            await queue.fail(entry, str(exc), now)
-        return
-    sent.append(entry)
+            now = clock.now()
+            too_old = now - entry.created_at >= policy.max_age
+            if failure.retryable and not too_old:
+                await queue.retry_later(entry, now + policy.delay(entry.attempts), str(failure))
+            else:
+                await queue.fail(entry, str(failure), now)

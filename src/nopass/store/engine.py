@@ -93,10 +93,17 @@ def create_engine(
     aurl = async_url(url)
     if aurl.startswith("sqlite"):
         database = make_url(aurl).database or ":memory:"
+        # A file's pool keeps up to 2 × pool_size connections: one dropped and opened again
+        # costs a thread, the file's opening and the pragmas.
+        pooling: dict[str, Any] = (
+            {"poolclass": NullPool}
+            if ":memory:" in aurl
+            else {"pool_size": pool_size, "max_overflow": pool_size}
+        )
         engine = create_async_engine(
             aurl,
-            poolclass=NullPool if ":memory:" in aurl else None,
             async_creator=sqlite_driver.connector(database, sqlite_busy_timeout_ms / 1000),
+            **pooling,
         )
         event.listen(
             engine.sync_engine, "connect", partial(_sqlite_pragmas, sqlite_busy_timeout_ms)
