@@ -197,7 +197,7 @@ def _run_server(settings: Settings, *, host: str, port: int, workers: int) -> in
     # Each worker on a socket of its own, so that connections spread over them (workers.py).
     config = uvicorn.Config(APP, **options)
     with contextlib.suppress(KeyboardInterrupt):
-        ReusePortMultiprocess(config, worker_sockets(host, port, workers)).run()
+        ReusePortMultiprocess(config, worker_sockets(host, port, workers, config.backlog)).run()
     return 0
 
 

@@ -6,9 +6,10 @@ every connection waiting at that moment: a client, a proxy or a load balancer th
 keep-alive connections together can end up with all of them on one worker while the other
 workers idle (seen in the benchmark: one worker with 6 s of CPU, the other with 0.1 s, in
 the same 8 s). With a socket per worker, the kernel picks the socket of each new connection
-by a hash of its addresses. The parent holds every socket, so a worker that dies or is
-replaced leaves its socket listening: its connections wait for the new worker instead of
-being refused.
+by a hash of its addresses. The parent listens on every socket before any worker starts
+and holds them all: connections that arrive before a worker is ready, or while one that died
+is replaced, wait in its socket's queue instead of going to the workers already up (and
+staying there, kept alive) or being refused.
 
 Before binding, a plain bind checks that nothing else listens on the address: sockets with
 ``SO_REUSEPORT`` would otherwise share it with another server of the same user.
@@ -28,10 +29,10 @@ __all__ = ["ReusePortMultiprocess", "worker_sockets"]
 log = logging.getLogger("uvicorn.error")
 
 
-def worker_sockets(host: str, port: int, count: int) -> list[socket.socket]:
-    """``count`` sockets bound to ``host``:``port`` with ``SO_REUSEPORT`` (port 0: one free
-    port for all), inheritable by the workers; exits as uvicorn does when the address is
-    taken."""
+def worker_sockets(host: str, port: int, count: int, backlog: int) -> list[socket.socket]:
+    """``count`` sockets listening on ``host``:``port`` with ``SO_REUSEPORT`` (port 0: one
+    free port for all), inheritable by the workers; exits as uvicorn does when the address
+    is taken."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     try:
         with socket.socket(family, socket.SOCK_STREAM) as probe:  # no SO_REUSEPORT: exclusive
@@ -44,6 +45,7 @@ def worker_sockets(host: str, port: int, count: int) -> list[socket.socket]:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
             sock.bind((host, port))
+            sock.listen(backlog)
             sock.set_inheritable(True)
             sockets.append(sock)
     except OSError as exc:
