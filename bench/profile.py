@@ -4,6 +4,7 @@ every server process; writes collapsed stacks and prints the heaviest frames.
     python -m bench.profile --seconds 20 --out /tmp/nopass-profile
     python -m bench.profile --rate 200     # an open loop at 200 logins/s: latency at a load
     python -m bench.profile --no-spy       # throughput and CPU per login, not sampled
+    python -m bench.profile --postgres     # on PostgreSQL + Redis (BENCH_POSTGRES_URL, ...)
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from pathlib import Path
 from bench import procstat, seed
 from bench.client import ConnectionPool, SmtpSink
 from bench.loadgen import Driver, nopass_login
-from bench.run import GENERATOR_CPU, NOPASS_CODE
+from bench.run import GENERATOR_CPU, NOPASS_CODE, flush_redis, fresh_postgres
 from bench.servers import CLIENT_ID, Nopass, free_port
 
 
@@ -72,15 +73,24 @@ async def main(
     concurrency: int,
     rate: float | None,
     spy: bool = True,
+    postgres: bool = False,
 ) -> None:
     sink = SmtpSink(NOPASS_CODE)
     smtp_port = await sink.start()
     with tempfile.TemporaryDirectory(prefix="nopass-profile-") as tmp:
         workdir = Path(tmp)
         port = free_port()
-        server = Nopass(f"sqlite:///{workdir / 'p.db'}", None, workdir, port, smtp_port)
-        server.prepare()
-        seed.seed_sqlite(str(workdir / "p.db"), users, CLIENT_ID)
+        if postgres:  # BENCH_POSTGRES_URL / BENCH_REDIS_URL, as for make bench
+            database_url = await fresh_postgres("nopass_profile")
+            redis_url = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/14")
+            await flush_redis(redis_url)
+            server = Nopass(database_url, redis_url, workdir, port, smtp_port)
+            server.prepare()
+            await seed.seed_postgres(database_url, users, CLIENT_ID)
+        else:
+            server = Nopass(f"sqlite:///{workdir / 'p.db'}", None, workdir, port, smtp_port)
+            server.prepare()
+            seed.seed_sqlite(str(workdir / "p.db"), users, CLIENT_ID)
         with server.serve(workers) as process:
             pool = ConnectionPool("127.0.0.1", port)
             driver = Driver(
@@ -126,8 +136,8 @@ async def main(
                 f"user {(u1 - u0) / n * 1000:.2f} ms,"
                 f" system {(s1 - s0) / n * 1000:.2f} ms per login"
             )
-            for spy in spies:
-                spy.wait()
+            for sampler in spies:
+                sampler.wait()
             print(outcome.summary())
             print(f"server CPU per login: {(cpu1 - cpu0) / n * 1000:.2f} ms")
             print(f"load generator CPU per login: {(g1 - g0) / n * 1000:.2f} ms")
@@ -150,6 +160,9 @@ if __name__ == "__main__":
     parser.add_argument(
         "--no-spy", action="store_true", help="no sampling: figures without py-spy's overhead"
     )
+    parser.add_argument(
+        "--postgres", action="store_true", help="on PostgreSQL + Redis instead of SQLite"
+    )
     parser.add_argument("--out", type=Path, default=Path(tempfile.gettempdir()) / "nopass-profile")
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
@@ -166,6 +179,7 @@ if __name__ == "__main__":
             args.concurrency,
             args.rate,
             not args.no_spy,
+            args.postgres,
         )
     )
     sys.exit(0)
