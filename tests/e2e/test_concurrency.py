@@ -11,7 +11,6 @@ of each round are printed (run with ``-s`` to see them).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import random
 import time
 from collections import Counter
@@ -63,23 +62,13 @@ async def server(
 
 
 def assert_worker_processes(server: LiveServer, workers: int) -> None:
-    """uvicorn's supervisor really runs ``workers`` worker processes (Linux /proc only;
-    multiprocessing's resource tracker is a child too, but not a worker)."""
-    pid = server.process.pid
-    children = Path(f"/proc/{pid}/task/{pid}/children")
-    if not children.exists():
+    """uvicorn's supervisor really runs ``workers`` worker processes (Linux /proc only)."""
+    if not Path(f"/proc/{server.process.pid}").exists():
         return
     deadline = time.monotonic() + 10
-    while True:
-        spawned = []
-        for child in children.read_text().split():
-            with contextlib.suppress(OSError):
-                if b"spawn_main" in Path(f"/proc/{child}/cmdline").read_bytes():
-                    spawned.append(child)
-        if len(spawned) == workers or time.monotonic() > deadline:
-            break
+    while len(server.worker_pids()) != workers and time.monotonic() < deadline:
         time.sleep(0.1)
-    assert len(spawned) == workers, spawned
+    assert len(server.worker_pids()) == workers, server.worker_pids()
 
 
 @pytest.fixture

@@ -41,16 +41,6 @@ def _sockets(port: int, state: str) -> set[str]:
     return inodes
 
 
-def _workers(server: LiveServer) -> list[int]:
-    children = Path(f"/proc/{server.process.pid}/task/{server.process.pid}/children")
-    pids = []
-    for child in children.read_text().split():
-        with contextlib.suppress(OSError):
-            if b"spawn_main" in Path(f"/proc/{child}/cmdline").read_bytes():
-                pids.append(int(child))
-    return pids
-
-
 def _socket_owners(pids: list[int], inodes: set[str]) -> Counter[int]:
     owners: Counter[int] = Counter()
     for pid in pids:
@@ -77,7 +67,7 @@ def server(sqlite_url: str, tmp_path: Path) -> Iterator[LiveServer]:
         # Live means one worker answers; the other may still be starting. Its socket already
         # listens (the parent listens on both), so connections wait for it, not go elsewhere.
         assert len(_sockets(port, LISTEN)) == 2
-        _wait_for(lambda: len(_workers(live)) == 2)
+        _wait_for(lambda: len(live.worker_pids()) == 2)
         yield live
 
 
@@ -104,7 +94,7 @@ def test_connections_opened_together_spread_over_the_workers(server: LiveServer)
     async def scenario() -> Counter[int]:
         async with _requests(server.port, CONNECTIONS) as answers:
             assert all(a.startswith(b"HTTP/1.1 200") for a in answers)
-            return _socket_owners(_workers(server), _sockets(server.port, ESTABLISHED))
+            return _socket_owners(server.worker_pids(), _sockets(server.port, ESTABLISHED))
 
     owners = asyncio.run(scenario())
     assert sum(owners.values()) == CONNECTIONS
@@ -113,7 +103,7 @@ def test_connections_opened_together_spread_over_the_workers(server: LiveServer)
 
 
 def test_a_killed_worker_is_replaced_and_no_connection_is_refused(server: LiveServer) -> None:
-    victim = _workers(server)[0]
+    victim = server.worker_pids()[0]
     os.kill(victim, signal.SIGKILL)
 
     async def scenario() -> list[bytes]:
@@ -123,7 +113,7 @@ def test_a_killed_worker_is_replaced_and_no_connection_is_refused(server: LiveSe
     # Connections hashed to the dead worker's socket wait for its replacement.
     answers = asyncio.run(scenario())
     assert all(a.startswith(b"HTTP/1.1 200") for a in answers)
-    _wait_for(lambda: len(_workers(server)) == 2 and victim not in _workers(server))
+    _wait_for(lambda: len(server.worker_pids()) == 2 and victim not in server.worker_pids())
     assert len(_sockets(server.port, LISTEN)) == 2
 
 

@@ -29,6 +29,7 @@ from nopass.core.errors import DeliveryFailed, DeliveryFailure
 from nopass.core.models import Channel, EmailProvider, Message
 from nopass.delivery.smtp import SmtpTransport
 from nopass.delivery.smtp_client import (
+    Reply,
     SmtpClient,
     SmtpDisconnected,
     SmtpError,
@@ -802,3 +803,13 @@ async def test_transport_send_many_classifies_each_failure() -> None:
         )
         await transport.aclose()
     assert server.connections == 1
+
+
+def test_a_refusal_of_recipients_is_retryable_only_if_every_refusal_is_temporary() -> None:
+    def refused(*codes: int) -> SmtpRecipientsRefused:
+        return SmtpRecipientsRefused([(f"r{c}@example.com", Reply(c, "no")) for c in codes])
+
+    assert refused(450, 451).retryable
+    assert not refused(450, 550).retryable
+    assert not refused(550).retryable
+    assert refused(550, 450).code == 550  # the first refusal's code

@@ -36,6 +36,20 @@ class LiveServer:
     def logs(self) -> str:
         return self.log_path.read_text(errors="replace")
 
+    def worker_pids(self) -> list[int]:
+        """uvicorn's worker processes under ``--workers N`` (Linux /proc; multiprocessing's
+        resource tracker is a child too, but not a worker). Empty where /proc is missing."""
+        pid = self.process.pid
+        children = Path(f"/proc/{pid}/task/{pid}/children")
+        if not children.exists():
+            return []
+        workers = []
+        for child in children.read_text().split():
+            with contextlib.suppress(OSError):
+                if b"spawn_main" in Path(f"/proc/{child}/cmdline").read_bytes():
+                    workers.append(int(child))
+        return workers
+
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 20.0) -> int:
         if self.process.poll() is None:
             self.process.send_signal(sig)

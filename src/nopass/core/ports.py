@@ -290,10 +290,6 @@ class OutboxQueue(Protocol):
 
 
 class EmailTransport(Protocol):
-    async def send(self, provider: EmailProvider, message: Message) -> None:
-        """Hand the message to the provider or raise ``DeliveryFailed``."""
-        ...
-
     async def send_many(
         self, provider: EmailProvider, messages: list[Message]
     ) -> list[DeliveryFailed | None]:

@@ -233,29 +233,19 @@ def _dropped_at_once(errors: list[SmtpError | None]) -> bool:
 
 
 def _failure(error: SmtpError) -> DeliveryFailed:
-    """An SMTP error as the outbox sees it: 4xx replies and connection trouble are
-    retryable, 5xx replies are not."""
-    if isinstance(error, SmtpRecipientsRefused):
-        codes = [reply.code for _, reply in error.refused]
-        failure = DeliveryFailed(
-            DeliveryFailure.REJECTED,
-            status=codes[0],
-            provider_message="recipient refused",
-            retryable=all(400 <= c < 500 for c in codes),
-        )
-    elif isinstance(error, SmtpReplyError):
-        failure = DeliveryFailed(
-            DeliveryFailure.REJECTED,
-            status=error.code,
-            provider_message=f"SMTP {error.code}: {error.message}",
-            retryable=400 <= error.code < 500,
+    """An SMTP error as the outbox sees it; whether it is worth trying again is the
+    error's own ``retryable`` (4xx replies and connection trouble, not 5xx replies)."""
+    status = None
+    if isinstance(error, SmtpReplyError):  # a refusal of recipients: the first one's code
+        kind, status = DeliveryFailure.REJECTED, error.code
+        text = (
+            "recipient refused"
+            if isinstance(error, SmtpRecipientsRefused)
+            else f"SMTP {error.code}: {error.message}"
         )
     else:  # connection, timeout, protocol, a missing extension, an invalid address
-        failure = DeliveryFailed(
-            DeliveryFailure.UNEXPECTED,
-            provider_message=f"{type(error).__name__}: {error}",
-            retryable=error.retryable,
-        )
+        kind, text = DeliveryFailure.UNEXPECTED, f"{type(error).__name__}: {error}"
+    failure = DeliveryFailed(kind, status=status, provider_message=text, retryable=error.retryable)
     failure.__cause__ = error
     return failure
 

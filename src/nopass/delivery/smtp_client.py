@@ -101,12 +101,14 @@ class SmtpReplyError(SmtpError):
 
 
 class SmtpRecipientsRefused(SmtpReplyError):
-    """Carries the first refusal's code and message; ``refused`` lists them all."""
+    """Carries the first refusal's code and message; ``refused`` lists them all. Worth
+    trying again only if every refusal was temporary (4xx)."""
 
     def __init__(self, refused: list[tuple[str, Reply]]) -> None:
         first = refused[0][1]
         super().__init__(first.code, first.message)
         self.refused = refused
+        self.retryable = all(400 <= reply.code < 500 for _, reply in refused)
 
 
 @dataclass(frozen=True, slots=True)
