@@ -122,6 +122,23 @@ async def test_down_scoping(rotating: Harness) -> None:
     assert wider.json()["error"] == "invalid_scope"
 
 
+async def test_a_refused_wider_scope_leaves_the_token_usable(rotating: Harness) -> None:
+    """Issue 13: a refresh asking for more than the grant answers ``invalid_scope`` and
+    changes nothing: the token is not marked rotated, so the next normal refresh works and no
+    reuse (``ferrt``) is detected."""
+    token = (await login(rotating))["refresh_token"]
+    rows = "SELECT rotated_at, revoked_at FROM refresh_tokens ORDER BY created_at"
+    before = await rotating.rows(rows)
+    wider = await refresh(rotating, token, scope="openid email phone")
+    assert (wider.status_code, wider.json()["error"]) == (400, "invalid_scope")
+    assert await rotating.rows(rows) == before
+    normal = await refresh(rotating, token)
+    assert normal.status_code == 200, normal.text
+    types = [r["type"] for r in await rotating.rows("SELECT type FROM audit_events ORDER BY id")]
+    assert types[-2:] == ["fertft", "sertft"]
+    assert "ferrt" not in types
+
+
 async def test_refresh_token_belongs_to_its_client(rotating: Harness) -> None:
     token = (await login(rotating))["refresh_token"]
     response = await refresh(rotating, token, client_id=WEB_ID, client_secret=WEB_SECRET)

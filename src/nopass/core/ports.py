@@ -80,6 +80,12 @@ class UserRepo(Protocol):
         now: datetime,
     ) -> tuple[User, bool]: ...
 
+    async def count_login(
+        self, tenant_id: str, connection_id: str, identifier: str, *, ip: str | None, now: datetime
+    ) -> User | None:
+        """Count an existing user's login; None, writing nothing, when the identity has none."""
+        ...
+
 
 class RefreshTokenRepo(Protocol):
     async def add(self, tenant_id: str, grant: RefreshGrant, token_hash: str) -> None: ...

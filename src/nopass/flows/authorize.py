@@ -26,6 +26,7 @@ from nopass.core.keyring import Keyring, opaque_hash
 from nopass.core.models import AuthorizationCode, Client, TenantConfig, User
 from nopass.core.otp import new_id
 from nopass.core.ports import KeyStore, UnitOfWork, UnitOfWorkFactory
+from nopass.flows.code_check import CodeCheck
 from nopass.flows.issue import Grant, issue_tokens
 from nopass.flows.limits import Limits
 
@@ -50,6 +51,10 @@ class BrowserDeps:
     keys: KeyStore
     clock: Clock
     limits: Limits
+
+    @property
+    def codes(self) -> CodeCheck:
+        return CodeCheck(self.keyring, self.limits, self.clock)
 
 
 @dataclass(frozen=True, slots=True)

@@ -3,7 +3,7 @@
 login ticket (``authenticate``), which ``GET /authorize?login_ticket=…`` turns into an
 authorization response (``redeem_ticket``).
 
-Codes follow the same rules as the OTP grant (``flows.verify``): one guess budget per
+Codes follow the same rules as the OTP grant (``flows.code_check``): one guess budget per
 identity across every endpoint.
 """
 
@@ -21,10 +21,7 @@ from nopass.core.errors import (
     AuthorizeInvalid,
     AuthorizeProblem,
     BodyUnreadable,
-    CodeFailure,
-    CodeRejected,
     CrossOriginDisabled,
-    IdentityBlocked,
     MissingProperty,
     NopassError,
     OriginNotAllowed,
@@ -53,14 +50,9 @@ from nopass.flows.authorize import (
     BrowserDeps,
     respond,
 )
+from nopass.flows.code_check import CROSS_ORIGIN_FAILURES, CodeAttempt
 from nopass.flows.origins import client_origins, origin_allowed, tenant_origins
 from nopass.flows.session import open_session
-from nopass.flows.verify import (
-    check_identity_window,
-    complete_login,
-    normalize_identifier,
-    verify_code,
-)
 
 TICKET_LIFETIME = timedelta(minutes=5)
 CO_FIELDS = ("client_id", "credential_type", "username", "otp", "realm")
@@ -206,30 +198,23 @@ async def _login(
     audit: AuditEvent,
 ) -> IssuedTicket:
     tenant = config.tenant
-    try:
-        reservation = await deps.limits.reserve_verification(tenant, audit.ip, audit)
-    except RateLimited as exc:
-        await _record(deps, audit.but("fcoa", str(exc)))
-        raise
+    attempt = CodeAttempt(
+        connection=connection,
+        username=fields["username"],
+        code=fields["otp"],
+        limit_ip=audit.ip,
+        user_ip=audit.ip,
+        audit=audit,
+        failures=CROSS_ORIGIN_FAILURES,
+    )
     async with deps.uow() as uow:
-        now = deps.clock.now()
-        identifier = normalize_identifier(connection, fields["username"])
         try:
-            if identifier is None:
-                raise CodeRejected(CodeFailure.WRONG, connection.strategy)
-            await check_identity_window(uow, tenant, connection, identifier, now)
-            challenge_id = await verify_code(
-                uow, deps.keyring, tenant, connection, identifier, fields["otp"], now
-            )
-        except (CodeRejected, IdentityBlocked) as exc:
-            if isinstance(exc, CodeRejected):
-                await uow.audit.add(audit.but("fp", str(exc)), now)
-            await uow.audit.add(audit.but("fcoa", str(exc)), now)
+            login = await deps.codes.sign_in(uow, tenant, attempt)
+        except RateLimited as exc:  # its own event is committed; say which request it was
+            await uow.audit.add(audit.but("fcoa", str(exc)), deps.clock.now())
             await uow.commit()
             raise
-        login = await complete_login(
-            uow, tenant, connection, identifier, challenge_id, ip=audit.ip, now=now, audit=audit
-        )
+        now = login.at
         issued = await _issue_ticket(uow, tenant.id, client, login.user, connection, now)
         if login.created:
             await uow.audit.add(
@@ -240,7 +225,6 @@ async def _login(
             now,
         )
         await uow.commit()
-    await deps.limits.signed_in(reservation, tenant, connection, login)
     return issued
 
 

@@ -36,7 +36,6 @@ from nopass.core.errors import CountryNotAllowed, RateLimited
 from nopass.core.models import AuditEvent, Client, Connection, RateLimitStatus, Tenant
 from nopass.core.phone import country_of, prefix_of
 from nopass.core.ports import RequestInfo, UnitOfWork, UnitOfWorkFactory
-from nopass.flows.verify import LoginResult
 from nopass.ratelimit.base import Decision, RateLimiter, Window
 
 HOUR, DAY = 3600, 86400
@@ -273,25 +272,6 @@ class Limits:
                 await self.limiter.hit([verified], now, within=uow)
         except Exception as exc:  # the answer must not depend on a statistic
             log.warning("rate_counter_update_failed: %s", type(exc).__name__)
-
-    async def signed_in(
-        self,
-        reservation: Decision | None,
-        tenant: Tenant,
-        connection: Connection,
-        login: LoginResult,
-        uow: UnitOfWork | None = None,
-    ) -> None:
-        """``verified`` for a code that was consumed by ``login``."""
-        await self.verified(
-            reservation,
-            tenant,
-            connection,
-            login.user.identifier,
-            signed_in=True,
-            test_identity=login.test_identity,
-            uow=uow,
-        )
 
     async def _refuse(
         self,

@@ -4,7 +4,7 @@ login page"; auth0-wire.md §4, §12.9; security.md §6), without HTTP.
 A visit is a *login transaction*: a random token kept in the browser's cookie and stored as its
 SHA-256, with the validated authorization request, for 30 minutes. The page sends a code (or a
 link, when the request says ``send=link``) through the start flow as a trusted first-party
-caller, checks the code with the very counters of the OTP grant (``verify_code``), signs the
+caller, checks the code with the very counters of the OTP grant (``flows.code_check``), signs the
 browser in and answers the client as ``/authorize`` does. A resend waits 30 seconds after the
 previous send. ``prompt=none`` and single sign-on answer from the nopass session alone.
 """
@@ -20,9 +20,6 @@ from datetime import timedelta
 from nopass.core.errors import (
     AuthorizeInvalid,
     AuthorizeProblem,
-    CodeFailure,
-    CodeRejected,
-    IdentityBlocked,
     MissingProperty,
     ResendTooSoon,
 )
@@ -37,9 +34,9 @@ from nopass.flows.authorize import (
     BrowserDeps,
     respond,
 )
+from nopass.flows.code_check import BROWSER_FAILURES, CodeAttempt
 from nopass.flows.session import close_session, current_session, sign_in
 from nopass.flows.start import StartCommand, StartDeps, start_passwordless
-from nopass.flows.verify import check_identity_window, verify_code
 
 TRANSACTION_LIFETIME = timedelta(minutes=30)
 RESEND_COOLDOWN = timedelta(seconds=30)
@@ -286,36 +283,20 @@ async def verify_page_code(
     ``IdentityBlocked`` (audited ``f``; the guess stays counted), or ``RateLimited`` when
     the IP failed too often."""
     tenant = config.tenant
+    attempt = CodeAttempt(
+        connection=connection,
+        username=tx.identifier,
+        code="".join(code.split()),
+        limit_ip=ip,
+        user_ip=ip,
+        audit=audit,
+        failures=BROWSER_FAILURES,
+    )
     await _ready_to_sign(deps, config, request)
     async with deps.uow() as uow:
-        reservation = await deps.limits.reserve_verification(tenant, ip, audit, uow)
-        now = deps.clock.now()
-        try:
-            if tx.identifier is None:
-                raise CodeRejected(CodeFailure.WRONG, connection.strategy)
-            await check_identity_window(uow, tenant, connection, tx.identifier, now)
-            challenge_id = await verify_code(
-                uow, deps.keyring, tenant, connection, tx.identifier, "".join(code.split()), now
-            )
-        except (CodeRejected, IdentityBlocked) as exc:
-            await uow.audit.add(audit.but("f", str(exc)), now)
-            await uow.commit()
-            raise
-        login, response, session = await sign_in(
-            uow,
-            deps,
-            config,
-            issuer,
-            request,
-            connection,
-            tx.identifier,
-            challenge_id,
-            ip=ip,
-            audit=audit,
-            now=now,
-        )
-        await uow.transactions.update(tenant.id, tx.id, {"completed_at": now})
-        await deps.limits.signed_in(reservation, tenant, connection, login, uow)
+        login = await deps.codes.sign_in(uow, tenant, attempt)
+        response, session = await sign_in(uow, deps, config, issuer, request, login, audit=audit)
+        await uow.transactions.update(tenant.id, tx.id, {"completed_at": login.at})
         await uow.commit()
     return response, session
 

@@ -13,7 +13,6 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from nopass.core.errors import (
-    CodeFailure,
     CodeRejected,
     ConnectionIssue,
     ConnectionProblem,
@@ -29,12 +28,8 @@ from nopass.flows.authorize import (
     BrowserDeps,
     parse_authorize,
 )
+from nopass.flows.code_check import BROWSER_FAILURES, CodeAttempt, normalize_identifier
 from nopass.flows.session import sign_in
-from nopass.flows.verify import (
-    check_identity_window,
-    normalize_identifier,
-    verify_code,
-)
 
 LINK_PARAMETERS = ("verification_code", "connection", "client_id", "email", "phone_number")
 
@@ -100,39 +95,24 @@ async def redeem_link(
 ) -> tuple[AuthorizationResponse, str]:
     """Consume the link's code and sign in: ``(authorization response, session token)``.
     Raises ``AuthorizeFailed`` for failures that go back to the client."""
-    tenant, connection = config.tenant, link.connection
-    await deps.keys.signing_key(tenant.id)  # never create a key inside the transaction
+    attempt = CodeAttempt(
+        connection=link.connection,
+        username=link.identifier,
+        code=link.code,
+        limit_ip=ip,
+        user_ip=ip,
+        audit=audit,
+        failures=BROWSER_FAILURES,
+    )
+    await deps.keys.signing_key(config.tenant.id)  # never create a key inside the transaction
     async with deps.uow() as uow:
         try:
-            reservation = await deps.limits.reserve_verification(tenant, ip, audit, uow)
-        except RateLimited as exc:
+            login = await deps.codes.sign_in(uow, config.tenant, attempt)
+        except (CodeRejected, IdentityBlocked, RateLimited) as exc:
             raise AuthorizeFailed(link.request, exc) from exc
-        now = deps.clock.now()
-        try:
-            if link.identifier is None:
-                raise CodeRejected(CodeFailure.WRONG, connection.strategy)
-            await check_identity_window(uow, tenant, connection, link.identifier, now)
-            challenge_id = await verify_code(
-                uow, deps.keyring, tenant, connection, link.identifier, link.code, now
-            )
-        except (CodeRejected, IdentityBlocked) as exc:
-            await uow.audit.add(audit.but("f", str(exc)), now)
-            await uow.commit()
-            raise AuthorizeFailed(link.request, exc) from exc
-        login, response, session = await sign_in(
-            uow,
-            deps,
-            config,
-            issuer,
-            link.request,
-            connection,
-            link.identifier,
-            challenge_id,
-            ip=ip,
-            audit=audit,
-            now=now,
+        response, session = await sign_in(
+            uow, deps, config, issuer, link.request, login, audit=audit
         )
-        await deps.limits.signed_in(reservation, tenant, connection, login, uow)
         await uow.commit()
     return response, session
 

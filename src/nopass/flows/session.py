@@ -6,11 +6,11 @@ import secrets
 from datetime import datetime, timedelta
 
 from nopass.core.keyring import opaque_hash
-from nopass.core.models import AuditEvent, Connection, Session, TenantConfig, User
+from nopass.core.models import AuditEvent, Session, TenantConfig, User
 from nopass.core.otp import new_id
 from nopass.core.ports import UnitOfWork
 from nopass.flows.authorize import AuthorizationResponse, AuthorizeRequest, BrowserDeps, respond
-from nopass.flows.verify import LoginResult, complete_login
+from nopass.flows.code_check import LoginResult
 
 SESSION_LIFETIME = timedelta(days=7)
 
@@ -47,26 +47,17 @@ async def sign_in(
     config: TenantConfig,
     issuer: str,
     request: AuthorizeRequest,
-    connection: Connection,
-    identifier: str,
-    challenge_id: str,
+    login: LoginResult,
     *,
-    ip: str | None,
     audit: AuditEvent,
-    now: datetime,
-) -> tuple[LoginResult, AuthorizationResponse, str]:
-    """A browser whose code was just consumed (magic link, hosted page): complete the login,
-    open a session, answer the authorization request, audit ``ss``/``s`` — all in ``uow``.
-    Returns the login, the authorization response and the session cookie value."""
-    tenant = config.tenant
-    login = await complete_login(
-        uow, tenant, connection, identifier, challenge_id, ip=ip, now=now, audit=audit
-    )
-    session = await open_session(uow, tenant.id, login.user, now)
-    response = await respond(
-        uow, deps.keys, config, issuer, request, login.user, auth_time=now, now=now
-    )
+) -> tuple[AuthorizationResponse, str]:
+    """A browser whose code was just consumed (magic link, hosted page): open a session,
+    answer the authorization request, audit ``ss``/``s`` — all in ``uow``. Returns the
+    authorization response and the session cookie value."""
+    user, now = login.user, login.at
+    session = await open_session(uow, config.tenant.id, user, now)
+    response = await respond(uow, deps.keys, config, issuer, request, user, auth_time=now, now=now)
     if login.created:
-        await uow.audit.add(audit.but("ss", "Successful signup", user_id=login.user.user_id), now)
-    await uow.audit.add(audit.but("s", "Successful login", user_id=login.user.user_id), now)
-    return login, response, session
+        await uow.audit.add(audit.but("ss", "Successful signup", user_id=user.user_id), now)
+    await uow.audit.add(audit.but("s", "Successful login", user_id=user.user_id), now)
+    return response, session

@@ -14,15 +14,12 @@ import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import NoReturn
 
 from nopass.core.clock import Clock
 from nopass.core.errors import (
     AuthorizationCodeRejected,
-    CodeFailure,
     CodeGrantFailure,
-    CodeRejected,
-    ConnectionIssue,
-    ConnectionProblem,
     GrantNotAllowed,
     InvalidRefreshToken,
     InvalidScope,
@@ -38,7 +35,6 @@ from nopass.core.models import (
     AuditEvent,
     AuthorizationCode,
     Client,
-    Connection,
     RefreshGrant,
     TenantConfig,
     User,
@@ -47,14 +43,14 @@ from nopass.core.otp import new_id
 from nopass.core.ports import KeyStore, RequestInfo, UnitOfWork, UnitOfWorkFactory
 from nopass.flows.audit import login_event
 from nopass.flows.client_auth import ClientCredentials, authenticate_client
+from nopass.flows.code_check import (
+    OTP_GRANT_FAILURES,
+    CodeAttempt,
+    CodeCheck,
+    realm_connection,
+)
 from nopass.flows.issue import Grant, TokenSet, issue_tokens
 from nopass.flows.limits import Limits, limit_ip
-from nopass.flows.verify import (
-    check_identity_window,
-    complete_login,
-    normalize_identifier,
-    verify_code,
-)
 
 REFRESH_GRANT = "refresh_token"
 CODE_GRANT = "authorization_code"
@@ -80,6 +76,10 @@ class TokenDeps:
     keys: KeyStore
     clock: Clock
     limits: Limits
+
+    @property
+    def codes(self) -> CodeCheck:
+        return CodeCheck(self.keyring, self.limits, self.clock)
 
 
 def param(body: Mapping[str, object], name: str) -> str | None:
@@ -267,36 +267,19 @@ async def _otp_grant(cmd: TokenCommand, config: TenantConfig, deps: TokenDeps) -
     realm = required(cmd.body, "realm")
     async with deps.uow() as uow:
         await _admit(uow, cmd, client, creds, PASSWORDLESS_OTP_GRANT, deps.clock.now())
-        connection = _realm(config, client, realm)
+        connection = realm_connection(config, client, realm)
         grant = _grant_scope(config, client, parse_scope(cmd.body), param(cmd.body, "audience"))
-        audit = login_event(config.tenant.id, cmd.request, client, connection, username)
-        identifier = normalize_identifier(connection, username)
-        ip = limit_ip(cmd.request, client, authenticated=True)
-        reservation = await deps.limits.reserve_verification(config.tenant, ip, audit, uow)
-        now = deps.clock.now()
-        try:
-            if identifier is None:
-                raise CodeRejected(CodeFailure.WRONG, connection.strategy)
-            await check_identity_window(uow, config.tenant, connection, identifier, now)
-            challenge_id = await verify_code(
-                uow, deps.keyring, config.tenant, connection, identifier, otp, now
-            )
-        except CodeRejected as exc:
-            description = _wrong_text(exc)
-            await uow.audit.add(audit.but("fp", description), now)
-            await uow.audit.add(audit.but("fepotpft", description), now)
-            await uow.commit()
-            raise
-        login = await complete_login(
-            uow,
-            config.tenant,
-            connection,
-            identifier,
-            challenge_id,
-            ip=cmd.request.ip,
-            now=now,
-            audit=audit,
+        attempt = CodeAttempt(
+            connection=connection,
+            username=username,
+            code=otp,
+            limit_ip=limit_ip(cmd.request, client, authenticated=True),
+            user_ip=cmd.request.ip,
+            audit=login_event(config.tenant.id, cmd.request, client, connection, username),
+            failures=OTP_GRANT_FAILURES,
         )
+        login = await deps.codes.sign_in(uow, config.tenant, attempt)
+        now, audit = login.at, attempt.audit
         refresh, _ = await _new_refresh_token(uow, config, client, login.user, grant, now, None)
         user_audit = audit.but("s", "Successful login", user_id=login.user.user_id)
         if login.created:
@@ -304,20 +287,10 @@ async def _otp_grant(cmd: TokenCommand, config: TenantConfig, deps: TokenDeps) -
                 audit.but("ss", "Successful signup", user_id=login.user.user_id), now
             )
         await uow.audit.add(user_audit, now)
-        await deps.limits.signed_in(reservation, config.tenant, connection, login, uow)
         await uow.commit()
     return await issue_tokens(
         deps.keys, config, cmd.issuer, client, login.user, grant, now, refresh
     )
-
-
-def _realm(config: TenantConfig, client: Client, realm: str) -> Connection:
-    connection = config.connections.get(realm)
-    if connection is None or not connection.is_passwordless:
-        raise ConnectionProblem(ConnectionIssue.NOT_FOUND)
-    if client.client_id not in connection.enabled_clients:
-        raise ConnectionProblem(ConnectionIssue.DISABLED)
-    return connection
 
 
 async def _new_refresh_token(
@@ -367,15 +340,12 @@ async def _refresh_grant(cmd: TokenCommand, config: TenantConfig, deps: TokenDep
         await _admit(uow, cmd, client, creds, REFRESH_GRANT, now)
         audit = login_event(config.tenant.id, cmd.request, client, None, None)
         try:
-            stored, user = await _redeem(uow, config, client, token, now, audit)
-            granted = stored.scope.split()
-            if requested is not None and not set(requested) <= set(granted):
-                raise InvalidScope("The requested scope exceeds the original grant")
+            stored, user = await _redeem(uow, config, client, token, requested, now, audit)
         except (InvalidRefreshToken, InvalidScope) as exc:
             await uow.audit.add(audit.but("fertft", str(exc)), now)
             await uow.commit()
             raise
-        scopes = requested or granted
+        scopes = requested or stored.scope.split()
         grant = Grant(
             scopes=scopes,
             audience=stored.audience,
@@ -402,9 +372,14 @@ async def _redeem(
     config: TenantConfig,
     client: Client,
     token: str,
+    requested: list[str] | None,
     now: datetime,
     audit: AuditEvent,
 ) -> tuple[RefreshGrant, User]:
+    """The grant and user of a usable refresh token, marking it rotated when the client
+    rotates. Every refusal but reuse is decided before anything is written: a refused
+    request (a wider ``scope``, say) leaves the token as it was. A rotated token used again
+    outside the leeway revokes its whole family (RFC 9700 §4.14.2), audited ``ferrt``."""
     tenant_id = config.tenant.id
     stored = await uow.refresh_tokens.find(tenant_id, opaque_hash(token))
     if stored is None or stored.client_id != client.client_id:
@@ -413,26 +388,28 @@ async def _redeem(
         raise InvalidRefreshToken("revoked refresh token")
     if stored.expires_at is not None and stored.expires_at <= now:
         raise InvalidRefreshToken("expired refresh token")
-    if _rotating(client) or stored.rotated_at is not None:
-        leeway = timedelta(seconds=int(client.refresh_token.get("leeway", 0)))
-        rotated_now = await uow.refresh_tokens.mark_rotated(tenant_id, stored.id, now)
-        in_leeway = stored.rotated_at is not None and now - stored.rotated_at <= leeway
-        if not rotated_now and not (in_leeway and leeway):
-            await uow.refresh_tokens.revoke_family(tenant_id, stored.family_id, now)
-            await uow.audit.add(
-                audit.but(
-                    "ferrt",
-                    "Reused rotated refresh token: family revoked",
-                    user_id=stored.user_id,
-                ),
-                now,
-            )
-            raise InvalidRefreshToken("reused rotated refresh token")
+    leeway = timedelta(seconds=int(client.refresh_token.get("leeway", 0)))
+    in_leeway = bool(leeway) and stored.rotated_at is not None and now - stored.rotated_at <= leeway
+    if stored.rotated_at is not None and not in_leeway:
+        await _reused(uow, tenant_id, stored, now, audit)
+    if requested is not None and not set(requested) <= set(stored.scope.split()):
+        raise InvalidScope("The requested scope exceeds the original grant")
     user = await uow.users.get(tenant_id, stored.user_id)
     if user is None:
         raise InvalidRefreshToken("the user no longer exists")
+    if _rotating(client) or stored.rotated_at is not None:
+        rotated_now = await uow.refresh_tokens.mark_rotated(tenant_id, stored.id, now)
+        if not rotated_now and not in_leeway:  # another request rotated it meanwhile
+            await _reused(uow, tenant_id, stored, now, audit)
     return stored, user
 
 
-def _wrong_text(exc: CodeRejected) -> str:
-    return f"{exc.reason.value} verification code"
+async def _reused(
+    uow: UnitOfWork, tenant_id: str, stored: RefreshGrant, now: datetime, audit: AuditEvent
+) -> NoReturn:
+    await uow.refresh_tokens.revoke_family(tenant_id, stored.family_id, now)
+    await uow.audit.add(
+        audit.but("ferrt", "Reused rotated refresh token: family revoked", user_id=stored.user_id),
+        now,
+    )
+    raise InvalidRefreshToken("reused rotated refresh token")

@@ -7,7 +7,7 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import bindparam, exists, select
+from sqlalchemy import bindparam, exists, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -54,6 +54,23 @@ def _record_login(dialect: str) -> Any:
             "logins_count": _T.c.logins_count + 1,
         },
     ).returning(*_T.c)
+
+
+@functools.cache
+def _count_login() -> Any:
+    """Count an existing user's login (no user is created), in one statement."""
+    now = bindparam("b_now", type_=UTCDateTime())
+    return (
+        update(_T)
+        .where(*_IDENTITY)
+        .values(
+            last_login=now,
+            last_ip=bindparam("b_ip"),
+            updated_at=now,
+            logins_count=_T.c.logins_count + 1,
+        )
+        .returning(*_T.c)
+    )
 
 
 def _user(row: Any) -> User:
@@ -114,6 +131,20 @@ class SqlUserRepo:
         }
         row = (await run(self._conn, _record_login(self._conn.dialect.name), params)).one()
         return _user(row), row.user_id == new_user_id  # a fresh id only on a new row
+
+    async def count_login(
+        self, tenant_id: str, connection_id: str, identifier: str, *, ip: str | None, now: datetime
+    ) -> User | None:
+        """Count the login of an existing user; None (and nothing written) when there is none."""
+        params = {
+            "b_tenant_id": tenant_id,
+            "b_connection_id": connection_id,
+            "b_identifier": identifier,
+            "b_now": now,
+            "b_ip": ip,
+        }
+        row = (await run(self._conn, _count_login(), params)).first()
+        return _user(row) if row is not None else None
 
     async def connection_names(self, tenant_id: str) -> dict[str, str]:
         t = table(ConnectionRow)

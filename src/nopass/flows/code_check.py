@@ -1,0 +1,309 @@
+"""The one check of a one-time code that comes back (docs/security.md "Codes").
+
+Five entry points bring a code back: the OTP grant (``/oauth/token``), ``/passwordless/verify``,
+cross-origin authentication (``/co/authenticate``), the hosted login page and the magic link.
+Each calls ``CodeCheck`` inside its own unit of work, so that every rule below is written once
+and one guess budget per identity holds across all of them:
+
+1. the request's IP reserves one failure of ``failures_per_ip_per_hour`` (429 when spent);
+2. an identity whose failure window is full (default 10 failures per 15 minutes) is refused
+   with ``IdentityBlocked`` (429) until the window passes;
+3. only the identity's latest code counts; each guess is counted and decided in one atomic
+   statement (``ChallengeRepo.attempt`` / ``check``); 3 failed guesses kill it; it works once;
+4. a failure records the identity's failure, writes the entry point's audit events and
+   commits, so the guess stays counted whatever the caller does next;
+5. a success gives the reserved failure back and, when the code is consumed, completes the
+   login: creates the user at first login (never on a connection that disables signup: that
+   fails like a wrong code), voids the identity's other codes, resets its window, and counts a
+   verified SMS for the conversion breaker.
+
+The caller commits after a success, together with what it issues (tokens, a session, a
+ticket), so a login is all or nothing.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from datetime import datetime, timedelta
+
+from nopass.core.clock import Clock
+from nopass.core.errors import (
+    CodeFailure,
+    CodeRejected,
+    ConnectionIssue,
+    ConnectionProblem,
+    IdentityBlocked,
+)
+from nopass.core.identity import is_phone_number, normalize_email
+from nopass.core.keyring import Keyring
+from nopass.core.models import AuditEvent, Client, Connection, Tenant, TenantConfig, User
+from nopass.core.ports import UnitOfWork
+from nopass.core.profile import initial_profile, new_user_id
+from nopass.flows.limits import Limits
+from nopass.ratelimit.base import Decision
+
+FAILURE_WINDOW = timedelta(minutes=15)
+DEFAULT_FAILURES_PER_WINDOW = 10
+MAX_ATTEMPTS = 3  # ChallengeRepo.attempt's bound (store/challenges.py)
+TEST_IDENTITY_EVENT = "test_identity"
+TEST_IDENTITY_TEXT = "Signed in with a test identity's fixed code"
+
+
+@dataclass(frozen=True, slots=True)
+class FailureEvents:
+    """The audit event types an entry point writes when a code fails (Auth0's codes)."""
+
+    rejected: tuple[str, ...]  # a wrong, expired, exhausted or unusable code
+    blocked: tuple[str, ...]  # the identity's failure window is full
+
+
+OTP_GRANT_FAILURES = FailureEvents(rejected=("fp", "fepotpft"), blocked=("fepotpft",))
+VERIFY_FAILURES = FailureEvents(rejected=("fp",), blocked=("f",))
+CROSS_ORIGIN_FAILURES = FailureEvents(rejected=("fp", "fcoa"), blocked=("fcoa",))
+BROWSER_FAILURES = FailureEvents(rejected=("f",), blocked=("f",))
+
+
+@dataclass(frozen=True, slots=True)
+class CodeAttempt:
+    """One code brought back to one connection."""
+
+    connection: Connection
+    username: str | None  # as sent; None, or one that cannot be an identity, fails as wrong
+    code: str
+    limit_ip: str | None  # the IP ``failures_per_ip_per_hour`` counts (``limits.limit_ip``)
+    user_ip: str | None  # the user's IP, remembered as ``last_ip`` at sign-in
+    audit: AuditEvent  # the context of the audit events
+    failures: FailureEvents
+
+
+@dataclass(frozen=True, slots=True)
+class LoginResult:
+    user: User
+    created: bool
+    challenge_id: str
+    at: datetime  # the moment the code was decided: the login's time
+    test_identity: bool = False  # signed in with a test identity's fixed code
+
+
+def normalize_identifier(connection: Connection, username: str) -> str | None:
+    """The canonical identity for a typed username, or None when it cannot be one."""
+    if connection.strategy == "email":
+        return normalize_email(username)
+    return username if is_phone_number(username) else None
+
+
+def realm_connection(config: TenantConfig, client: Client, name: str) -> Connection:
+    """The passwordless connection ``name`` that ``client`` may sign users in with."""
+    connection = config.connections.get(name)
+    if connection is None or not connection.is_passwordless:
+        raise ConnectionProblem(ConnectionIssue.NOT_FOUND)
+    if client.client_id not in connection.enabled_clients:
+        raise ConnectionProblem(ConnectionIssue.DISABLED)
+    return connection
+
+
+def failure_limit(tenant: Tenant) -> int:
+    value = tenant.rate_limits.get("failures_per_identity_per_15min")
+    return DEFAULT_FAILURES_PER_WINDOW if value is None else int(value)
+
+
+@dataclass(frozen=True, slots=True)
+class _Decided:
+    identifier: str
+    challenge_id: str
+    reservation: Decision | None
+    now: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class CodeCheck:
+    """Decides codes for every entry point (see the module docstring)."""
+
+    keyring: Keyring
+    limits: Limits
+    clock: Clock
+
+    async def sign_in(self, uow: UnitOfWork, tenant: Tenant, attempt: CodeAttempt) -> LoginResult:
+        """Consume the identity's latest code if ``attempt.code`` is it and sign the user in,
+        in ``uow`` (the caller commits). Raises ``RateLimited``, ``IdentityBlocked`` or
+        ``CodeRejected``, each committed with its audit events."""
+        decided = await self._decide(uow, tenant, attempt, consume=True)
+        try:
+            login = await self._complete(uow, tenant, attempt, decided)
+        except CodeRejected as exc:
+            await self._failed(uow, tenant, attempt, decided.identifier, exc, decided.now)
+            raise
+        await self.limits.verified(
+            decided.reservation,
+            tenant,
+            attempt.connection,
+            decided.identifier,
+            signed_in=True,
+            test_identity=login.test_identity,
+            uow=uow,
+        )
+        return login
+
+    async def confirm(self, uow: UnitOfWork, tenant: Tenant, attempt: CodeAttempt) -> str:
+        """Check the code without consuming it (``/passwordless/verify``, auth0-wire §12.10):
+        a right code stays usable (the sign-in comes with the link that carries it), a wrong
+        one counts as on every other entry point. Returns the challenge id; the caller
+        commits. Raises as ``sign_in`` does."""
+        decided = await self._decide(uow, tenant, attempt, consume=False)
+        await self.limits.verified(
+            decided.reservation,
+            tenant,
+            attempt.connection,
+            decided.identifier,
+            signed_in=False,
+            uow=uow,
+        )
+        return decided.challenge_id
+
+    async def _decide(
+        self, uow: UnitOfWork, tenant: Tenant, attempt: CodeAttempt, *, consume: bool
+    ) -> _Decided:
+        reservation = await self.limits.reserve_verification(
+            tenant, attempt.limit_ip, attempt.audit, uow
+        )
+        now = self.clock.now()
+        connection = attempt.connection
+        identifier = (
+            normalize_identifier(connection, attempt.username) if attempt.username else None
+        )
+        try:
+            if identifier is None:
+                raise CodeRejected(CodeFailure.WRONG, connection.strategy)
+            await self._check_window(uow, tenant, connection, identifier, now)
+            challenge_id = await self._judge(
+                uow, tenant, connection, identifier, attempt.code, now, consume=consume
+            )
+        except (CodeRejected, IdentityBlocked) as exc:
+            await self._failed(uow, tenant, attempt, identifier, exc, now)
+            raise
+        return _Decided(identifier, challenge_id, reservation, now)
+
+    async def _check_window(
+        self,
+        uow: UnitOfWork,
+        tenant: Tenant,
+        connection: Connection,
+        identifier: str,
+        now: datetime,
+    ) -> None:
+        limit = failure_limit(tenant)
+        if not limit:
+            return
+        failures, started = await uow.failures.current(
+            tenant.id, connection.id, identifier, FAILURE_WINDOW, now
+        )
+        if failures >= limit and started is not None:
+            retry_after = int((started + FAILURE_WINDOW - now).total_seconds()) + 1
+            raise IdentityBlocked(max(retry_after, 1))
+
+    async def _judge(
+        self,
+        uow: UnitOfWork,
+        tenant: Tenant,
+        connection: Connection,
+        identifier: str,
+        code: str,
+        now: datetime,
+        *,
+        consume: bool,
+    ) -> str:
+        """The challenge id when ``code`` is the identity's open latest code; else raises
+        ``CodeRejected``. A phantom challenge (signup disabled, no account) never matches, so
+        an identity without an account costs the same statements as one with."""
+        challenge = await uow.challenges.latest(tenant.id, connection.id, identifier)
+        if challenge is None:
+            raise CodeRejected(CodeFailure.WRONG, connection.strategy)
+        guess = self.keyring.code_mac_with(challenge.key_id, challenge.id, code) or ""
+        decide = uow.challenges.attempt if consume else uow.challenges.check
+        outcome = await decide(tenant.id, challenge.id, guess, now)
+        if outcome:
+            return challenge.id
+        reason = CodeFailure.WRONG
+        if outcome is None:  # not open for guesses: say why, when it is the code's own state
+            state = await uow.challenges.get(tenant.id, challenge.id)
+            if state is not None and state.consumed_at is None and state.voided_at is None:
+                if state.attempts >= MAX_ATTEMPTS:
+                    reason = CodeFailure.EXHAUSTED
+                elif state.expires_at <= now:
+                    reason = CodeFailure.EXPIRED
+        raise CodeRejected(reason, connection.strategy)
+
+    async def _complete(
+        self, uow: UnitOfWork, tenant: Tenant, attempt: CodeAttempt, decided: _Decided
+    ) -> LoginResult:
+        """After a consumed code: count the login (creating the user at the first one, unless
+        the connection disables signup), void the identity's other codes, reset its window.
+        A test identity's use is audited (``test_identity``)."""
+        connection, identifier, now = attempt.connection, decided.identifier, decided.now
+        user, created = await self._count(uow, tenant, connection, identifier, attempt, now)
+        await uow.challenges.void_pending(tenant.id, connection.id, identifier, now)
+        await uow.failures.reset(tenant.id, connection.id, identifier)
+        test = tenant.test_identity(connection.name, identifier, now) is not None
+        if test:
+            event = attempt.audit.but(TEST_IDENTITY_EVENT, TEST_IDENTITY_TEXT, user_id=user.user_id)
+            await uow.audit.add(
+                replace(event, details={**event.details, "test_identity": True}), now
+            )
+        return LoginResult(
+            user=user,
+            created=created,
+            challenge_id=decided.challenge_id,
+            at=now,
+            test_identity=test,
+        )
+
+    async def _count(
+        self,
+        uow: UnitOfWork,
+        tenant: Tenant,
+        connection: Connection,
+        identifier: str,
+        attempt: CodeAttempt,
+        now: datetime,
+    ) -> tuple[User, bool]:
+        """Count the login: ``(user, created)``. A connection that disables signup signs in
+        existing users only; anyone else fails like a wrong code (signup was disabled after
+        the code was sent: a phantom code would not have matched)."""
+        if not connection.disable_signup:
+            return await uow.users.record_login(
+                tenant.id,
+                connection.id,
+                identifier,
+                new_user_id=new_user_id(connection.strategy),
+                profile=initial_profile(connection.strategy, identifier),
+                ip=attempt.user_ip,
+                now=now,
+            )
+        user = await uow.users.count_login(
+            tenant.id, connection.id, identifier, ip=attempt.user_ip, now=now
+        )
+        if user is None:
+            raise CodeRejected(CodeFailure.WRONG, connection.strategy)
+        return user, False
+
+    async def _failed(
+        self,
+        uow: UnitOfWork,
+        tenant: Tenant,
+        attempt: CodeAttempt,
+        identifier: str | None,
+        exc: CodeRejected | IdentityBlocked,
+        now: datetime,
+    ) -> None:
+        """Count a rejected code against the identity, audit, and commit."""
+        if isinstance(exc, CodeRejected):
+            if identifier is not None and failure_limit(tenant):
+                await uow.failures.record_failure(
+                    tenant.id, attempt.connection.id, identifier, FAILURE_WINDOW, now
+                )
+            types, text = attempt.failures.rejected, f"{exc.reason.value} verification code"
+        else:
+            types, text = attempt.failures.blocked, str(exc)
+        for type_ in types:
+            await uow.audit.add(attempt.audit.but(type_, text), now)
+        await uow.commit()
