@@ -62,6 +62,35 @@ async def test_a_login_creates_the_user_then_counts_its_logins(
     assert again.last_login == T0 + timedelta(minutes=1)
 
 
+async def test_count_login_counts_an_existing_user_and_never_creates_one(
+    uow: Callable[[], SqlUnitOfWork],
+) -> None:
+    ip, later = "192.0.2.9", T0 + timedelta(minutes=5)
+    async with uow() as work:
+        tenant, connection = await ids(work)
+        users = work.users
+        assert await users.count_login(tenant, connection, "new@example.com", ip=ip, now=T0) is None
+        await users.record_login(
+            tenant,
+            connection,
+            "old@example.com",
+            new_user_id="email|1",
+            profile={},
+            ip=None,
+            now=T0,
+        )
+        counted = await users.count_login(tenant, connection, "old@example.com", ip=ip, now=later)
+        elsewhere = await users.count_login(
+            "other", connection, "old@example.com", ip=ip, now=later
+        )
+        await work.commit()
+    assert counted is not None and elsewhere is None
+    assert (counted.user_id, counted.logins_count, counted.last_ip) == ("email|1", 2, ip)
+    assert counted.last_login == later
+    async with uow() as work:
+        assert not await work.users.exists(tenant, connection, "new@example.com")
+
+
 async def test_a_reset_deletes_a_window_counted_after_a_look_that_found_none(
     uow: Callable[[], SqlUnitOfWork],
 ) -> None:
