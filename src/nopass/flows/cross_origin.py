@@ -13,21 +13,18 @@ import base64
 import hashlib
 import hmac
 import secrets
-from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from nopass.core.errors import (
     AuthorizeInvalid,
     AuthorizeProblem,
-    BodyUnreadable,
     CrossOriginDisabled,
-    MissingProperty,
     NopassError,
     OriginNotAllowed,
     RateLimited,
+    RequestRejected,
     UnknownCredentialType,
-    UnknownProperties,
     UnknownRealm,
 )
 from nopass.core.keyring import opaque_hash
@@ -63,8 +60,24 @@ VERIFIER_COOKIE_PREFIX = "nopass_co_"
 
 
 @dataclass(frozen=True, slots=True)
+class CrossOriginFields:
+    """The five fields of a well-formed ``/co/authenticate`` body (``CO_FIELDS``)."""
+
+    client_id: str
+    credential_type: str
+    username: str
+    otp: str
+    realm: str
+
+
+@dataclass(frozen=True, slots=True)
 class CrossOriginCommand:
-    body: Mapping[str, object] | None  # None: the body could not be read
+    """A parsed ``/co/authenticate`` request (``api/commands.py`` builds it). A malformed
+    body is carried as its error: the origin is judged first (§12.11)."""
+
+    fields: CrossOriginFields | RequestRejected
+    client_id: str | None  # the body's client_id when it is a string, even in a bad body
+    username: str | None  # likewise, for the audit events
     origin: str | None  # the request's Origin header
     request: RequestInfo
 
@@ -94,27 +107,6 @@ def co_id_for(ticket: str) -> str:
 def verifier_cookie_name(ticket: str) -> str:
     """The cookie ``/co/authenticate`` set with the ticket's ``co_verifier``."""
     return VERIFIER_COOKIE_PREFIX + co_id_for(ticket)
-
-
-def _co_fields(body: Mapping[str, object] | None) -> dict[str, str]:
-    """All and only the five fields, each a non-empty string."""
-    if body is None:
-        raise BodyUnreadable()
-    extra = [k for k in body if k not in CO_FIELDS]
-    if extra:
-        raise UnknownProperties(extra)
-    fields: dict[str, str] = {}
-    for name in CO_FIELDS:
-        value = body.get(name)
-        if not isinstance(value, str) or not value:
-            raise MissingProperty(name)
-        fields[name] = value
-    return fields
-
-
-def _text(body: Mapping[str, object] | None, name: str) -> str | None:
-    value = body.get(name) if body is not None else None
-    return value if isinstance(value, str) else None
 
 
 async def _record(deps: BrowserDeps, event: AuditEvent) -> None:
@@ -152,16 +144,14 @@ async def authenticate(
     unknown or the body unreadable) → body → client allows cross-origin login → credential
     type → realm → identity window → code.
     """
-    body = cmd.body
-    client_id = _text(body, "client_id")
-    client = config.clients.get(client_id) if client_id is not None else None
+    client = config.clients.get(cmd.client_id) if cmd.client_id is not None else None
     audit = AuditEvent(
         tenant_id=config.tenant.id,
         type="",
         ip=cmd.request.ip,
         user_agent=cmd.request.user_agent,
         client_id=client.client_id if client is not None else None,
-        user_name=(_text(body, "username") or "")[:MAX_USER_NAME] or None,
+        user_name=(cmd.username or "")[:MAX_USER_NAME] or None,
         details={"origin": (cmd.origin or "")[:256]},
     )
     allowed = client_origins(client) if client is not None else tenant_origins(config)
@@ -170,22 +160,24 @@ async def authenticate(
         await _record(deps, audit.but("fco", str(refused)))
         raise refused
     try:
-        fields = _co_fields(body)
+        fields = cmd.fields
+        if isinstance(fields, RequestRejected):
+            raise fields
         if client is None or not client.cross_origin_auth:
             raise CrossOriginDisabled()
-        if fields["credential_type"] != PASSWORDLESS_OTP_GRANT:
-            raise UnknownCredentialType(fields["credential_type"])
-        connection = config.connections.get(fields["realm"])
+        if fields.credential_type != PASSWORDLESS_OTP_GRANT:
+            raise UnknownCredentialType(fields.credential_type)
+        connection = config.connections.get(fields.realm)
         if (
             connection is None
             or not connection.is_passwordless
             or client.client_id not in connection.enabled_clients
         ):
-            raise UnknownRealm(fields["realm"])
+            raise UnknownRealm(fields.realm)
     except NopassError as exc:
         await _record(deps, audit.but("fcoa", str(exc)))
         raise
-    audit = login_event(config.tenant.id, cmd.request, client, connection, fields["username"])
+    audit = login_event(config.tenant.id, cmd.request, client, connection, fields.username)
     return await _login(deps, config, client, connection, fields, audit)
 
 
@@ -194,14 +186,14 @@ async def _login(
     config: TenantConfig,
     client: Client,
     connection: Connection,
-    fields: Mapping[str, str],
+    fields: CrossOriginFields,
     audit: AuditEvent,
 ) -> IssuedTicket:
     tenant = config.tenant
     attempt = CodeAttempt(
         connection=connection,
-        username=fields["username"],
-        code=fields["otp"],
+        username=fields.username,
+        code=fields.otp,
         limit_ip=audit.ip,
         user_ip=audit.ip,
         audit=audit,

@@ -11,7 +11,6 @@ import base64
 import hashlib
 import hmac
 import secrets
-from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import NoReturn
@@ -23,11 +22,8 @@ from nopass.core.errors import (
     GrantNotAllowed,
     InvalidRefreshToken,
     InvalidScope,
-    InvalidType,
-    MissingProperty,
     UnknownAudience,
     UnknownClient,
-    UnsupportedGrantType,
 )
 from nopass.core.keyring import Keyring, opaque_hash
 from nopass.core.models import (
@@ -62,9 +58,40 @@ REFRESH_TOKEN_PREFIX = "v1."  # noqa: S105 (a format prefix)
 
 
 @dataclass(frozen=True, slots=True)
+class OtpGrant:
+    """``grant_type=http://auth0.com/oauth/grant-type/passwordless/otp`` (auth0-wire §3)."""
+
+    username: str
+    otp: str
+    realm: str
+    scope: tuple[str, ...] | None  # None: not sent
+    audience: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class RefreshTokenGrant:
+    """``grant_type=refresh_token`` (RFC 6749 §6)."""
+
+    refresh_token: str
+    scope: tuple[str, ...] | None  # None: not sent (the original grant's)
+
+
+@dataclass(frozen=True, slots=True)
+class AuthorizationCodeGrant:
+    """``grant_type=authorization_code`` (RFC 6749 §4.1.3, RFC 7636 §4.5)."""
+
+    code: str
+    redirect_uri: str | None
+    code_verifier: str | None
+
+
+@dataclass(frozen=True, slots=True)
 class TokenCommand:
-    body: Mapping[str, object]
-    basic_auth: tuple[str, str] | None
+    """A parsed ``/oauth/token`` request (``api/commands.py`` builds it)."""
+
+    client_id: str
+    credentials: ClientCredentials
+    grant: OtpGrant | RefreshTokenGrant | AuthorizationCodeGrant
     issuer: str
     request: RequestInfo
 
@@ -82,67 +109,24 @@ class TokenDeps:
         return CodeCheck(self.keyring, self.limits, self.clock)
 
 
-def param(body: Mapping[str, object], name: str) -> str | None:
-    """A request parameter: JSON ``null`` and the empty string mean absent (§1.2)."""
-    value = body.get(name)
-    if value is None or value == "":
-        return None
-    if not isinstance(value, str):
-        raise InvalidType(name, "array" if isinstance(value, list) else "other", "string")
-    return value
-
-
-def required(body: Mapping[str, object], name: str) -> str:
-    value = param(body, name)
-    if value is None:
-        raise MissingProperty(name)
-    return value
-
-
-def parse_scope(body: Mapping[str, object]) -> list[str] | None:
-    value = body.get("scope")
-    if value is None or value == "":
-        return None
-    if isinstance(value, str):
-        return value.split()
-    if isinstance(value, list) and all(isinstance(v, str) for v in value):
-        return [s for v in value for s in v.split()]
-    raise InvalidScope("Scope must be an array or a string")
-
-
-def client_of(cmd: TokenCommand, config: TenantConfig) -> tuple[Client, ClientCredentials]:
-    client_id = param(cmd.body, "client_id") or (cmd.basic_auth[0] if cmd.basic_auth else None)
-    if client_id is None:
-        raise MissingProperty("client_id")
-    return config.clients.get(client_id) or _unknown(client_id), ClientCredentials(
-        secret=param(cmd.body, "client_secret"),
-        basic=cmd.basic_auth,
-        assertion=param(cmd.body, "client_assertion"),
-        assertion_type=param(cmd.body, "client_assertion_type"),
-    )
-
-
-def _unknown(client_id: str) -> Client:
-    raise UnknownClient(client_id)
-
-
-def _grant_type(cmd: TokenCommand) -> str:
-    grant_type = required(cmd.body, "grant_type")
-    if grant_type not in SUPPORTED_GRANTS:
-        raise UnsupportedGrantType(grant_type)
-    return grant_type
+def _client(cmd: TokenCommand, config: TenantConfig) -> Client:
+    client = config.clients.get(cmd.client_id)
+    if client is None:
+        raise UnknownClient(cmd.client_id)
+    return client
 
 
 async def _admit(
     uow: UnitOfWork,
     cmd: TokenCommand,
     client: Client,
-    creds: ClientCredentials,
     grant_type: str,
     now: datetime,
 ) -> None:
     """The client proves itself, then must hold the grant."""
-    await authenticate_client(client, creds, issuer=cmd.issuer, assertions=uow.assertions, now=now)
+    await authenticate_client(
+        client, cmd.credentials, issuer=cmd.issuer, assertions=uow.assertions, now=now
+    )
     _allow(client, grant_type)
 
 
@@ -153,12 +137,13 @@ def _allow(client: Client, grant_type: str) -> None:
 
 
 async def exchange(cmd: TokenCommand, config: TenantConfig, deps: TokenDeps) -> TokenSet:
-    grant_type = _grant_type(cmd)
-    if grant_type == PASSWORDLESS_OTP_GRANT:
-        return await _otp_grant(cmd, config, deps)
-    if grant_type == CODE_GRANT:
-        return await _code_grant(cmd, config, deps)
-    return await _refresh_grant(cmd, config, deps)
+    match cmd.grant:
+        case OtpGrant():
+            return await _otp_grant(cmd, cmd.grant, config, deps)
+        case AuthorizationCodeGrant():
+            return await _code_grant(cmd, cmd.grant, config, deps)
+        case RefreshTokenGrant():
+            return await _refresh_grant(cmd, cmd.grant, config, deps)
 
 
 def pkce_matches(verifier: str, challenge: str) -> bool:
@@ -168,16 +153,16 @@ def pkce_matches(verifier: str, challenge: str) -> bool:
     return hmac.compare_digest(computed, challenge)
 
 
-async def _code_grant(cmd: TokenCommand, config: TenantConfig, deps: TokenDeps) -> TokenSet:
+async def _code_grant(
+    cmd: TokenCommand, exchanged: AuthorizationCodeGrant, config: TenantConfig, deps: TokenDeps
+) -> TokenSet:
     """RFC 6749 §4.1.3 with RFC 7636: the code works once, within 60 s, for its client and
     redirect_uri; a replay revokes what the first redemption issued (RFC 6749 §4.1.2)."""
-    client, creds = client_of(cmd, config)
-    code = required(cmd.body, "code")
-    redirect_uri = param(cmd.body, "redirect_uri")
-    verifier = param(cmd.body, "code_verifier")
+    client = _client(cmd, config)
+    code, redirect_uri, verifier = exchanged.code, exchanged.redirect_uri, exchanged.code_verifier
     async with deps.uow() as uow:
         now = deps.clock.now()
-        await _admit(uow, cmd, client, creds, CODE_GRANT, now)
+        await _admit(uow, cmd, client, CODE_GRANT, now)
         audit = login_event(config.tenant.id, cmd.request, client, None, None)
         try:
             stored, user = await _redeem_code(uow, config, client, code, now)
@@ -242,9 +227,9 @@ async def _redeem_code(
 
 
 def _grant_scope(
-    config: TenantConfig, client: Client, scopes: list[str] | None, audience: str | None
+    config: TenantConfig, client: Client, requested: tuple[str, ...] | None, audience: str | None
 ) -> Grant:
-    scopes = list(dict.fromkeys(scopes or DEFAULT_SCOPE.split()))
+    scopes = list(dict.fromkeys(requested or DEFAULT_SCOPE.split()))
     audience = audience or config.tenant.default_audience
     lifetime = DEFAULT_ACCESS_TOKEN_LIFETIME
     may_refresh = REFRESH_GRANT in client.grant_types
@@ -260,19 +245,19 @@ def _grant_scope(
     return Grant(scopes=scopes, audience=audience, access_lifetime=lifetime, offline=offline)
 
 
-async def _otp_grant(cmd: TokenCommand, config: TenantConfig, deps: TokenDeps) -> TokenSet:
-    client, creds = client_of(cmd, config)
-    username = required(cmd.body, "username")
-    otp = required(cmd.body, "otp")
-    realm = required(cmd.body, "realm")
+async def _otp_grant(
+    cmd: TokenCommand, otp: OtpGrant, config: TenantConfig, deps: TokenDeps
+) -> TokenSet:
+    client = _client(cmd, config)
+    username = otp.username
     async with deps.uow() as uow:
-        await _admit(uow, cmd, client, creds, PASSWORDLESS_OTP_GRANT, deps.clock.now())
-        connection = realm_connection(config, client, realm)
-        grant = _grant_scope(config, client, parse_scope(cmd.body), param(cmd.body, "audience"))
+        await _admit(uow, cmd, client, PASSWORDLESS_OTP_GRANT, deps.clock.now())
+        connection = realm_connection(config, client, otp.realm)
+        grant = _grant_scope(config, client, otp.scope, otp.audience)
         attempt = CodeAttempt(
             connection=connection,
             username=username,
-            code=otp,
+            code=otp.otp,
             limit_ip=limit_ip(cmd.request, client, authenticated=True),
             user_ip=cmd.request.ip,
             audit=login_event(config.tenant.id, cmd.request, client, connection, username),
@@ -331,13 +316,14 @@ async def _new_refresh_token(
     return token, family
 
 
-async def _refresh_grant(cmd: TokenCommand, config: TenantConfig, deps: TokenDeps) -> TokenSet:
-    client, creds = client_of(cmd, config)
-    token = required(cmd.body, "refresh_token")
-    requested = parse_scope(cmd.body)
+async def _refresh_grant(
+    cmd: TokenCommand, refresh: RefreshTokenGrant, config: TenantConfig, deps: TokenDeps
+) -> TokenSet:
+    client = _client(cmd, config)
+    token, requested = refresh.refresh_token, refresh.scope
     async with deps.uow() as uow:
         now = deps.clock.now()
-        await _admit(uow, cmd, client, creds, REFRESH_GRANT, now)
+        await _admit(uow, cmd, client, REFRESH_GRANT, now)
         audit = login_event(config.tenant.id, cmd.request, client, None, None)
         try:
             stored, user = await _redeem(uow, config, client, token, requested, now, audit)
@@ -345,7 +331,7 @@ async def _refresh_grant(cmd: TokenCommand, config: TenantConfig, deps: TokenDep
             await uow.audit.add(audit.but("fertft", str(exc)), now)
             await uow.commit()
             raise
-        scopes = requested or stored.scope.split()
+        scopes = list(requested or stored.scope.split())
         grant = Grant(
             scopes=scopes,
             audience=stored.audience,
@@ -372,7 +358,7 @@ async def _redeem(
     config: TenantConfig,
     client: Client,
     token: str,
-    requested: list[str] | None,
+    requested: tuple[str, ...] | None,
     now: datetime,
     audit: AuditEvent,
 ) -> tuple[RefreshGrant, User]:

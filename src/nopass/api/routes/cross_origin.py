@@ -10,6 +10,7 @@ from fastapi import APIRouter, Request
 from starlette.responses import Response
 
 from nopass.api.body import read_body
+from nopass.api.commands import cross_origin_fields, text_field, verify_command
 from nopass.api.cors import SDK_HEADERS, allow_origin, origin_refused, preflight
 from nopass.api.deps import ServicesDep, TenantDep
 from nopass.api.errors import co_authenticate_error, verify_error
@@ -25,7 +26,7 @@ from nopass.flows.cross_origin import (
 )
 from nopass.flows.lock_client import lock_client
 from nopass.flows.origins import origin_allowed, tenant_origins
-from nopass.flows.passwordless_verify import VerifyCommand, verify_passwordless
+from nopass.flows.passwordless_verify import verify_passwordless
 
 router = APIRouter()
 CO_PATH = "/co/authenticate"
@@ -36,9 +37,9 @@ async def passwordless_verify(
     request: Request, services: ServicesDep, tenant: TenantDep
 ) -> Response:
     try:
-        command = VerifyCommand(
-            body=await read_body(request),
-            basic_auth=basic_credentials(request),
+        command = verify_command(
+            await read_body(request),
+            basic_credentials(request),
             issuer=tenant.issuer,
             request=request_info(request, services.trusted_proxies),
         )
@@ -73,7 +74,11 @@ async def co_authenticate(request: Request, services: ServicesDep, tenant: Tenan
     except BodyUnreadable:
         body = None
     command = CrossOriginCommand(
-        body=body, origin=origin, request=request_info(request, services.trusted_proxies)
+        fields=cross_origin_fields(body),
+        client_id=text_field(body, "client_id"),
+        username=text_field(body, "username"),
+        origin=origin,
+        request=request_info(request, services.trusted_proxies),
     )
     try:
         issued = await authenticate(command, tenant.config, services.browser)

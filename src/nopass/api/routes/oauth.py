@@ -6,30 +6,27 @@ from fastapi import APIRouter, Request
 from starlette.responses import Response
 
 from nopass.api.body import read_body
+from nopass.api.commands import revoke_command, token_command
 from nopass.api.deps import ServicesDep, TenantDep
 from nopass.api.errors import NO_STORE, token_error
 from nopass.api.request_info import basic_credentials, request_info
 from nopass.api.responses import JSON
 from nopass.core.errors import NopassError
 from nopass.flows.revoke import revoke
-from nopass.flows.token import TokenCommand, exchange
+from nopass.flows.token import exchange
 
 router = APIRouter()
-
-
-async def _command(request: Request, services: ServicesDep, issuer: str) -> TokenCommand:
-    return TokenCommand(
-        body=await read_body(request),
-        basic_auth=basic_credentials(request),
-        issuer=issuer,
-        request=request_info(request, services.trusted_proxies),
-    )
 
 
 @router.post("/oauth/token")
 async def token(request: Request, services: ServicesDep, tenant: TenantDep) -> Response:
     try:
-        command = await _command(request, services, tenant.issuer)
+        command = token_command(
+            await read_body(request),
+            basic_credentials(request),
+            issuer=tenant.issuer,
+            request=request_info(request, services.trusted_proxies),
+        )
         tokens = await exchange(command, tenant.config, services.tokens)
     except NopassError as exc:
         return token_error(exc)
@@ -39,7 +36,9 @@ async def token(request: Request, services: ServicesDep, tenant: TenantDep) -> R
 @router.post("/oauth/revoke")
 async def revoke_token(request: Request, services: ServicesDep, tenant: TenantDep) -> Response:
     try:
-        command = await _command(request, services, tenant.issuer)
+        command = revoke_command(
+            await read_body(request), basic_credentials(request), issuer=tenant.issuer
+        )
         await revoke(command, tenant.config, services.tokens)
     except NopassError as exc:
         return token_error(exc)

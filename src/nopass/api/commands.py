@@ -1,0 +1,186 @@
+"""Request bodies into the flows' typed commands, with Auth0's request errors (auth0-wire.md
+§1.2, §3, §5.1, §5.2). Flows never see a raw body: every field arrives here as a string of the
+right type or not at all, and the first problem raises its ``RequestRejected`` (or
+``UnsupportedGrantType``) in the order Auth0 checks them.
+
+Parameters follow §1.2: JSON ``null`` and the empty string mean absent; a value of another
+type is refused (``InvalidType``), and so is a repeated form field (which ``api/body.py``
+turns into a list).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from nopass.core.errors import (
+    BodyUnreadable,
+    InvalidScope,
+    InvalidType,
+    MissingProperty,
+    RequestRejected,
+    UnknownProperties,
+    UnsupportedGrantType,
+)
+from nopass.core.models import PASSWORDLESS_OTP_GRANT
+from nopass.core.ports import RequestInfo
+from nopass.flows.client_auth import ClientCredentials
+from nopass.flows.cross_origin import CO_FIELDS, CrossOriginFields
+from nopass.flows.passwordless_verify import VerifyCommand
+from nopass.flows.revoke import RevokeCommand
+from nopass.flows.token import (
+    CODE_GRANT,
+    REFRESH_GRANT,
+    AuthorizationCodeGrant,
+    OtpGrant,
+    RefreshTokenGrant,
+    TokenCommand,
+)
+
+Body = Mapping[str, object]
+Basic = tuple[str, str] | None
+
+
+def param(body: Body, name: str) -> str | None:
+    """A request parameter: JSON ``null`` and the empty string mean absent (§1.2)."""
+    value = body.get(name)
+    if value is None or value == "":
+        return None
+    if not isinstance(value, str):
+        raise InvalidType(name, "array" if isinstance(value, list) else "other", "string")
+    return value
+
+
+def required(body: Body, name: str) -> str:
+    value = param(body, name)
+    if value is None:
+        raise MissingProperty(name)
+    return value
+
+
+def first_of(body: Body, *names: str) -> str | None:
+    """The first of several names a parameter goes by (auth0.js' and the reference's)."""
+    for name in names:
+        value = param(body, name)
+        if value is not None:
+            return value
+    return None
+
+
+def scope_of(body: Body) -> tuple[str, ...] | None:
+    """``scope`` as a space-separated string or an array of them; None when not sent."""
+    value = body.get("scope")
+    if value is None or value == "":
+        return None
+    if isinstance(value, str):
+        return tuple(value.split())
+    if isinstance(value, list) and all(isinstance(v, str) for v in value):
+        return tuple(s for v in value for s in v.split())
+    raise InvalidScope("Scope must be an array or a string")
+
+
+def client_id_of(body: Body, basic: Basic) -> str:
+    """``client_id`` from the body, else from HTTP Basic credentials."""
+    client_id = param(body, "client_id") or (basic[0] if basic else None)
+    if client_id is None:
+        raise MissingProperty("client_id")
+    return client_id
+
+
+def credentials_of(body: Body, basic: Basic) -> ClientCredentials:
+    return ClientCredentials(
+        secret=param(body, "client_secret"),
+        basic=basic,
+        assertion=param(body, "client_assertion"),
+        assertion_type=param(body, "client_assertion_type"),
+    )
+
+
+def token_command(body: Body, basic: Basic, *, issuer: str, request: RequestInfo) -> TokenCommand:
+    """``POST /oauth/token``: ``grant_type`` → ``client_id`` → the grant's parameters."""
+    grant_type = required(body, "grant_type")
+    grant: OtpGrant | RefreshTokenGrant | AuthorizationCodeGrant
+    if grant_type not in (PASSWORDLESS_OTP_GRANT, REFRESH_GRANT, CODE_GRANT):
+        raise UnsupportedGrantType(grant_type)
+    client_id = client_id_of(body, basic)
+    if grant_type == PASSWORDLESS_OTP_GRANT:
+        grant = OtpGrant(
+            username=required(body, "username"),
+            otp=required(body, "otp"),
+            realm=required(body, "realm"),
+            scope=scope_of(body),
+            audience=param(body, "audience"),
+        )
+    elif grant_type == REFRESH_GRANT:
+        grant = RefreshTokenGrant(
+            refresh_token=required(body, "refresh_token"), scope=scope_of(body)
+        )
+    else:
+        grant = AuthorizationCodeGrant(
+            code=required(body, "code"),
+            redirect_uri=param(body, "redirect_uri"),
+            code_verifier=param(body, "code_verifier"),
+        )
+    return TokenCommand(
+        client_id=client_id,
+        credentials=credentials_of(body, basic),
+        grant=grant,
+        issuer=issuer,
+        request=request,
+    )
+
+
+def revoke_command(body: Body, basic: Basic, *, issuer: str) -> RevokeCommand:
+    """``POST /oauth/revoke`` (RFC 7009 §2.1)."""
+    client_id = client_id_of(body, basic)
+    return RevokeCommand(
+        client_id=client_id,
+        credentials=credentials_of(body, basic),
+        token=required(body, "token"),
+        issuer=issuer,
+    )
+
+
+def verify_command(body: Body, basic: Basic, *, issuer: str, request: RequestInfo) -> VerifyCommand:
+    """``POST /passwordless/verify``: auth0.js' ``{connection, verification_code,
+    email|phone_number, client_id}`` or the reference's ``{grant_type: "password", username,
+    password, connection, ...}``."""
+    client_id = client_id_of(body, basic)
+    connection = required(body, "connection")
+    username = first_of(body, "username", "email", "phone_number")
+    if username is None:
+        raise MissingProperty("username")
+    code = first_of(body, "password", "verification_code")
+    if code is None:
+        raise MissingProperty("password")
+    return VerifyCommand(
+        client_id=client_id,
+        credentials=credentials_of(body, basic),
+        connection=connection,
+        username=username,
+        code=code,
+        issuer=issuer,
+        request=request,
+    )
+
+
+def cross_origin_fields(body: Body | None) -> CrossOriginFields | RequestRejected:
+    """``POST /co/authenticate``'s body: all and only its five fields, each a non-empty
+    string. The problem is returned, not raised: the origin is checked first (§12.11)."""
+    if body is None:
+        return BodyUnreadable()
+    extra = [key for key in body if key not in CO_FIELDS]
+    if extra:
+        return UnknownProperties(extra)
+    values: dict[str, str] = {}
+    for name in CO_FIELDS:
+        value = body.get(name)
+        if not isinstance(value, str) or not value:
+            return MissingProperty(name)
+        values[name] = value
+    return CrossOriginFields(**values)
+
+
+def text_field(body: Body | None, name: str) -> str | None:
+    """A string field of a body that may be unreadable or invalid (for audit context)."""
+    value = body.get(name) if body is not None else None
+    return value if isinstance(value, str) else None
