@@ -1,0 +1,209 @@
+"""The flows' dependencies from real parts except storage: the in-memory store and key store,
+the real ``Keyring``, ``TemplateRenderer``, ``Limits`` over the in-memory rate limiter and the
+app's outbox wake-up, on a movable clock; and a tenant configuration built as domain records
+(no database, no HTTP). See ``nopass.app.create_app`` for the production composition."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from nopass.app import OutboxWakeup
+from nopass.core.keyring import Keyring
+from nopass.core.models import (
+    PASSWORDLESS_OTP_GRANT,
+    AuditEvent,
+    AuthMethod,
+    Challenge,
+    Client,
+    Connection,
+    EmailProvider,
+    Message,
+    SigningKey,
+    Tenant,
+    TenantConfig,
+    TestIdentity,
+)
+from nopass.core.ports import RequestInfo
+from nopass.delivery.templates import TemplateRenderer
+from nopass.flows.issue import TokenSet
+from nopass.flows.limits import Limits
+from nopass.flows.start import StartCommand, StartDeps, StartResult, start_passwordless
+from nopass.flows.token import TokenCommand, TokenDeps, exchange
+from nopass.ratelimit.memory import MemoryRateLimiter
+from nopass.store.memory import MemoryKeyStore, MemoryStore, OutboxRecord
+from tests.support.clock import MovableClock
+
+T0 = datetime(2026, 12, 1, 9, 0, tzinfo=UTC)
+ORIGIN = "https://login.acme.example"
+ISSUER = ORIGIN + "/"
+TENANT_ID = "tenant-acme"
+NATIVE = "native-app"
+EMAIL, SMS, MEMBERS = "email", "sms", "members-only"  # connection names
+TEST_EMAIL, TEST_CODE = "review@acme.example", "424242"
+REQUEST = RequestInfo(ip="203.0.113.7", user_agent="unit-test")
+ROTATING = {"rotation_type": "rotating", "expiration_type": "non-expiring", "leeway": 0}
+RENDERER = TemplateRenderer()  # parsing its templates once is enough
+
+
+def tenant_config(rate_limits: Mapping[str, Any] | None = None) -> TenantConfig:
+    """A tenant with a public native client (OTP and rotating refresh grants), an email and
+    an SMS connection (outbox provider), an email connection that disables signup, and an
+    unexpired test identity on the email connection."""
+    tenant = Tenant(
+        id=TENANT_ID,
+        name="acme",
+        friendly_name="Acme",
+        default_audience=None,
+        rate_limits=dict(rate_limits or {}),
+        test_identities=(
+            TestIdentity(EMAIL, TEST_EMAIL, TEST_CODE, expires_at=T0 + timedelta(days=1)),
+        ),
+    )
+    client = Client(
+        tenant_id=TENANT_ID,
+        client_id=NATIVE,
+        name="Native App",
+        app_type="native",
+        auth_method=AuthMethod.NONE,
+        secret_hash=None,
+        grant_types=(PASSWORDLESS_OTP_GRANT, "refresh_token"),
+        callbacks=("https://app.acme.example/callback",),
+        refresh_token=ROTATING,
+    )
+
+    def connection(name: str, strategy: str, **options: Any) -> Connection:
+        return Connection(TENANT_ID, f"con-{name}", name, strategy, options, frozenset({NATIVE}))
+
+    connections = [
+        connection(EMAIL, "email"),
+        connection(SMS, "sms", provider="outbox"),
+        connection(MEMBERS, "email", disable_signup=True),
+    ]
+    return TenantConfig(
+        tenant=tenant,
+        clients={NATIVE: client},
+        connections={c.name: c for c in connections},
+        email_provider=EmailProvider(
+            name="outbox",
+            enabled=True,
+            default_from_address="Acme <login@acme.example>",
+            credentials={},
+            settings={},
+        ),
+    )
+
+
+class NoSms:
+    """SMS here goes through the outbox provider: a synchronous send is a failure."""
+
+    async def send(self, connection: Connection, message: Message, request: RequestInfo) -> None:
+        raise AssertionError("no SMS provider is configured")
+
+
+@dataclass
+class World:
+    store: MemoryStore
+    clock: MovableClock
+    keyring: Keyring
+    keys: MemoryKeyStore
+    wakeup: OutboxWakeup
+    config: TenantConfig = field(default_factory=tenant_config)
+    limiter: MemoryRateLimiter = field(default_factory=MemoryRateLimiter)
+
+    @property
+    def limits(self) -> Limits:
+        return Limits(limiter=self.limiter, uow=self.store, clock=self.clock)
+
+    @property
+    def start_deps(self) -> StartDeps:
+        return StartDeps(
+            uow=self.store,
+            keyring=self.keyring,
+            renderer=RENDERER,
+            sms=NoSms(),
+            outbox_signal=self.wakeup,
+            clock=self.clock,
+            limits=self.limits,
+        )
+
+    @property
+    def token_deps(self) -> TokenDeps:
+        return TokenDeps(
+            uow=self.store,
+            keyring=self.keyring,
+            keys=self.keys,
+            clock=self.clock,
+            limits=self.limits,
+        )
+
+    # ------------------------------------------------------------------------ the flows
+
+    async def start(self, connection: str = EMAIL, **body: object) -> StartResult:
+        identifier = "phone_number" if connection == SMS else "email"
+        values: dict[str, object] = {
+            "client_id": NATIVE,
+            "connection": connection,
+            identifier: "+15551234567" if connection == SMS else "ann@example.com",
+            "send": "code",
+            **body,
+        }
+        cmd = StartCommand(
+            body=values, origin=ORIGIN, basic_auth=None, request=REQUEST, request_language=None
+        )
+        return await start_passwordless(cmd, self.config, self.start_deps)
+
+    async def otp(
+        self, otp: str, username: str = "ann@example.com", realm: str = EMAIL, **body: object
+    ) -> TokenSet:
+        values: dict[str, object] = {
+            "grant_type": PASSWORDLESS_OTP_GRANT,
+            "client_id": NATIVE,
+            "username": username,
+            "otp": otp,
+            "realm": realm,
+            **body,
+        }
+        return await exchange(self._token(values), self.config, self.token_deps)
+
+    async def refresh(self, token: str) -> TokenSet:
+        values: dict[str, object] = {
+            "grant_type": "refresh_token",
+            "client_id": NATIVE,
+            "refresh_token": token,
+        }
+        return await exchange(self._token(values), self.config, self.token_deps)
+
+    def _token(self, body: dict[str, object]) -> TokenCommand:
+        return TokenCommand(body=body, basic_auth=None, issuer=ISSUER, request=REQUEST)
+
+    # ------------------------------------------------------------ what the store holds
+
+    def challenge(self, challenge_id: str) -> Challenge:
+        return self.store.tables.challenges[challenge_id]
+
+    def outbox(self) -> list[OutboxRecord]:
+        return self.store.tables.outbox_of(TENANT_ID)
+
+    def code_of(self, challenge_id: str) -> str:
+        [record] = [r for r in self.outbox() if r.challenge_id == challenge_id]
+        assert record.code is not None
+        return record.code
+
+    def events(self) -> list[AuditEvent]:
+        return list(self.store.tables.audit_of(TENANT_ID))
+
+    def event_types(self) -> list[str]:
+        return [e.type for e in self.events()]
+
+
+def world(signing_key: SigningKey) -> World:
+    return World(
+        store=MemoryStore(),
+        clock=MovableClock(T0),
+        keyring=Keyring([b"unit-test-secret-key-0123456789ab"]),
+        keys=MemoryKeyStore({TENANT_ID: signing_key}),
+        wakeup=OutboxWakeup(),
+    )
