@@ -10,6 +10,7 @@ transactions; tenant isolation; commit, rollback and savepoint visibility.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, replace
@@ -231,6 +232,21 @@ async def test_a_new_start_voids_the_pending_codes_and_latest_prefers_an_open_on
         assert await work.challenges.latest(tenant, connection, "b@example.com") is None
 
 
+async def test_concurrent_right_guesses_consume_the_code_once(store: Backend) -> None:
+    """Each guess in a unit of work of its own, all at once: the row lock (PostgreSQL), the
+    write lock (SQLite) or the store's lock (memory) lets exactly one consume the code."""
+    await add(store, challenge(store.acme, "c1"))
+
+    async def guess() -> bool | None:
+        async with store.work() as work:
+            outcome = await work.challenges.attempt(store.acme.tenant, "c1", RIGHT, T0)
+            await work.commit()
+        return outcome
+
+    outcomes = await asyncio.gather(*(guess() for _ in range(4)))
+    assert sorted(outcomes, key=str) == [None, None, None, True]
+
+
 # ------------------------------------------------------------------------------- users
 
 
@@ -331,6 +347,21 @@ async def test_a_refresh_token_rotates_once_and_its_family_is_revoked(store: Bac
         assert await work.refresh_tokens.find(tenant, "hash-9") is None
     assert revoked is not None and revoked.revoked_at == later and revoked.rotated_at is None
     assert untouched == grant("g3", family="family-2")
+
+
+async def test_concurrent_rotations_of_one_token_rotate_it_once(store: Backend) -> None:
+    tenant = store.acme.tenant
+    async with store.work() as work:
+        await work.refresh_tokens.add(tenant, grant("g1"), "hash-1")
+        await work.commit()
+
+    async def rotate() -> bool:
+        async with store.work() as work:
+            rotated = await work.refresh_tokens.mark_rotated(tenant, "g1", T0)
+            await work.commit()
+        return rotated
+
+    assert sorted(await asyncio.gather(*(rotate() for _ in range(3)))) == [False, False, True]
 
 
 # ------------------------------------------------------- codes, tickets, jtis, sessions
