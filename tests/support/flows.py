@@ -168,11 +168,12 @@ class World:
         }
         return await exchange(self._token(values), self.config, self.token_deps)
 
-    async def refresh(self, token: str) -> TokenSet:
+    async def refresh(self, token: str, **body: object) -> TokenSet:
         values: dict[str, object] = {
             "grant_type": "refresh_token",
             "client_id": NATIVE,
             "refresh_token": token,
+            **body,
         }
         return await exchange(self._token(values), self.config, self.token_deps)
 

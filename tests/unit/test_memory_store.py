@@ -9,6 +9,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from nopass.core.models import SigningKey
+from nopass.core.ports import KeyStore, UnitOfWorkFactory
 from nopass.store.memory import DuplicateKey, MemoryKeyStore, MemoryStore
 from nopass.tokens.keys import generate_key
 
@@ -18,6 +19,13 @@ T0 = datetime(2026, 12, 1, 9, 0, tzinfo=UTC)
 @pytest.fixture(scope="module")
 def two_keys() -> tuple[SigningKey, SigningKey]:
     return generate_key()[0], generate_key()[0]
+
+
+def test_the_memory_store_implements_the_ports() -> None:
+    """Checked by mypy: the factory's units of work provide every repository of the ports."""
+    factory: UnitOfWorkFactory = MemoryStore()
+    keys: KeyStore = MemoryKeyStore()
+    assert callable(factory) and keys is not None
 
 
 async def test_a_second_writer_in_the_same_task_fails_instead_of_waiting_forever() -> None:

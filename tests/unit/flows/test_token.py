@@ -7,7 +7,13 @@ from __future__ import annotations
 import jwt
 import pytest
 
-from nopass.core.errors import CodeFailure, CodeRejected, IdentityBlocked, InvalidRefreshToken
+from nopass.core.errors import (
+    CodeFailure,
+    CodeRejected,
+    IdentityBlocked,
+    InvalidRefreshToken,
+    InvalidScope,
+)
 from nopass.core.models import SigningKey
 from nopass.flows.verify import FAILURE_WINDOW
 from tests.support.flows import ISSUER, NATIVE, SMS, TEST_CODE, TEST_EMAIL, World
@@ -52,6 +58,13 @@ async def test_the_right_code_signs_the_user_up_once(flows: World, signing_key: 
     [again] = flows.store.tables.users.values()
     assert (again.user_id, again.logins_count) == (user.user_id, 2)
     assert flows.event_types()[-1] == "s"
+
+
+async def test_the_username_is_normalised_like_the_start_normalised_it(flows: World) -> None:
+    code = await started_code(flows, email="Ann@Example.COM")
+    await flows.otp(code, username="ANN@example.com")
+    [user] = flows.store.tables.users.values()
+    assert user.identifier == "ann@example.com"
 
 
 async def test_an_sms_code_signs_in_by_phone_number(flows: World) -> None:
@@ -131,3 +144,21 @@ async def test_an_unknown_refresh_token_is_refused(flows: World) -> None:
     with pytest.raises(InvalidRefreshToken, match="unknown refresh token"):
         await flows.refresh("v1.not-a-token")
     assert flows.event_types() == ["fertft"]
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="defect in flows/token.py (owned elsewhere while the code checks merge): the token "
+    "is rotated before the scope is checked, and the refusal commits the rotation, so the "
+    "client's only valid refresh token is burnt and its next use revokes the family",
+)
+async def test_a_refused_wider_scope_leaves_the_refresh_token_usable(flows: World) -> None:
+    """Bad input changes nothing: asking a refresh for more than was granted is refused
+    (audited ``fertft``), and the same token then still refreshes, here to a narrower scope."""
+    token = (await flows.otp(await started_code(flows), **OFFLINE)).refresh_token
+    assert token is not None
+    with pytest.raises(InvalidScope):
+        await flows.refresh(token, scope="openid offline_access email")
+    assert flows.event_types()[-1] == "fertft"
+    narrowed = await flows.refresh(token, scope="openid")
+    assert narrowed.scope == "openid"
