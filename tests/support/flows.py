@@ -11,7 +11,9 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from nopass.app import OutboxWakeup
+from nopass.core.errors import DeliveryFailed
 from nopass.core.keyring import Keyring
+from nopass.core.latency import LatencyEstimate
 from nopass.core.models import (
     PASSWORDLESS_OTP_GRANT,
     AuditEvent,
@@ -42,6 +44,7 @@ ISSUER = ORIGIN + "/"
 TENANT_ID = "tenant-acme"
 NATIVE = "native-app"
 EMAIL, SMS, MEMBERS = "email", "sms", "members-only"  # connection names
+SMS_DIRECT, SMS_MEMBERS = "sms-direct", "sms-members-only"  # sent through a provider
 TEST_EMAIL, TEST_CODE = "review@acme.example", "424242"
 REQUEST = RequestInfo(ip="203.0.113.7", user_agent="unit-test")
 ROTATING = {"rotation_type": "rotating", "expiration_type": "non-expiring", "leeway": 0}
@@ -50,8 +53,9 @@ RENDERER = TemplateRenderer()  # parsing its templates once is enough
 
 def tenant_config(rate_limits: Mapping[str, Any] | None = None) -> TenantConfig:
     """A tenant with a public native client (OTP and rotating refresh grants), an email and
-    an SMS connection (outbox provider), an email connection that disables signup, and an
-    unexpired test identity on the email connection."""
+    an SMS connection (outbox provider), an email connection that disables signup, two SMS
+    connections sent through a provider (one disables signup), and an unexpired test
+    identity on the email connection."""
     tenant = Tenant(
         id=TENANT_ID,
         name="acme",
@@ -81,6 +85,8 @@ def tenant_config(rate_limits: Mapping[str, Any] | None = None) -> TenantConfig:
         connection(EMAIL, "email"),
         connection(SMS, "sms", provider="outbox"),
         connection(MEMBERS, "email", disable_signup=True),
+        connection(SMS_DIRECT, "sms", provider="sms_gateway"),
+        connection(SMS_MEMBERS, "sms", provider="sms_gateway", disable_signup=True),
     ]
     return TenantConfig(
         tenant=tenant,
@@ -96,11 +102,21 @@ def tenant_config(rate_limits: Mapping[str, Any] | None = None) -> TenantConfig:
     )
 
 
-class NoSms:
-    """SMS here goes through the outbox provider: a synchronous send is a failure."""
+class RecordingSms:
+    """The ``SmsSender`` port for connections with a provider: records what it was given to
+    send (and how many codes were committed by then), or fails with ``failure``."""
+
+    def __init__(self, store: MemoryStore) -> None:
+        self._store = store
+        self.sent: list[Message] = []
+        self.committed_codes: list[int] = []
+        self.failure: DeliveryFailed | None = None
 
     async def send(self, connection: Connection, message: Message, request: RequestInfo) -> None:
-        raise AssertionError("no SMS provider is configured")
+        self.committed_codes.append(len(self._store.tables.challenges))
+        if self.failure is not None:
+            raise self.failure
+        self.sent.append(message)
 
 
 @dataclass
@@ -112,6 +128,11 @@ class World:
     wakeup: OutboxWakeup
     config: TenantConfig = field(default_factory=tenant_config)
     limiter: MemoryRateLimiter = field(default_factory=MemoryRateLimiter)
+    # A phantom's start waits as long as a provider usually takes: here, no time at all.
+    sms_latency: LatencyEstimate = field(default_factory=lambda: LatencyEstimate(initial=0.0))
+
+    def __post_init__(self) -> None:
+        self.sms = RecordingSms(self.store)
 
     @property
     def limits(self) -> Limits:
@@ -123,10 +144,11 @@ class World:
             uow=self.store,
             keyring=self.keyring,
             renderer=RENDERER,
-            sms=NoSms(),
+            sms=self.sms,
             outbox_signal=self.wakeup,
             clock=self.clock,
             limits=self.limits,
+            sms_latency=self.sms_latency,
         )
 
     @property
@@ -142,11 +164,11 @@ class World:
     # ------------------------------------------------------------------------ the flows
 
     async def start(self, connection: str = EMAIL, **body: object) -> StartResult:
-        identifier = "phone_number" if connection == SMS else "email"
+        sms = self.config.connections[connection].strategy == "sms"
         values: dict[str, object] = {
             "client_id": NATIVE,
             "connection": connection,
-            identifier: "+15551234567" if connection == SMS else "ann@example.com",
+            **({"phone_number": "+15551234567"} if sms else {"email": "ann@example.com"}),
             "send": "code",
             **body,
         }

@@ -3,13 +3,30 @@ signals, for email, SMS, an identity that may not sign up, and a test identity."
 
 from __future__ import annotations
 
+import re
 from datetime import timedelta
 
 import pytest
 
-from nopass.core.errors import InvalidFormat, RateLimited, UnknownProperties
+from nopass.core.errors import (
+    DeliveryFailed,
+    DeliveryFailure,
+    InvalidFormat,
+    RateLimited,
+    UnknownProperties,
+)
 from nopass.core.models import Channel
-from tests.support.flows import EMAIL, MEMBERS, SMS, T0, TEST_CODE, TEST_EMAIL, World
+from tests.support.flows import (
+    EMAIL,
+    MEMBERS,
+    SMS,
+    SMS_DIRECT,
+    SMS_MEMBERS,
+    T0,
+    TEST_CODE,
+    TEST_EMAIL,
+    World,
+)
 
 
 async def test_email_start_stores_the_code_as_an_hmac_and_queues_its_message(flows: World) -> None:
@@ -46,6 +63,36 @@ async def test_sms_start_sends_a_code_without_a_link(flows: World) -> None:
     assert flows.code_of(result.id) in record.message.text
     assert flows.event_types() == ["cs"]
     assert not flows.wakeup.event.is_set()  # no email queued
+    assert flows.sms.sent == []  # the outbox provider keeps it
+
+
+async def test_sms_through_a_provider_is_sent_after_the_code_is_committed(flows: World) -> None:
+    result = await flows.start(SMS_DIRECT)
+    [message] = flows.sms.sent
+    assert flows.sms.committed_codes == [1]
+    stored = flows.challenge(result.id)
+    [code] = re.findall(r"\b\d{6}\b", message.text)
+    assert flows.keyring.code_matches(result.id, code, stored.key_id, stored.code_hmac)
+    assert message.recipient == "+15551234567" and stored.voided_at is None
+    assert flows.outbox() == [] and flows.event_types() == ["cs"]
+
+
+async def test_a_provider_failure_voids_the_code_and_is_audited(flows: World) -> None:
+    flows.sms.failure = DeliveryFailed(
+        DeliveryFailure.REJECTED, status=400, provider_message="bad number", provider_code="21211"
+    )
+    with pytest.raises(DeliveryFailed):
+        await flows.start(SMS_DIRECT)
+    [stored] = flows.store.tables.challenges.values()
+    assert stored.voided_at is not None
+    [event] = flows.events()
+    assert (event.type, event.description) == ("fn", "bad number (Code: 21211)")
+
+
+async def test_a_phantom_sms_sends_nothing_through_the_provider(flows: World) -> None:
+    result = await flows.start(SMS_MEMBERS)
+    assert flows.challenge(result.id).phantom
+    assert flows.sms.committed_codes == [] and flows.event_types() == []
 
 
 async def test_a_new_start_voids_the_identitys_pending_code(flows: World) -> None:
