@@ -1,0 +1,216 @@
+"""Refresh tokens, authorization codes, sessions, login transactions and login tickets in
+memory, found by the hash of their value like their SQL tables (``store/refresh_tokens.py``,
+``store/authorization_codes.py``, ``store/sessions.py``, ``store/login_tickets.py``)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import replace
+from datetime import datetime
+from typing import Any
+
+from nopass.core.models import (
+    AuthorizationCode,
+    LoginTicket,
+    LoginTransaction,
+    RefreshGrant,
+    Session,
+)
+from nopass.store.memory.repos import Work
+from nopass.store.memory.tables import (
+    CodeRecord,
+    DuplicateKey,
+    RefreshRecord,
+    SessionRecord,
+    TicketRecord,
+    TransactionRecord,
+    insert,
+)
+
+TRANSACTION_UPDATABLE = frozenset(
+    {"connection", "identifier", "challenge_id", "send", "last_sent_at", "completed_at"}
+)
+
+
+def _unique_hash(rows: Mapping[str, Any], attribute: str, value: str) -> None:
+    """The hash columns are unique across tenants, as in the SQL schema."""
+    if any(getattr(row, attribute) == value for row in rows.values()):
+        raise DuplicateKey(f"duplicate {attribute}")
+
+
+class MemoryRefreshTokenRepo:
+    def __init__(self, work: Work) -> None:
+        self._work = work
+
+    async def add(self, tenant_id: str, grant: RefreshGrant, token_hash: str) -> None:
+        tables = await self._work.writing()
+        _unique_hash(tables.refresh_tokens, "token_hash", token_hash)
+        stored = replace(grant, rotated_at=None, revoked_at=None)
+        insert(tables.refresh_tokens, grant.id, RefreshRecord(tenant_id, token_hash, stored))
+
+    async def find(self, tenant_id: str, token_hash: str) -> RefreshGrant | None:
+        rows = self._work.reading().refresh_tokens.values()
+        return next(
+            (r.grant for r in rows if (r.tenant_id, r.token_hash) == (tenant_id, token_hash)),
+            None,
+        )
+
+    async def mark_rotated(self, tenant_id: str, grant_id: str, now: datetime) -> bool:
+        """True for exactly one caller; False when already rotated or revoked."""
+        tables = await self._work.writing()
+        row = tables.refresh_tokens.get(grant_id)
+        if row is None or row.tenant_id != tenant_id:
+            return False
+        if row.grant.rotated_at is not None or row.grant.revoked_at is not None:
+            return False
+        tables.refresh_tokens[grant_id] = replace(row, grant=replace(row.grant, rotated_at=now))
+        return True
+
+    async def revoke_family(self, tenant_id: str, family_id: str, now: datetime) -> int:
+        tables = await self._work.writing()
+        family = [
+            row
+            for row in tables.refresh_tokens.values()
+            if row.tenant_id == tenant_id
+            and row.grant.family_id == family_id
+            and row.grant.revoked_at is None
+        ]
+        for row in family:
+            tables.refresh_tokens[row.grant.id] = replace(
+                row, grant=replace(row.grant, revoked_at=now)
+            )
+        return len(family)
+
+
+class MemoryAuthorizationCodeRepo:
+    def __init__(self, work: Work) -> None:
+        self._work = work
+
+    async def add(self, tenant_id: str, code: AuthorizationCode, code_hash: str) -> None:
+        tables = await self._work.writing()
+        _unique_hash(tables.authorization_codes, "code_hash", code_hash)
+        stored = replace(code, used_at=None, refresh_family_id=None)
+        insert(tables.authorization_codes, code.id, CodeRecord(tenant_id, code_hash, stored))
+
+    async def redeem(
+        self, tenant_id: str, code_hash: str, now: datetime
+    ) -> tuple[AuthorizationCode | None, bool]:
+        """``(code, first)``: ``first`` for the one redemption that wins."""
+        tables = await self._work.writing()
+        row = next(
+            (
+                r
+                for r in tables.authorization_codes.values()
+                if (r.tenant_id, r.code_hash) == (tenant_id, code_hash)
+            ),
+            None,
+        )
+        if row is None:
+            return None, False
+        if row.code.used_at is not None:
+            return row.code, False
+        used = replace(row.code, used_at=now)
+        tables.authorization_codes[used.id] = replace(row, code=used)
+        return used, True
+
+    async def remember_refresh_family(self, tenant_id: str, code_id: str, family: str) -> None:
+        tables = await self._work.writing()
+        row = tables.authorization_codes.get(code_id)
+        if row is not None and row.tenant_id == tenant_id:
+            code = replace(row.code, refresh_family_id=family)
+            tables.authorization_codes[code_id] = replace(row, code=code)
+
+
+class MemorySessionRepo:
+    def __init__(self, work: Work) -> None:
+        self._work = work
+
+    async def add(self, tenant_id: str, session: Session, token_hash: str) -> None:
+        tables = await self._work.writing()
+        _unique_hash(tables.sessions, "token_hash", token_hash)
+        insert(tables.sessions, session.id, SessionRecord(tenant_id, token_hash, session))
+
+    async def find(self, tenant_id: str, token_hash: str, now: datetime) -> Session | None:
+        return next(
+            (
+                r.session
+                for r in self._work.reading().sessions.values()
+                if (r.tenant_id, r.token_hash) == (tenant_id, token_hash)
+                and r.revoked_at is None
+                and r.session.expires_at > now
+            ),
+            None,
+        )
+
+    async def revoke(self, tenant_id: str, token_hash: str, now: datetime) -> None:
+        tables = await self._work.writing()
+        for row in list(tables.sessions.values()):
+            if (row.tenant_id, row.token_hash) == (tenant_id, token_hash):
+                tables.sessions[row.session.id] = replace(row, revoked_at=now)
+
+
+class MemoryTransactionRepo:
+    def __init__(self, work: Work) -> None:
+        self._work = work
+
+    async def add(self, tenant_id: str, tx: LoginTransaction, token_hash: str) -> None:
+        """Stored as the SQL ``INSERT`` stores it: what happens later starts empty."""
+        tables = await self._work.writing()
+        _unique_hash(tables.transactions, "token_hash", token_hash)
+        stored = replace(
+            tx,
+            params=dict(tx.params),
+            identifier=None,
+            challenge_id=None,
+            send=None,
+            last_sent_at=None,
+            completed_at=None,
+        )
+        insert(tables.transactions, tx.id, TransactionRecord(tenant_id, token_hash, stored))
+
+    async def find(self, tenant_id: str, token_hash: str, now: datetime) -> LoginTransaction | None:
+        return next(
+            (
+                r.tx
+                for r in self._work.reading().transactions.values()
+                if (r.tenant_id, r.token_hash) == (tenant_id, token_hash)
+                and r.tx.expires_at > now
+                and r.tx.completed_at is None
+            ),
+            None,
+        )
+
+    async def update(self, tenant_id: str, tx_id: str, values: Mapping[str, Any]) -> None:
+        if not set(values) <= TRANSACTION_UPDATABLE:
+            raise ValueError(f"not updatable: {sorted(set(values) - TRANSACTION_UPDATABLE)}")
+        tables = await self._work.writing()
+        row = tables.transactions.get(tx_id)
+        if row is not None and row.tenant_id == tenant_id:
+            tables.transactions[tx_id] = replace(row, tx=replace(row.tx, **values))
+
+
+class MemoryLoginTicketRepo:
+    def __init__(self, work: Work) -> None:
+        self._work = work
+
+    async def add(
+        self, tenant_id: str, ticket: LoginTicket, ticket_hash: str, now: datetime
+    ) -> None:
+        tables = await self._work.writing()
+        _unique_hash(tables.tickets, "ticket_hash", ticket_hash)
+        insert(tables.tickets, ticket.id, TicketRecord(tenant_id, ticket_hash, ticket, now))
+
+    async def consume(
+        self, tenant_id: str, ticket_hash: str, client_id: str, now: datetime
+    ) -> LoginTicket | None:
+        tables = await self._work.writing()
+        for row in tables.tickets.values():
+            if (
+                (row.tenant_id, row.ticket_hash) == (tenant_id, ticket_hash)
+                and row.ticket.client_id == client_id
+                and row.used_at is None
+                and row.ticket.expires_at > now
+            ):
+                tables.tickets[row.ticket.id] = replace(row, used_at=now)
+                return row.ticket
+        return None
