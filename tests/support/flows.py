@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from nopass.api.commands import token_command
 from nopass.app import OutboxWakeup
 from nopass.core.errors import DeliveryFailed
 from nopass.core.keyring import Keyring
@@ -200,7 +201,7 @@ class World:
         return await exchange(self._token(values), self.config, self.token_deps)
 
     def _token(self, body: dict[str, object]) -> TokenCommand:
-        return TokenCommand(body=body, basic_auth=None, issuer=ISSUER, request=REQUEST)
+        return token_command(body, None, issuer=ISSUER, request=REQUEST)
 
     # ------------------------------------------------------------ what the store holds
 

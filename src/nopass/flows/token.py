@@ -11,7 +11,7 @@ import base64
 import hashlib
 import hmac
 import secrets
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import NoReturn
 
@@ -338,7 +338,10 @@ async def _refresh_grant(
             access_lifetime=_access_lifetime(config, stored.audience),
             offline=_rotating(client),
         )
-        new_token, _ = await _new_refresh_token(uow, config, client, user, grant, now, stored)
+        # The rotated token keeps the scope of the one presented (RFC 6749 §6), however
+        # narrow this access token is.
+        kept = replace(grant, scopes=stored.scope.split())
+        new_token, _ = await _new_refresh_token(uow, config, client, user, kept, now, stored)
         await uow.audit.add(audit.but("sertft", "Successful exchange", user_id=user.user_id), now)
         await uow.commit()
     return await issue_tokens(deps.keys, config, cmd.issuer, client, user, grant, now, new_token)

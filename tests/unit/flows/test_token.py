@@ -15,7 +15,7 @@ from nopass.core.errors import (
     InvalidScope,
 )
 from nopass.core.models import SigningKey
-from nopass.flows.verify import FAILURE_WINDOW
+from nopass.flows.code_check import FAILURE_WINDOW
 from tests.support.flows import ISSUER, NATIVE, SMS, TEST_CODE, TEST_EMAIL, World
 
 OFFLINE = {"scope": "openid offline_access"}
@@ -146,12 +146,6 @@ async def test_an_unknown_refresh_token_is_refused(flows: World) -> None:
     assert flows.event_types() == ["fertft"]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="defect in flows/token.py (owned elsewhere while the code checks merge): the token "
-    "is rotated before the scope is checked, and the refusal commits the rotation, so the "
-    "client's only valid refresh token is burnt and its next use revokes the family",
-)
 async def test_a_refused_wider_scope_leaves_the_refresh_token_usable(flows: World) -> None:
     """Bad input changes nothing: asking a refresh for more than was granted is refused
     (audited ``fertft``), and the same token then still refreshes, here to a narrower scope."""
@@ -164,12 +158,6 @@ async def test_a_refused_wider_scope_leaves_the_refresh_token_usable(flows: Worl
     assert narrowed.scope == "openid"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="defect in flows/token.py (owned elsewhere while the code checks merge): a "
-    "down-scoped refresh stores the narrowed scope in the rotated refresh token, against "
-    "RFC 6749 §6 (its scope MUST be identical to the one presented)",
-)
 async def test_a_down_scoped_refresh_keeps_the_refresh_tokens_scope(flows: World) -> None:
     granted = "openid email offline_access"
     token = (await flows.otp(await started_code(flows), scope=granted)).refresh_token

@@ -198,6 +198,20 @@ class MemoryUserRepo:
         insert(tables.users, (tenant_id, new_user_id), user)
         return user, True
 
+    async def count_login(
+        self, tenant_id: str, connection_id: str, identifier: str, *, ip: str | None, now: datetime
+    ) -> User | None:
+        """Count an existing user's login; None, writing nothing, when there is none."""
+        tables = await self._work.writing()
+        known = _find_user(tables, tenant_id, connection_id, identifier)
+        if known is None:
+            return None
+        user = replace(
+            known, last_login=now, last_ip=ip, updated_at=now, logins_count=known.logins_count + 1
+        )
+        tables.users[(tenant_id, user.user_id)] = user
+        return user
+
 
 class MemoryFailureWindowRepo:
     def __init__(self, work: Work) -> None:
