@@ -360,7 +360,12 @@ async def test_hint_and_client_id_must_agree(app: Harness) -> None:
 
 async def test_unreadable_post_body_is_refused(app: Harness) -> None:
     await login(app)
-    for content, content_type in (("[1,", "application/json"), ("x", "text/plain")):
+    for content, content_type in (
+        ("[1,", "application/json"),
+        ('{"client_id": "native-app-client-id"}', "application/json"),  # a form, not JSON
+        ("x", "text/plain"),
+        ("client_id=x", ""),
+    ):
         out = await app.client.post(
             "/oidc/logout", content=content, headers={"content-type": content_type}
         )

@@ -22,7 +22,7 @@ from nopass.core.errors import InvalidIdTokenHint, RedirectRejected
 from nopass.core.keyring import opaque_hash
 from nopass.core.models import AuditEvent, Client, Resolved, TenantConfig
 from nopass.flows.authorize import BrowserDeps
-from nopass.tokens.jwt import verify_id_token_hint
+from nopass.tokens.jwt import unverified_kid, verify_id_token_hint
 
 log = logging.getLogger("nopass.logout")
 PARAMETERS = (
@@ -84,7 +84,8 @@ async def _named_client(
     client_id = request.client_id
     if request.id_token_hint is not None:
         try:
-            keys = await deps.keys.public_keys(config.tenant.id)
+            kid = unverified_kid(request.id_token_hint)  # a key rotated in by another process
+            keys = await deps.keys.public_keys(config.tenant.id, kid=kid)
             claims = verify_id_token_hint(request.id_token_hint, keys, issuer=tenant.issuer)
             hinted = _hinted_client_id(claims)
         except InvalidIdTokenHint as exc:

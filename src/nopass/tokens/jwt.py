@@ -80,6 +80,15 @@ def verify_access_token(
     return claims
 
 
+def unverified_kid(token: str) -> str | None:
+    """The ``kid`` a token's header claims, to pick (or refresh) the keys it is checked with."""
+    try:
+        kid = jwt.get_unverified_header(token).get("kid")
+    except jwt.PyJWTError:
+        return None
+    return kid if isinstance(kid, str) else None
+
+
 def verify_id_token_hint(
     token: str, public_keys: Mapping[str, rsa.RSAPublicKey], *, issuer: str
 ) -> dict[str, Any]:

@@ -25,6 +25,7 @@ from nopass.flows.logout import end_session, legacy_target, rp_logout
 
 router = APIRouter()
 NO_STORE = {"Cache-Control": "no-store"}
+FORM = "application/x-www-form-urlencoded"
 
 
 def _audit(request: Request, services: Services, tenant: Resolved) -> AuditEvent:
@@ -75,6 +76,9 @@ async def oidc_logout(request: Request, services: ServicesDep, tenant: TenantDep
     """RP-Initiated Logout 1.0 §2: parameters in the query (GET) or a form body (POST)."""
     try:
         if request.method == "POST":
+            content_type = request.headers.get("content-type", "").split(";")[0].strip()
+            if content_type.lower() not in ("", FORM):  # §2: a form, as the spec says
+                raise BodyUnreadable()
             params: dict[str, object] = await read_body(request)
         else:
             params = {}
