@@ -32,6 +32,7 @@ from nopass.api.routes import (
     cross_origin,
     dev,
     health,
+    logout,
     magic_link,
     oauth,
     oidc,
@@ -287,6 +288,7 @@ def create_app(
     app.include_router(oidc.router)
     app.include_router(magic_link.router)
     app.include_router(authorize.router)
+    app.include_router(logout.router)
     app.include_router(cross_origin.router)
     app.include_router(health.router)
     app.include_router(openapi.router)

@@ -98,3 +98,54 @@ async def test_discovery_lists_the_browser_endpoints(app: Harness) -> None:
     assert "authorization_code" in doc["grant_types_supported"]
     for path in ("/authorize?client_id=x", "/v2/logout"):
         assert (await app.client.get(path)).status_code != 404
+
+
+FORM = {"content-type": "application/x-www-form-urlencoded"}
+
+
+async def test_userinfo_takes_the_token_from_a_form_body(app: Harness) -> None:
+    """RFC 6750 §2.2, as pyoidc sends it."""
+    tokens = await sms_login(app, "openid phone")
+    sub = jwt.decode(tokens["id_token"], options={"verify_signature": False})["sub"]
+    info = await app.client.post("/userinfo", data={"access_token": tokens["access_token"]})
+    assert info.status_code == 200, info.text
+    assert info.json() == {"sub": sub, "phone_number": PHONE, "phone_verified": True}
+    assert info.headers["cache-control"] == "no-store"
+    charset = {"content-type": "application/x-www-form-urlencoded; charset=UTF-8"}
+    body = f"access_token={tokens['access_token']}&other=1"
+    assert (await app.client.post("/userinfo", content=body, headers=charset)).status_code == 200
+
+
+async def test_userinfo_form_body_refusals(app: Harness) -> None:
+    tokens = await sms_login(app, "openid phone")
+    token = tokens["access_token"]
+    bearer = {"authorization": f"Bearer {token}"}
+    cases = [  # RFC 6750 §3.1 invalid_request: the token given twice, or not as one string
+        ({**bearer, **FORM}, f"access_token={token}".encode()),
+        ({**bearer, **FORM}, b"access_token="),
+        ({**bearer, **FORM}, b"access_token=garbage"),
+        (FORM, f"access_token={token}&access_token={token}".encode()),
+        (FORM, f"access_token[x]={token}".encode()),
+        (FORM, b"access_token=\xff"),
+    ]
+    for headers, content in cases:
+        response = await app.client.post("/userinfo", content=content, headers=headers)
+        assert response.status_code == 400, (content, response.text)
+        assert response.json()["error"] == "invalid_request"
+        challenge = response.headers["www-authenticate"]
+        assert challenge.startswith('Bearer error="invalid_request", error_description="')
+        assert response.headers["cache-control"] == "no-store"
+
+    wrong = await app.client.post("/userinfo", data={"access_token": tokens["id_token"]})
+    assert wrong.status_code == 401
+    assert wrong.headers["www-authenticate"] == 'Bearer error="invalid_token"'
+    for request in (
+        app.client.post("/userinfo", data={"access_token": ""}),
+        app.client.post("/userinfo", data={"other": token}),
+        app.client.get("/userinfo", params={"access_token": token}),  # §2.3: not accepted
+        app.client.request("GET", "/userinfo", content=f"access_token={token}", headers=FORM),
+        app.client.post("/userinfo", json={"access_token": token}),  # only a form body
+    ):
+        response = await request
+        assert response.status_code == 401, response.text
+        assert response.headers["www-authenticate"] == "Bearer"

@@ -35,6 +35,12 @@ class Callback:
 
     url: str = ""
     queries: list[dict[str, list[str]]] = field(default_factory=list)
+    signed_out: list[dict[str, list[str]]] = field(default_factory=list)
+
+    @property
+    def logout_url(self) -> str:
+        """The client's one allowed logout URL (``post_logout_redirect_uri``)."""
+        return self.url.removesuffix("/callback") + "/signed-out"
 
 
 def _callback_handler(state: Callback) -> type[BaseHTTPRequestHandler]:
@@ -43,6 +49,8 @@ def _callback_handler(state: Callback) -> type[BaseHTTPRequestHandler]:
             parts = urlsplit(self.path)
             if parts.path == "/callback":
                 state.queries.append(parse_qs(parts.query))
+            elif parts.path == "/signed-out":
+                state.signed_out.append(parse_qs(parts.query))
             body = b"<!doctype html><title>App</title><h1>Back at the application</h1>"
             self.send_response(200)
             self.send_header("Content-Type", "text/html; charset=utf-8")
@@ -77,6 +85,7 @@ async def server(
     for client in config["clients"]:
         if client["client_id"] == NATIVE_ID:
             client["callbacks"] = [callback.url]
+            client["allowed_logout_urls"] = [callback.logout_url]
     await prepare_database(sqlite_url, config)
     with live_server(nopass_env(sqlite_url), tmp_path, port=port) as live:
         yield live

@@ -42,10 +42,19 @@ PAGE = """<!doctype html>
   function failure(err) {
     return {code: err.code, description: err.description, statusCode: err.statusCode || null};
   }
-  window.setup = function (domain, clientID, redirectUri) {
-    window.webAuth = new auth0.WebAuth({
+  window.setup = function (domain, clientID, redirectUri, extra) {
+    window.webAuth = new auth0.WebAuth(Object.assign({
       domain: domain, clientID: clientID, redirectUri: redirectUri,
       responseType: "code", scope: "openid profile email"
+    }, extra || {}));
+  };
+  // On the callback page: auth0.js reads the fragment and checks the ID token.
+  window.parse = function () {
+    return new Promise(function (resolve) {
+      webAuth.parseHash({}, function (err, res) {
+        var error = err && {error: err.error, description: err.errorDescription};
+        resolve(err ? {error: error} : {result: res});
+      });
     });
   };
   window.start = function (email) {
@@ -66,6 +75,10 @@ PAGE = """<!doctype html>
     if (hold) {
       options.onRedirecting = function (done) { window.resume = done; };
     }
+    webAuth.passwordlessLogin(options, function (err) { window.outcome = failure(err); });
+  };
+  window.loginWithoutPkce = function (email, code) {
+    var options = {connection: "email", email: email, verificationCode: code};
     webAuth.passwordlessLogin(options, function (err) { window.outcome = failure(err); });
   };
 </script>
@@ -126,7 +139,7 @@ def _handler(state: Application, script: bytes) -> type[BaseHTTPRequestHandler]:
                 self._send(script, "application/javascript")
             elif parts.path == "/callback":
                 state.callbacks.append(parse_qs(parts.query))
-                self._send(b"<!doctype html><title>Callback</title>", "text/html")
+                self._send(PAGE.encode(), "text/html; charset=utf-8")  # parse() runs here
             else:
                 self._send(PAGE.encode(), "text/html; charset=utf-8")
 

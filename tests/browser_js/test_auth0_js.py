@@ -167,3 +167,37 @@ async def test_wrong_code_reaches_the_callback_as_auth0_error(
     assert outcome["code"] == "access_denied"
     assert outcome["description"] == "Wrong email or verification code."
     assert page.url.startswith(application.origin)
+
+
+@pytest.mark.parametrize("override", [True, False], ids=["token_issuer", "no_override"])
+async def test_implicit_login_on_an_http_domain_needs_the_token_issuer_override(
+    browser: Browser,
+    application: Application,
+    server: LiveServer,
+    smtp_sink: SmtpSink,
+    override: bool,
+) -> None:
+    """The README's auth0.js snippet for an http domain: with ``overrides.__token_issuer``
+    ``parseHash`` accepts nopass's ID token; without it auth0.js expects the issuer
+    ``https://<domain>/`` and refuses it."""
+    extra: dict[str, Any] = {"responseType": "token id_token"}
+    if override:
+        extra["overrides"] = {"__token_issuer": server.url + "/"}
+    setup = "([domain, id, callback, extra]) => setup(domain, id, callback, extra)"
+    page = await browser.new_page()
+    await page.goto(application.origin + "/")
+    await page.evaluate(setup, [server.url, SPA_ID, application.callback, extra])
+    code = await start(page, smtp_sink)
+    await page.evaluate("([email, code]) => loginWithoutPkce(email, code)", [EMAIL, code])
+    await page.wait_for_url(lambda url: url.startswith(application.callback + "#"))
+    await page.wait_for_load_state()
+    await page.evaluate(setup, [server.url, SPA_ID, application.callback, extra])
+    parsed = await page.evaluate("parse()")
+    if override:
+        assert "error" not in parsed, parsed
+        assert parsed["result"]["idTokenPayload"]["email"] == EMAIL
+        assert parsed["result"]["idTokenPayload"]["iss"] == server.url + "/"
+        assert parsed["result"]["accessToken"]
+    else:
+        assert parsed["error"]["error"] == "invalid_token", parsed
+        assert "https://" + server.url + "/" in parsed["error"]["description"]

@@ -24,6 +24,18 @@ REJECTED_TEXT = {
         "Callback URL mismatch. {uri} is not in the list of allowed callback URLs."
     ),
     "repeated_parameter": "The parameter {uri} is given more than once.",
+    # RP-Initiated Logout (/oidc/logout)
+    "invalid_id_token_hint": "The id_token_hint is not a valid ID token of this tenant.",
+    "hint_client_mismatch": (
+        "The client_id {client_id} is not the client the id_token_hint was issued to."
+    ),
+    "logout_client_missing": (
+        "A post_logout_redirect_uri needs an id_token_hint or a client_id naming the application."
+    ),
+    "logout_url_mismatch": (
+        "Logout URL mismatch. {uri} is not in the list of allowed logout URLs of {client_id}."
+    ),
+    "unreadable_body": "The request body is not a form.",
 }
 
 

@@ -25,6 +25,7 @@ from nopass.core.errors import (
     DeliveryFailure,
     GrantNotAllowed,
     IdentityBlocked,
+    InvalidAccessToken,
     InvalidEnum,
     InvalidFormat,
     InvalidRefreshToken,
@@ -362,3 +363,29 @@ def co_authenticate_error(exc: NopassError) -> Response:
                 429, "too_many_attempts", CO_BLOCKED_TEXT, {"Retry-After": str(exc.retry_after)}
             )
     return auth0_error(500, "server_error", "Internal error")
+
+
+# --- /userinfo: RFC 6750 §3 ---------------------------------------------------------------
+
+BODY_UNREADABLE_TEXT = "The request body is not a form"
+
+
+def bearer_challenge() -> Response:
+    """No token at all: ``401`` with a bare challenge (§3.1: no error code)."""
+    return PlainTextResponse(
+        "Unauthorized", status_code=401, headers={"WWW-Authenticate": "Bearer"}
+    )
+
+
+def bearer_error(exc: InvalidAccessToken | RequestRejected) -> Response:
+    """A token that must not be honoured is ``401 invalid_token`` (the reason is not told);
+    a malformed request (a token given twice, an unreadable form) ``400 invalid_request``."""
+    if isinstance(exc, InvalidAccessToken):
+        return PlainTextResponse(
+            "Unauthorized",
+            status_code=401,
+            headers={"WWW-Authenticate": 'Bearer error="invalid_token"'},
+        )
+    text = BODY_UNREADABLE_TEXT if isinstance(exc, BodyUnreadable) else str(exc)
+    challenge = f'Bearer error="invalid_request", error_description="{text}"'
+    return auth0_error(400, "invalid_request", text, {"WWW-Authenticate": challenge, **NO_STORE})

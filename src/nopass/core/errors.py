@@ -27,6 +27,7 @@
     ├── InvalidScope              scope of the wrong type, or wider than granted
     ├── InvalidRefreshToken       unknown, revoked, expired or reused refresh token
     ├── InvalidAccessToken        a bearer token that must not be honoured
+    ├── InvalidIdTokenHint        an ``id_token_hint`` that is not an ID token of the tenant
     ├── RedirectRejected          no safe redirect_uri: answer with an HTML page
     ├── AuthorizeInvalid          an authorization request refused through its redirect
     ├── AuthorizationCodeRejected the code grant's code, redirect_uri or PKCE verifier
@@ -242,9 +243,19 @@ class InvalidAccessToken(NopassError):
         self.reason = reason
 
 
+class InvalidIdTokenHint(NopassError):
+    """An ``id_token_hint`` (RP-Initiated Logout) that this tenant did not issue as an ID
+    token; the reason is logged, not returned."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
 class RedirectRejected(NopassError):
-    """An authorization request that must not redirect anywhere (unknown client, or a
-    redirect_uri that is not an exact callback): answered with an HTML error page."""
+    """An authorization or logout request that must not redirect anywhere (unknown client,
+    a redirect_uri that is not an exact callback, a ``post_logout_redirect_uri`` that is not
+    an exact allowed logout URL): answered with an HTML error page."""
 
     def __init__(
         self, reason: str, *, client_id: str | None = None, uri: str | None = None

@@ -16,7 +16,7 @@ def openid_configuration(issuer: str) -> dict[str, Any]:
         "jwks_uri": f"{issuer}.well-known/jwks.json",
         "revocation_endpoint": f"{issuer}oauth/revoke",
         "scopes_supported": ["openid", "profile", "email", "phone", "offline_access"],
-        "end_session_endpoint": f"{issuer}v2/logout",
+        "end_session_endpoint": f"{issuer}oidc/logout",  # RP-Initiated Logout 1.0
         "response_types_supported": ["code", "token", "id_token", "id_token token"],
         "response_modes_supported": ["query", "fragment", "form_post", "web_message"],
         "code_challenge_methods_supported": ["S256"],

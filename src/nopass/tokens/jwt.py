@@ -15,7 +15,7 @@ from typing import Any
 import jwt
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from nopass.core.errors import InvalidAccessToken
+from nopass.core.errors import InvalidAccessToken, InvalidIdTokenHint
 from nopass.core.models import SigningKey
 from nopass.tokens.keys import ALGORITHM
 
@@ -77,4 +77,52 @@ def verify_access_token(
     nbf = claims.get("nbf")
     if isinstance(nbf, int | float) and nbf - LEEWAY_SECONDS > now.timestamp():
         raise InvalidAccessToken("not yet valid")
+    return claims
+
+
+def unverified_kid(token: str) -> str | None:
+    """The ``kid`` a token's header claims, to pick (or refresh) the keys it is checked with."""
+    try:
+        kid = jwt.get_unverified_header(token).get("kid")
+    except jwt.PyJWTError:
+        return None
+    return kid if isinstance(kid, str) else None
+
+
+def verify_id_token_hint(
+    token: str, public_keys: Mapping[str, rsa.RSAPublicKey], *, issuer: str
+) -> dict[str, Any]:
+    """Claims of an ID token this issuer signed, or ``InvalidIdTokenHint``. Expiry is not
+    checked: RP-Initiated Logout 1.0 §2 lets an expired ID token serve as a hint. The
+    audience is left to the caller, which reads the client from it."""
+    try:
+        header = jwt.get_unverified_header(token)
+    except jwt.PyJWTError as exc:
+        raise InvalidIdTokenHint("malformed token") from exc
+    if header.get("alg") != ALGORITHM:
+        raise InvalidIdTokenHint(f"algorithm {header.get('alg')!r} refused")
+    if any(name in header for name in FORBIDDEN_HEADERS):
+        raise InvalidIdTokenHint("token carries key-location headers")
+    if header.get("typ") != ID_TOKEN_TYPE:
+        raise InvalidIdTokenHint("not an ID token")
+    kid = header.get("kid")
+    key = public_keys.get(kid) if isinstance(kid, str) else None
+    if key is None:
+        raise InvalidIdTokenHint("unknown kid")
+    try:
+        claims: dict[str, Any] = jwt.decode(
+            token,
+            key,
+            algorithms=[ALGORITHM],
+            issuer=issuer,
+            options={
+                "require": ["iss", "sub", "aud"],
+                "verify_aud": False,
+                "verify_exp": False,
+                "verify_iat": False,
+                "verify_nbf": False,
+            },
+        )
+    except jwt.PyJWTError as exc:
+        raise InvalidIdTokenHint(type(exc).__name__) from exc
     return claims

@@ -1,5 +1,5 @@
 """The hosted login page: ``GET /authorize`` (issue 4 item 3; interface.md "The hosted login
-page", binding markup), its forms under ``/login``, and ``GET /v2/logout``.
+page", binding markup), its forms under ``/login``; logging out is in ``routes/logout.py``.
 
 Pages work without JavaScript, load nothing from elsewhere and carry a strict CSP with a
 per-response nonce (``api/pages.py``). Every form posts here with a CSRF token bound to the
@@ -55,7 +55,6 @@ from nopass.flows.login_page import (
     find_transaction,
     resend_message,
     send_message,
-    sign_out,
     transaction_connection,
     verify_page_code,
 )
@@ -434,26 +433,3 @@ async def resend(request: Request, services: ServicesDep, tenant: TenantDep) -> 
     except NopassError as exc:
         return _send_failed(view, exc)
     return RedirectResponse(LOGIN + "?sent=1", SEE_OTHER)
-
-
-@router.get("/v2/logout")
-async def logout(request: Request, services: ServicesDep, tenant: TenantDep) -> Response:
-    """End the nopass session; go to ``returnTo`` only when the client allow-lists it."""
-    await sign_out(services.browser, tenant.config.tenant.id, request.cookies.get(SESSION_COOKIE))
-    client_ids = request.query_params.getlist("client_id")
-    targets = request.query_params.getlist("returnTo")
-    client = tenant.config.clients.get(client_ids[0]) if len(client_ids) == 1 else None
-    response: Response
-    if client is not None and len(targets) == 1 and targets[0] in client.allowed_logout_urls:
-        response = RedirectResponse(targets[0], 302)
-        response.headers["Cache-Control"] = "no-store"
-    else:
-        t = _language(request)
-        response = page(
-            "pages/login_signed_out.html",
-            lang=t.language,
-            title=t("logout.title"),
-            message=t("logout.message"),
-        )
-    response.set_cookie(SESSION_COOKIE, "", **cookie_options(tenant, 0))
-    return response
