@@ -181,6 +181,26 @@ def test_a_body_that_stops_short_is_answered_408_at_the_limit_and_the_connection
 
 
 @pytest.mark.slow
+def test_a_chunked_body_that_stalls_is_answered_408_at_the_limit(served: Served) -> None:
+    server = served.server
+    sock = _connect(server, timeout=LIMIT + 10)
+    with sock:
+        sock.sendall(
+            f"POST /passwordless/start HTTP/1.1\r\nHost: {server.domain}\r\n"
+            "Content-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n"
+            'a\r\n{"client":\r\n'.encode()  # one chunk of ten bytes, and neither more nor the end
+        )
+        sent = time.monotonic()
+        answer = _read_answer(sock)
+        took = time.monotonic() - sent
+        closed = _closed(sock)
+    assert answer.status == 408, answer
+    assert answer.json()["error"] == "request_timeout"
+    assert closed
+    assert LIMIT * 0.9 <= took < LIMIT + 5, took
+
+
+@pytest.mark.slow
 def test_a_steady_upload_within_the_limit_succeeds_while_a_stalled_one_is_cut(
     served: Served,
 ) -> None:
