@@ -22,6 +22,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from starlette.exceptions import HTTPException
 from starlette.responses import Response
 
+from nopass.api.body_deadline import BodyDeadline
 from nopass.api.cors import PublicCors
 from nopass.api.deps import Services
 from nopass.api.errors import common_error, unavailable_error
@@ -302,6 +303,8 @@ def create_app(
             ("POST", "/oauth/token"): oauth.token,
         },
     )
+    # Inside CORS, so a 408 carries its headers; outside the routes, so it holds for all.
+    app.add_middleware(BodyDeadline, seconds=settings.request_body_timeout_seconds)
     app.add_middleware(PublicCors)
     app.add_middleware(AccessLog)
     return app

@@ -42,12 +42,22 @@ class CliError(Exception):
 def _settings(*, require_secret: bool) -> Settings:
     try:
         return with_secret(Settings(), require=require_secret)
-    except (ValidationError, SettingsError) as exc:
+    except ValidationError as exc:
+        raise CliError(f"configuration error: {_bad_setting(exc)}", EXIT_USAGE) from None
+    except SettingsError as exc:
         raise CliError(f"configuration error: {_first_line(exc)}", EXIT_USAGE) from None
 
 
 def _first_line(exc: Exception) -> str:
     return str(exc).strip().splitlines()[0]
+
+
+def _bad_setting(exc: ValidationError) -> str:
+    """The first bad setting, by its variable: ``NOPASS_X: what is wrong`` (never the
+    value, which may be a secret)."""
+    error = exc.errors()[0]
+    name = "NOPASS_" + "_".join(str(part) for part in error["loc"]).upper()
+    return f"{name}: {error['msg']}"
 
 
 def cmd_migrate(_: argparse.Namespace) -> int:

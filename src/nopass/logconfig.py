@@ -11,6 +11,8 @@ from typing import Any
 import structlog
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from nopass.core.errors import ClientDisconnected
+
 LEVELS = {
     "debug": logging.DEBUG,
     "info": logging.INFO,
@@ -45,7 +47,10 @@ def configure_logging(level: str) -> None:
 
 
 class AccessLog:
-    """One JSON line per request: method, path (no query), status, duration, client."""
+    """One JSON line per request: method, path (no query), status, duration, client. A
+    request whose client left before its answer (``ClientDisconnected``, from
+    api/body_deadline.py) is a ``client_disconnected`` line instead, without a status: it
+    ends there, not as a server error."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
@@ -64,18 +69,19 @@ class AccessLog:
                 status = message["status"]
             await send(message)
 
+        gone = False
         try:
             await self.app(scope, receive, send_wrapper)
+        except ClientDisconnected:
+            gone = True
         finally:
             client: Any = scope.get("client")
-            self.log.info(
-                "request",
-                method=scope["method"],
-                path=scope["path"],
-                status=status,
-                duration_ms=round((time.perf_counter() - started) * 1000, 2),
-                peer=client[0] if client else None,
-            )
+            line: dict[str, Any] = {"method": scope["method"], "path": scope["path"]}
+            if not gone:
+                line["status"] = status
+            line["duration_ms"] = round((time.perf_counter() - started) * 1000, 2)
+            line["peer"] = client[0] if client else None
+            self.log.info("client_disconnected" if gone else "request", **line)
 
 
 class JsonFormatter(logging.Formatter):

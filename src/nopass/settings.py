@@ -42,6 +42,8 @@ class Settings(BaseSettings):
     housekeeping_seconds: float = Field(default=60.0, gt=0)
     smtp_timeout_seconds: float = Field(default=10.0, gt=0)
     sms_timeout_seconds: float = Field(default=10.0, gt=0)
+    # A request's whole body must arrive within this, or the answer is 408 (api/body_deadline.py).
+    request_body_timeout_seconds: float = Field(default=10.0, gt=0)
     # Fail closed, and fast, when the database is unreachable (security.md §6): bounds on
     # connecting to PostgreSQL, on one statement, and on waiting for a SQLite lock.
     database_connect_timeout_seconds: float = Field(default=5.0, gt=0)

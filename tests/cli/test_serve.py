@@ -31,6 +31,25 @@ def test_serve_refuses_postgres_without_a_secret_key(tmp_path: Path) -> None:
     assert list(tmp_path.iterdir()) == []  # no ./var/secret.key either
 
 
+@pytest.mark.parametrize(
+    ("variable", "value", "problem"),
+    [
+        ("NOPASS_REQUEST_BODY_TIMEOUT_SECONDS", "-5", "greater than 0"),
+        ("NOPASS_SMTP_TIMEOUT_SECONDS", "soon", "valid number"),
+    ],
+)
+def test_serve_refuses_a_bad_setting_by_its_name(
+    tmp_path: Path, variable: str, value: str, problem: str
+) -> None:
+    env = nopass_env(f"sqlite:///{tmp_path / 'nopass.db'}", **{variable: value})
+    result = nopass_cli("serve", "--port", str(free_port()), env=env, cwd=tmp_path, timeout=20)
+    line = usage_error(result)
+    assert line.startswith(f"configuration error: {variable}: "), line
+    assert problem in line
+    assert value not in line.removeprefix(f"configuration error: {variable}")
+    assert list(tmp_path.iterdir()) == []  # nothing made, nothing migrated
+
+
 @pytest.mark.slow
 async def test_serve_migrates_an_empty_database_then_serves_what_apply_writes(
     database_url: str, tmp_path: Path

@@ -12,6 +12,7 @@ from nopass.core.errors import (
     AuthorizationCodeRejected,
     AuthorizeInvalid,
     AuthorizeProblem,
+    BodyTimedOut,
     BodyUnreadable,
     ClientAuthenticationFailed,
     CodeFailure,
@@ -52,6 +53,7 @@ TENANT_ERROR = "error in tenant - tenant validation failed: invalid_tenant"
 UNAVAILABLE = "The service is temporarily unavailable. Try again later."
 TOO_MANY_REQUESTS = "Too many requests. Try again later."
 COUNTRY_NOT_ALLOWED = "Phone number country is not allowed"
+BODY_TIMEOUT = "The request body did not arrive in time"
 # Properties whose problems Auth0 reports under their own `bad.<name>` code.
 BAD_KEYS = frozenset({"client_id", "connection", "email", "phone_number", "send", "authParams"})
 
@@ -70,6 +72,12 @@ SMS_TEXT = {
 
 def unavailable_error() -> JSON:
     return auth0_error(503, "temporarily_unavailable", UNAVAILABLE)
+
+
+def body_timeout_error() -> JSON:
+    """A body that did not all arrive within ``NOPASS_REQUEST_BODY_TIMEOUT_SECONDS``
+    (api/body_deadline.py): the rest will not be read, so the connection closes."""
+    return auth0_error(408, "request_timeout", BODY_TIMEOUT, {"Connection": "close"})
 
 
 def rate_limit_headers(status: RateLimitStatus) -> dict[str, str]:
@@ -95,6 +103,8 @@ def common_error(exc: NopassError) -> JSON | None:
         return auth0_error(400, "bad.tenant", TENANT_ERROR)
     if isinstance(exc, ServiceUnavailable):
         return unavailable_error()
+    if isinstance(exc, BodyTimedOut):
+        return body_timeout_error()
     if isinstance(exc, ClientAuthenticationFailed):
         return auth0_error(401, "access_denied", "Unauthorized")
     return None

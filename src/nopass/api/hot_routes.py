@@ -6,8 +6,8 @@ route's wrappers and a dependency solver: about a tenth of a login's CPU
 (docs/benchmarks.md). Here they are called directly, with the same two dependencies
 (``get_services``, ``get_tenant``), and what they raise goes to the application's own
 exception handlers, so answers are byte for byte those of the routed path (the middleware
-outside this one, CORS and the access log, still sees every request). Everything else,
-and these paths under another method or a ``root_path``, goes on to FastAPI.
+outside this one, the body's deadline, CORS and the access log, still sees every request).
+Everything else, and these paths under another method or a ``root_path``, goes on to FastAPI.
 """
 
 from __future__ import annotations

@@ -11,6 +11,8 @@
     │   ├── InvalidType           a property has the wrong JSON type
     │   ├── InvalidFormat         a property is malformed (email, phone number)
     │   └── InvalidEnum           a property is not one of the allowed values
+    ├── BodyTimedOut              the request's body did not all arrive within its deadline
+    ├── ClientDisconnected        the client left before its answer: there is nobody to answer
     ├── UnknownClient             no such client_id in the tenant
     ├── ConnectionProblem         connection missing, of another strategy, or not enabled
     ├── RedirectNotAllowed        authParams.redirect_uri is not a callback of the client
@@ -95,6 +97,22 @@ class InvalidEnum(RequestRejected):
     def __init__(self, field: str, value: str) -> None:
         super().__init__(field, f"{field} is not an allowed value")
         self.value = value
+
+
+class BodyTimedOut(NopassError):
+    """Not a ``RequestRejected``: nothing may be made of the part that came (a page that
+    falls back to an empty form on a bad body must not run on this one)."""
+
+    def __init__(self, seconds: float) -> None:
+        super().__init__(f"the request body did not arrive within {seconds:g} s")
+        self.seconds = seconds
+
+
+class ClientDisconnected(NopassError):
+    """Raised past the routes, to the access log, which logs it as what it is."""
+
+    def __init__(self) -> None:
+        super().__init__("the client disconnected before its answer")
 
 
 class UnknownClient(NopassError):
