@@ -35,7 +35,7 @@ from nopass.flows.authorize import (
     respond,
 )
 from nopass.flows.code_check import BROWSER_FAILURES, CodeAttempt
-from nopass.flows.session import close_session, current_session, sign_in
+from nopass.flows.session import current_session, sign_in
 from nopass.flows.start import StartCommand, StartDeps, start_passwordless
 
 TRANSACTION_LIFETIME = timedelta(minutes=30)
@@ -299,10 +299,3 @@ async def verify_page_code(
         await uow.transactions.update(tenant.id, tx.id, {"completed_at": login.at})
         await uow.commit()
     return response, session
-
-
-async def sign_out(deps: BrowserDeps, tenant_id: str, session_token: str | None) -> None:
-    """Revoke the browser's nopass session (``GET /v2/logout``)."""
-    async with deps.uow() as uow:
-        await close_session(uow, tenant_id, session_token, deps.clock.now())
-        await uow.commit()
