@@ -83,7 +83,8 @@ class Breaker:
 
 @dataclass(frozen=True, slots=True)
 class Tripped:
-    """``hit_guarded`` refused by the breaker: nothing was counted but ``trip``."""
+    """``hit_guarded`` refused by the breaker: nothing was counted (but one on ``trip`` when
+    this hit tripped it)."""
 
     decision: Decision  # the trip window's: when it closes
     opened: bool  # by this hit (else it was open already)
@@ -93,6 +94,8 @@ class Tripped:
 
 @dataclass(frozen=True, slots=True)
 class Guarded:
+    """``hit_guarded``'s answer."""
+
     decisions: list[Decision]  # of the request's windows (counted only when all allowed)
     tripped: Tripped | None  # None: the breaker let the request through
 
