@@ -4,6 +4,8 @@ provider is called (the gateway records every call), stores nothing and is audit
 
 from __future__ import annotations
 
+import asyncio
+import collections
 import json
 from collections.abc import AsyncIterator
 from typing import Any
@@ -15,6 +17,7 @@ from nopass.core.models import PASSWORDLESS_OTP_GRANT
 from tests.support.clock import MovableClock
 from tests.support.config import NATIVE_ID, tenant_config
 from tests.support.harness import Harness, running_app
+from tests.support.services import REDIS_ENV, required_url
 from tests.support.sms_gateway import Gateway
 
 ORIGIN = "http://127.0.0.1:8123"
@@ -140,6 +143,58 @@ async def test_conversion_breaker(app: Harness, gateway: Gateway, clock: Movable
     clock.advance(3601)  # closed for an hour, then the hour's statistics start over
     assert (await start(app, "+14155550000")).status_code == 200
     assert len(gateway.requests) == 22
+
+
+def us_phone(n: int) -> str:
+    """60 US numbers over 4 prefixes (15 each: under the prefix velocity of 30)."""
+    return f"+1{212 + n % 4}555{n:04d}"
+
+
+@pytest.mark.parametrize("with_redis", [False, pytest.param(True, marks=pytest.mark.redis)])
+async def test_racing_starts_send_exactly_20_sms(
+    database_url: str, gateway: Gateway, with_redis: bool
+) -> None:
+    """Issue 13: the breaker is decided and counted in one atomic step, so 60 starts racing
+    to one country send 20 SMS and open it once."""
+    cfg = config(gateway)
+    cfg["tenant"]["rate_limits"] = {"start_per_ip_per_hour": 0}
+    settings: dict[str, Any] = {"redis_url": required_url(REDIS_ENV)} if with_redis else {}
+    async with running_app(database_url, cfg, **settings) as app:
+        responses = await asyncio.gather(*(start(app, us_phone(n)) for n in range(60)))
+        statuses = collections.Counter(r.status_code for r in responses)
+        assert statuses == {200: 20, 429: 40}
+        assert all(r.json() == TOO_MANY for r in responses if r.status_code == 429)
+        assert len(gateway.requests) == 20
+        assert await app.count("challenges") == 20
+        events = await sms_events(app)
+        opened = [e["details"] for e in events if e["details"].get("opened")]
+        assert opened == [
+            {
+                "control": "conversion_breaker",
+                "opened": True,
+                "sent": 20,
+                "verified": 0,
+                "country": "US",
+            }
+        ]
+        again = {"control": "conversion_breaker", "country": "US"}
+        assert [e["details"] for e in events if not e["details"].get("opened")] == [again] * 39
+
+
+async def test_starts_refused_by_another_limit_are_not_counted_as_sent(
+    app: Harness, gateway: Gateway
+) -> None:
+    """No SMS sent, nothing counted: 20 starts refused by the per-identity limit leave the
+    breaker's 20 sends to others."""
+    for n in range(25):  # 5 per identity per 10 minutes: 5 sent, 20 refused
+        expected = 200 if n < 5 else 429
+        assert (await start(app, "+12125550000")).status_code == expected
+    for n in range(15):
+        assert (await start(app, us_phone(n + 1))).status_code == 200, n
+    await refused_before_the_provider(app, gateway, us_phone(59), (429, TOO_MANY))
+    assert len(gateway.requests) == 20
+    opened = [e["details"] for e in await sms_events(app) if e["details"].get("opened")]
+    assert [(d["sent"], d["verified"]) for d in opened] == [(20, 0)]
 
 
 async def test_conversions_keep_the_breaker_shut(app: Harness, gateway: Gateway) -> None:

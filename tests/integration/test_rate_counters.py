@@ -15,7 +15,7 @@ import pytest
 
 from nopass.core.keyring import Keyring
 from nopass.logconfig import configure_logging
-from nopass.ratelimit.base import RateLimiter, Window
+from nopass.ratelimit.base import UNCAPPED, Breaker, Guarded, RateLimiter, Window
 from nopass.ratelimit.redis import RedisRateLimiter
 from nopass.ratelimit.sql import SqlRateLimiter
 from nopass.store.unit_of_work import SqlUnitOfWork
@@ -102,6 +102,71 @@ async def test_concurrent_hits_never_overrun_the_limit(limiter: RateLimiter) -> 
     assert sum(d.allowed for [d] in decisions) == 10
     [d] = await limiter.peek([w], T0)
     assert d.count == 10
+
+
+def breaker(hour: int = 3600) -> Breaker:
+    """A conversion breaker like the SMS one: >= 20 sent and < 10 % verified trips it."""
+    tag = f"t{secrets.token_hex(6)}"
+    return Breaker(
+        trip=Window(key=f"{tag}:trip", limit=1, seconds=hour, name="trip"),
+        sent=Window(key=f"{tag}:sent", limit=UNCAPPED, seconds=hour, name="sent"),
+        verified_prefix=f"{tag}:verified",
+        verified_seconds=hour,
+        min_sent=20,
+        min_percent=10,
+    )
+
+
+def tally(results: list[Guarded]) -> tuple[int, int, int]:
+    """(admitted, tripped by this hit, refused as open already)."""
+    admitted = sum(r.tripped is None and all(d.allowed for d in r.decisions) for r in results)
+    opened = sum(r.tripped is not None and r.tripped.opened for r in results)
+    refused = sum(r.tripped is not None and not r.tripped.opened for r in results)
+    return admitted, opened, refused
+
+
+async def test_concurrent_breaker_decisions_admit_exactly_min_sent(limiter: RateLimiter) -> None:
+    b, other = breaker(), window(1000)
+    results = await asyncio.gather(*(limiter.hit_guarded([other], b, T0) for _ in range(60)))
+    assert tally(results) == (20, 1, 39)
+    [opened] = [r.tripped for r in results if r.tripped and r.tripped.opened]
+    assert (opened.sent, opened.verified) == (20, 0)
+    assert opened.decision.reset_at == T0 + timedelta(hours=1)
+    sent, counted = await limiter.peek([b.sent, other], T0)
+    assert (sent.count, counted.count) == (20, 20), "a refused hit counts nowhere"
+    later = T0 + timedelta(minutes=59)
+    again = await limiter.hit_guarded([other], b, later)
+    assert again.tripped is not None and not again.tripped.opened
+    assert again.tripped.decision.reset_at == T0 + timedelta(hours=1)
+
+
+async def test_verifications_keep_the_breaker_shut(limiter: RateLimiter) -> None:
+    b = breaker()
+    for _ in range(20):
+        assert (await limiter.hit_guarded([], b, T0)).tripped is None
+    [sent] = await limiter.peek([b.sent], T0)
+    assert sent.started_at is not None
+    await limiter.hit([b.verified_window(sent.started_at)], T0)
+    await limiter.hit([b.verified_window(sent.started_at)], T0)  # 2 of 20: 10 %
+    assert (await limiter.hit_guarded([], b, T0)).tripped is None
+    tripped = (await limiter.hit_guarded([], b, T0)).tripped  # 2 of 21: < 10 %
+    assert tripped is not None and (tripped.opened, tripped.sent, tripped.verified) == (
+        True,
+        21,
+        2,
+    )
+
+
+async def test_a_hit_refused_by_another_window_counts_no_send(limiter: RateLimiter) -> None:
+    b, small = breaker(), window(1)
+    assert (await limiter.hit_guarded([small], b, T0)).tripped is None
+    for _ in range(30):  # refused by ``small``: nothing sent, so nothing counted as sent
+        refused = await limiter.hit_guarded([small], b, T0)
+        assert refused.tripped is None and not refused.decisions[0].allowed
+    [sent] = await limiter.peek([b.sent], T0)
+    assert sent.count == 1
+    results = [await limiter.hit_guarded([], b, T0) for _ in range(20)]
+    assert tally(results) == (19, 1, 0)
 
 
 async def test_windows_of_one_request_need_distinct_keys(limiter: RateLimiter) -> None:
@@ -211,3 +276,22 @@ async def test_concurrent_units_of_work_never_overrun_the_limit(in_database: InD
     allowed = await asyncio.gather(*(request() for _ in range(30)))
     assert sum(allowed) == 10
     assert (await limiter.peek([w], T0))[0].count == 10
+
+
+async def test_concurrent_breaker_decisions_in_units_of_work_admit_exactly_min_sent(
+    in_database: InDatabase,
+) -> None:
+    limiter, uow = in_database
+    b, other = breaker(), window(1000)
+
+    async def request() -> Guarded:
+        async with uow() as work:
+            result = await limiter.hit_guarded([other], b, T0, within=work)
+            await asyncio.sleep(0.001)  # the request's other work, while the count is held
+            await work.commit()
+            return result
+
+    results = await asyncio.gather(*(request() for _ in range(40)))
+    assert tally(results) == (20, 1, 19)
+    sent, counted, trip = await limiter.peek([b.sent, other, b.trip], T0)
+    assert (sent.count, counted.count, trip.count) == (20, 20, 1)

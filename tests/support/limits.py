@@ -11,7 +11,7 @@ from pathlib import Path
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from nopass.core.ports import UnitOfWork
-from nopass.ratelimit.base import Decision, RateLimiter, Window
+from nopass.ratelimit.base import Breaker, Decision, Guarded, RateLimiter, Window
 from nopass.ratelimit.memory import MemoryRateLimiter
 from nopass.ratelimit.redis import RedisRateLimiter
 from nopass.ratelimit.sql import SqlRateLimiter
@@ -26,6 +26,16 @@ class MustNotFallBack:
     async def hit(
         self, windows: Sequence[Window], now: datetime, *, within: UnitOfWork | None = None
     ) -> list[Decision]:
+        raise AssertionError("Redis was not used")
+
+    async def hit_guarded(
+        self,
+        windows: Sequence[Window],
+        breaker: Breaker,
+        now: datetime,
+        *,
+        within: UnitOfWork | None = None,
+    ) -> Guarded:
         raise AssertionError("Redis was not used")
 
     async def peek(

@@ -17,7 +17,10 @@ passes its unit of work (``uow``) and counts first thing in it: the database bac
 counts in the request's own transaction, and a refusal commits only its audit event there.
 Without one, a database backend writes in a short transaction of its own. Verification
 failures per IP are counted by reserving a hit before the code is checked and refunding it
-when the code was right, so concurrent guesses cannot overrun the limit.
+when the code was right, so concurrent guesses cannot overrun the limit. The conversion
+breaker is decided, and the send counted, in the same atomic step as the other windows
+(``RateLimiter.hit_guarded``): however many starts race, a country gets ``BREAKER_MIN_SENT``
+unverified SMS in its hour, and a start refused by any limit is counted nowhere.
 """
 
 from __future__ import annotations
@@ -36,7 +39,7 @@ from nopass.core.errors import CountryNotAllowed, RateLimited
 from nopass.core.models import AuditEvent, Client, Connection, RateLimitStatus, Tenant
 from nopass.core.phone import country_of, prefix_of
 from nopass.core.ports import RequestInfo, UnitOfWork, UnitOfWorkFactory
-from nopass.ratelimit.base import Decision, RateLimiter, Window
+from nopass.ratelimit.base import Breaker, Decision, RateLimiter, Tripped, Window
 
 HOUR, DAY = 3600, 86400
 DEFAULTS = {
@@ -104,17 +107,18 @@ def _window(tenant: Tenant, name: str, subject: str, limit: int, seconds: int) -
     return Window(key=f"{tenant.id}:{name}:{subject}", limit=limit, seconds=seconds, name=name)
 
 
-def _sent(tenant: Tenant, country: str) -> Window:
-    return _window(tenant, "sms_sent", country, UNLIMITED, HOUR)
-
-
-def _verified(tenant: Tenant, country: str, sent_window: datetime) -> Window:
-    subject = f"{country}:{round(sent_window.timestamp() * 1000)}"
-    return _window(tenant, "sms_verified", subject, UNLIMITED, HOUR)
-
-
-def _breaker(tenant: Tenant, country: str) -> Window:
-    return _window(tenant, "sms_breaker", country, 1, BREAKER_SECONDS)
+def _breaker(tenant: Tenant, country: str) -> Breaker:
+    """The conversion breaker of ``country``: its sends per hour (``sms_sent``), the
+    verifications of each hour of sends (``sms_verified:<country>:<its start, ms>``) and the
+    trip (``sms_breaker``), open for ``BREAKER_SECONDS``."""
+    return Breaker(
+        trip=_window(tenant, "sms_breaker", country, 1, BREAKER_SECONDS),
+        sent=_window(tenant, "sms_sent", country, UNLIMITED, HOUR),
+        verified_prefix=f"{tenant.id}:sms_verified:{country}",
+        verified_seconds=HOUR,
+        min_sent=BREAKER_MIN_SENT,
+        min_percent=BREAKER_MIN_VERIFIED_PERCENT,
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -149,7 +153,7 @@ class Limits:
         sms = connection.strategy == "sms" and not test_identity
         country = country_of(identifier) if sms else ""
         if sms:
-            await self._sms_controls(tenant, connection, country, audit, now, uow)
+            await self._allowed_country(connection, country, audit, uow)
         ip_window = self._ip_window(tenant, "start_per_ip_per_hour", ip)
         windows = [ip_window] if ip_window else []
         if not test_identity:
@@ -167,24 +171,26 @@ class Limits:
             windows.append(prefix)
             if budget := setting(tenant, "sms_per_tenant_per_day"):
                 windows.append(_window(tenant, "sms_per_tenant_per_day", "all", budget, DAY))
-            windows.append(_sent(tenant, country))
-        if not windows:
+            # The breaker is decided, and the send counted, with the request's windows in one
+            # atomic step: concurrent starts cannot all find it shut (issue 13).
+            guarded = await self.limiter.hit_guarded(
+                windows, _breaker(tenant, country), now, within=uow
+            )
+            if guarded.tripped is not None:
+                await self._tripped(guarded.tripped, audit, country, now, uow)
+            decisions = guarded.decisions
+        elif windows:
+            decisions = await self.limiter.hit(windows, now, within=uow)
+        else:
             return None
-        decisions = await self.limiter.hit(windows, now, within=uow)
         refused = next((d for d in decisions if not d.allowed), None)
         if refused is not None:
             details = {"country": country} if sms else {}
             await self._refuse(refused, audit, ip, now, details, uow)
         return status_of(decisions[0]) if ip_window else None
 
-    async def _sms_controls(
-        self,
-        tenant: Tenant,
-        connection: Connection,
-        country: str,
-        audit: AuditEvent,
-        now: datetime,
-        uow: UnitOfWork | None,
+    async def _allowed_country(
+        self, connection: Connection, country: str, audit: AuditEvent, uow: UnitOfWork | None
     ) -> None:
         allowed: Any = connection.options.get("allowed_countries")
         if allowed is not None and country not in allowed:
@@ -193,39 +199,32 @@ class Limits:
                 audit, SMS_LIMIT, text, {"control": "allowed_countries"}, country, uow
             )
             raise CountryNotAllowed(country)
-        breaker, sent = await self.limiter.peek(
-            [_breaker(tenant, country), _sent(tenant, country)], now, within=uow
-        )
-        if breaker.count:
-            text = f"SMS refused: the conversion breaker for {country} is open"
-            await self._record(
-                audit, SMS_LIMIT, text, {"control": "conversion_breaker"}, country, uow
-            )
-            raise _breaker_refusal(breaker, now)
-        if sent.count < BREAKER_MIN_SENT or sent.started_at is None:
-            return
-        [verified] = await self.limiter.peek(
-            [_verified(tenant, country, sent.started_at)], now, within=uow
-        )
-        if verified.count * 100 >= BREAKER_MIN_VERIFIED_PERCENT * sent.count:
-            return
-        [opened] = await self.limiter.hit([_breaker(tenant, country)], now, within=uow)
-        if opened.allowed:
+
+    async def _tripped(
+        self,
+        tripped: Tripped,
+        audit: AuditEvent,
+        country: str,
+        now: datetime,
+        uow: UnitOfWork | None,
+    ) -> None:
+        """Refuse a start the conversion breaker refused (opened by it, or open already)."""
+        if tripped.opened:
             text = (
-                f"SMS conversion breaker opened for {country}: {sent.count} sent, "
-                f"{verified.count} verified in the last hour; closed to it for an hour"
+                f"SMS conversion breaker opened for {country}: {tripped.sent} sent, "
+                f"{tripped.verified} verified in the last hour; closed to it for an hour"
             )
-            details = {
+            details: dict[str, Any] = {
                 "control": "conversion_breaker",
                 "opened": True,
-                "sent": sent.count,
-                "verified": verified.count,
+                "sent": tripped.sent,
+                "verified": tripped.verified,
             }
         else:
             text = f"SMS refused: the conversion breaker for {country} is open"
             details = {"control": "conversion_breaker"}
         await self._record(audit, SMS_LIMIT, text, details, country, uow)
-        raise _breaker_refusal(opened, now)
+        raise _breaker_refusal(tripped.decision, now)
 
     async def reserve_verification(
         self, tenant: Tenant, ip: str | None, audit: AuditEvent, uow: UnitOfWork | None = None
@@ -265,10 +264,10 @@ class Limits:
                 await self.limiter.refund(reservation, now, within=uow)
             if not signed_in or connection.strategy != "sms" or test_identity:
                 return
-            country = country_of(identifier)
-            [sent] = await self.limiter.peek([_sent(tenant, country)], now, within=uow)
+            breaker = _breaker(tenant, country_of(identifier))
+            [sent] = await self.limiter.peek([breaker.sent], now, within=uow)
             if sent.started_at is not None:
-                verified = _verified(tenant, country, sent.started_at)
+                verified = breaker.verified_window(sent.started_at)
                 await self.limiter.hit([verified], now, within=uow)
         except Exception as exc:  # the answer must not depend on a statistic
             log.warning("rate_counter_update_failed: %s", type(exc).__name__)

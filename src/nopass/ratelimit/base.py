@@ -10,6 +10,11 @@ request counts nowhere and leaves the others' budgets alone. Time is the caller'
 (one commit per request instead of two, and no second connection while the request holds
 one); the count then becomes durable, or is undone, with that transaction. Other backends
 ignore it.
+
+``hit_guarded`` is ``hit`` behind a conversion breaker (``Breaker``): the breaker is read,
+tripped and its ``sent`` window counted in the same atomic step as the request's windows, so
+concurrent requests cannot all find it shut and all be counted; it trips at exactly the hit
+after ``min_sent``.
 """
 
 from __future__ import annotations
@@ -20,6 +25,8 @@ from datetime import datetime, timedelta
 from typing import Protocol
 
 from nopass.core.ports import UnitOfWork
+
+UNCAPPED = 1_000_000_000  # the limit of a window kept for statistics only
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,12 +54,71 @@ class Decision:
         return max(self.window.limit - self.count, 0)
 
 
+@dataclass(frozen=True, slots=True)
+class Breaker:
+    """Hits counted in ``sent`` that trip ``trip`` (a window of limit 1, open while tripped)
+    when ``sent`` holds at least ``min_sent`` hits and fewer than ``min_percent`` % of them
+    were verified. Verifications are counted (with ``hit``) in the window of key
+    ``verified_key(sent's start)``, of length ``verified_seconds``."""
+
+    trip: Window
+    sent: Window
+    verified_prefix: str
+    verified_seconds: int
+    min_sent: int
+    min_percent: int
+
+    def verified_key(self, sent_started_at: datetime) -> str:
+        return f"{self.verified_prefix}:{round(sent_started_at.timestamp() * 1000)}"
+
+    def verified_window(self, sent_started_at: datetime) -> Window:
+        key = self.verified_key(sent_started_at)
+        return Window(key=key, limit=UNCAPPED, seconds=self.verified_seconds, name="verified")
+
+    def trips(self, sent: int, verified: int) -> bool:
+        """Does a hit trip the breaker when ``sent`` hits and ``verified`` verifications are
+        counted in the open windows?"""
+        return sent >= self.min_sent and verified * 100 < self.min_percent * sent
+
+
+@dataclass(frozen=True, slots=True)
+class Tripped:
+    """``hit_guarded`` refused by the breaker: nothing was counted (but one on ``trip`` when
+    this hit tripped it)."""
+
+    decision: Decision  # the trip window's: when it closes
+    opened: bool  # by this hit (else it was open already)
+    sent: int  # the counts in the open windows when it was decided
+    verified: int
+
+
+@dataclass(frozen=True, slots=True)
+class Guarded:
+    """``hit_guarded``'s answer."""
+
+    decisions: list[Decision]  # of the request's windows (counted only when all allowed)
+    tripped: Tripped | None  # None: the breaker let the request through
+
+
 class RateLimiter(Protocol):
     async def hit(
         self, windows: Sequence[Window], now: datetime, *, within: UnitOfWork | None = None
     ) -> list[Decision]:
         """Count one hit against every window, all or nothing (see the module docstring).
         The decisions come in the order of ``windows``; keys must be distinct."""
+        ...
+
+    async def hit_guarded(
+        self,
+        windows: Sequence[Window],
+        breaker: Breaker,
+        now: datetime,
+        *,
+        within: UnitOfWork | None = None,
+    ) -> Guarded:
+        """In one atomic step: refuse when ``breaker.trip`` is open; else trip it (counting
+        one on it, nothing else) when ``breaker.trips``; else ``hit`` ``windows`` and
+        ``breaker.sent``, all or nothing. Keys must be distinct."""
         ...
 
     async def peek(
@@ -111,6 +177,34 @@ def decide(
             )
         )
     return decisions, updated
+
+
+def judge(
+    breaker: Breaker,
+    trip: Counter | None,
+    sent: Counter | None,
+    verified: Counter | None,
+    now: datetime,
+) -> Tripped | None:
+    """The breaker's answer for open counters ``trip``, ``sent`` and ``verified`` (None: no
+    open window): refused (``trip`` open, or tripped by this hit: the caller counts one on
+    ``trip``) or None, the request goes on to its windows."""
+    sent_count = sent.count if sent else 0
+    verified_count = verified.count if verified else 0
+    if trip is not None and trip.count >= breaker.trip.limit:
+        opened, started = False, trip.started_at
+    elif breaker.trips(sent_count, verified_count):
+        opened, started = True, now
+    else:
+        return None
+    decision = Decision(
+        window=breaker.trip,
+        allowed=opened,
+        count=trip.count if trip and not opened else 1,
+        started_at=started,
+        reset_at=started + breaker.trip.length,
+    )
+    return Tripped(decision, opened, sent_count, verified_count)
 
 
 def check_distinct(windows: Sequence[Window]) -> None:

@@ -8,7 +8,17 @@ from collections.abc import Sequence
 from datetime import datetime
 
 from nopass.core.ports import UnitOfWork
-from nopass.ratelimit.base import Counter, Decision, Window, check_distinct, current, decide
+from nopass.ratelimit.base import (
+    Breaker,
+    Counter,
+    Decision,
+    Guarded,
+    Window,
+    check_distinct,
+    current,
+    decide,
+    judge,
+)
 
 
 class MemoryRateLimiter:
@@ -20,6 +30,32 @@ class MemoryRateLimiter:
         self, windows: Sequence[Window], now: datetime, *, within: UnitOfWork | None = None
     ) -> list[Decision]:
         return await self._apply(windows, now, counting=True)
+
+    async def hit_guarded(
+        self,
+        windows: Sequence[Window],
+        breaker: Breaker,
+        now: datetime,
+        *,
+        within: UnitOfWork | None = None,
+    ) -> Guarded:
+        check_distinct([*windows, breaker.sent, breaker.trip])
+        async with self._lock:
+            sent = current(self._counters.get(breaker.sent.key), breaker.sent, now)
+            verified = None
+            if sent is not None:
+                window = breaker.verified_window(sent.started_at)
+                verified = current(self._counters.get(window.key), window, now)
+            trip = current(self._counters.get(breaker.trip.key), breaker.trip, now)
+            tripped = judge(breaker, trip, sent, verified, now)
+            if tripped is not None and tripped.opened:
+                self._counters[breaker.trip.key] = Counter(now, 1)
+            counted = [*windows, breaker.sent]
+            states = [current(self._counters.get(w.key), w, now) for w in counted]
+            decisions, updated = decide(counted, states, now, counting=tripped is None)
+            for window, counter in zip(counted, updated, strict=False):
+                self._counters[window.key] = counter
+        return Guarded(decisions[:-1], tripped)
 
     async def peek(
         self, windows: Sequence[Window], now: datetime, *, within: UnitOfWork | None = None

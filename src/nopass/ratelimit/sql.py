@@ -11,6 +11,10 @@ lock rows in the same order), reads back the counts, and rolls everything back w
 is over its limit: all or nothing, correct across processes on PostgreSQL (row locks) and
 SQLite (BEGIN IMMEDIATE). In the caller's transaction, a second statement takes a refused
 request's hits back instead.
+
+``hit_guarded`` counts the breaker's ``sent`` window in that same upsert, then reads the trip
+and verified windows while it holds the ``sent`` row: requests sharing a breaker (one country)
+decide one after the other, each seeing what the previous one counted or tripped.
 """
 
 from __future__ import annotations
@@ -26,7 +30,17 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncTransaction
 
 from nopass.core.ports import UnitOfWork
-from nopass.ratelimit.base import Counter, Decision, Window, check_distinct, current, decide
+from nopass.ratelimit.base import (
+    Breaker,
+    Counter,
+    Decision,
+    Guarded,
+    Window,
+    check_distinct,
+    current,
+    decide,
+    judge,
+)
 from nopass.store.engine import reader
 from nopass.store.prebuilt import run
 from nopass.store.tables import RateCounterRow, UTCDateTime, table
@@ -57,6 +71,39 @@ class SqlRateLimiter:
             else:  # the caller's transaction goes on: take the hits back (all or nothing)
                 await conn.execute(_UNCOUNT, {"b_keys": [w.key for w in windows]})
         return decisions
+
+    async def hit_guarded(
+        self,
+        windows: Sequence[Window],
+        breaker: Breaker,
+        now: datetime,
+        *,
+        within: UnitOfWork | None = None,
+    ) -> Guarded:
+        check_distinct([*windows, breaker.sent, breaker.trip])
+        counted = [*windows, breaker.sent]
+        async with _transaction(self._engine, within) as (conn, tx):
+            after = await _count(conn, counted, now)  # holds the sent row from here on
+            states = [Counter(after[w.key].started_at, after[w.key].count - 1) for w in counted]
+            sent = states[-1]
+            verified_window = breaker.verified_window(sent.started_at)
+            rows = await conn.execute(_READ, {"b_keys": [breaker.trip.key, verified_window.key]})
+            stored = {key: Counter(start, int(count)) for key, start, count in rows}
+            trip = current(stored.get(breaker.trip.key), breaker.trip, now)
+            verified = current(stored.get(verified_window.key), verified_window, now)
+            tripped = judge(breaker, trip, sent, verified, now)
+            decisions, updated = decide(counted, states, now, counting=tripped is None)
+            opened = tripped is not None and tripped.opened
+            if not updated and tx is not None and not opened:
+                await tx.rollback()
+                return Guarded(decisions[:-1], tripped)
+            if not updated:  # counted nowhere: take the hits back (all or nothing)
+                await conn.execute(_UNCOUNT, {"b_keys": [w.key for w in counted]})
+            if opened:
+                await _count(conn, [breaker.trip], now)
+            if tx is not None:
+                await tx.commit()
+        return Guarded(decisions[:-1], tripped)
 
     async def peek(
         self, windows: Sequence[Window], now: datetime, *, within: UnitOfWork | None = None
@@ -117,6 +164,11 @@ _REFUND = (
         _T.c["count"] > 0,
     )
     .values({"count": _T.c["count"] - 1})
+)
+
+
+_READ = select(_T.c.key, _T.c.window_start, _T.c["count"]).where(
+    _T.c.key.in_(bindparam("b_keys", expanding=True))
 )
 
 
