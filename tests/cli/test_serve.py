@@ -146,7 +146,9 @@ async def test_serve_logs_json_lines_and_exits_cleanly_on_sigterm(
     assert outbox_line["status"] == 404
     assert all("?" not in e["path"] for e in requests)
     assert "424242" not in logs and "t0k3n" not in logs
-    assert took < 5, took
+    # Within serve's own graceful-shutdown bound (timeout_graceful_shutdown, 30 s): a clean
+    # stop, not a speed figure (a loaded 2-core CI machine took 5.6 s once).
+    assert took < 30, took
     assert code == 0, f"exit status {code} after SIGTERM"
 
 
