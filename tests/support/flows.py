@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from nopass.api.commands import token_command
+from nopass.api.commands import start_command, token_command
 from nopass.app import OutboxWakeup
 from nopass.core.errors import DeliveryFailed
 from nopass.core.keyring import Keyring
@@ -33,7 +33,7 @@ from nopass.core.ports import RequestInfo
 from nopass.delivery.templates import TemplateRenderer
 from nopass.flows.issue import TokenSet
 from nopass.flows.limits import Limits
-from nopass.flows.start import StartCommand, StartDeps, StartResult, start_passwordless
+from nopass.flows.start import StartDeps, StartResult, start_passwordless
 from nopass.flows.token import TokenCommand, TokenDeps, exchange
 from nopass.ratelimit.memory import MemoryRateLimiter
 from nopass.store.memory import MemoryKeyStore, MemoryStore, OutboxRecord
@@ -173,9 +173,7 @@ class World:
             "send": "code",
             **body,
         }
-        cmd = StartCommand(
-            body=values, origin=ORIGIN, basic_auth=None, request=REQUEST, request_language=None
-        )
+        cmd = start_command(values, None, origin=ORIGIN, request=REQUEST, request_language=None)
         return await start_passwordless(cmd, self.config, self.start_deps)
 
     async def otp(

@@ -14,6 +14,7 @@ from collections.abc import Mapping
 
 from nopass.core.errors import (
     BodyUnreadable,
+    InvalidEnum,
     InvalidScope,
     InvalidType,
     MissingProperty,
@@ -27,6 +28,7 @@ from nopass.flows.client_auth import ClientCredentials
 from nopass.flows.cross_origin import CO_FIELDS, CrossOriginFields
 from nopass.flows.passwordless_verify import VerifyCommand
 from nopass.flows.revoke import RevokeCommand
+from nopass.flows.start import Sent, StartCommand
 from nopass.flows.token import (
     CODE_GRANT,
     REFRESH_GRANT,
@@ -38,6 +40,19 @@ from nopass.flows.token import (
 
 Body = Mapping[str, object]
 Basic = tuple[str, str] | None
+START_PROPERTIES = (
+    "client_id",
+    "client_secret",
+    "client_assertion",
+    "client_assertion_type",
+    "connection",
+    "email",
+    "phone_number",
+    "send",
+    "authParams",
+    "captcha",
+)
+SEND_VALUES = ("link", "code", "link_ios", "link_android")
 
 
 def param(body: Body, name: str) -> str | None:
@@ -160,6 +175,98 @@ def verify_command(body: Body, basic: Basic, *, issuer: str, request: RequestInf
         code=code,
         issuer=issuer,
         request=request,
+    )
+
+
+def json_type(value: object) -> str:
+    """The JSON type word of a decoded value, as Auth0's validator names it."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "boolean"
+    if isinstance(value, int | float):
+        return "number"
+    if isinstance(value, str):
+        return "string"
+    if isinstance(value, list | tuple):
+        return "array"
+    return "object"
+
+
+def _sent(body: Body, name: str) -> Sent:
+    """A start field kept for the flow to judge in its turn: text, absent, or its error."""
+    value = body.get(name)
+    if value is None or isinstance(value, str):
+        return value
+    return InvalidType(name, json_type(value), "string")
+
+
+def _start_text(body: Body, name: str) -> str:
+    value = _sent(body, name)
+    if isinstance(value, RequestRejected):
+        raise value
+    if value is None:
+        raise MissingProperty(name)
+    return value
+
+
+def _auth_params(body: Body) -> dict[str, str]:
+    if "authParams" not in body:
+        return {}
+    value = body["authParams"]
+    if not isinstance(value, Mapping):
+        raise InvalidType("authParams", json_type(value), "object")
+    params: dict[str, str] = {}
+    for key, item in value.items():
+        if isinstance(item, bool):
+            params[str(key)] = "true" if item else "false"
+        elif isinstance(item, str | int | float):
+            params[str(key)] = str(item)
+        elif item is not None:
+            raise InvalidType("authParams", json_type(item), "string")
+    return params
+
+
+def _send(body: Body) -> str:
+    value = body.get("send")
+    if value is None:
+        return "link"
+    if not isinstance(value, str) or value not in SEND_VALUES:
+        raise InvalidEnum("send", value if isinstance(value, str) else json_type(value))
+    return value
+
+
+def start_command(
+    body: Body,
+    basic: Basic,
+    *,
+    origin: str,
+    request: RequestInfo,
+    request_language: str | None,
+) -> StartCommand:
+    """``POST /passwordless/start`` (auth0-wire §12.2): unknown properties → ``client_id`` →
+    ``connection`` → ``authParams`` → ``send``; the identifier and the client's credentials
+    are judged by the flow, after the client and the connection."""
+    unknown = [key for key in body if key not in START_PROPERTIES]
+    if unknown:
+        raise UnknownProperties(unknown)
+    client_id = _start_text(body, "client_id")
+    connection = _start_text(body, "connection")
+    auth_params = _auth_params(body)
+    return StartCommand(
+        client_id=client_id,
+        connection=connection,
+        send=_send(body),
+        auth_params=auth_params,
+        origin=origin,
+        request=request,
+        request_language=request_language,
+        email=_sent(body, "email"),
+        phone_number=_sent(body, "phone_number"),
+        client_secret=_sent(body, "client_secret"),
+        client_assertion=_sent(body, "client_assertion"),
+        client_assertion_type=_sent(body, "client_assertion_type"),
+        basic_auth=basic,
     )
 
 

@@ -202,22 +202,19 @@ async def send_message(
     """Send a code (or a link) to what the user typed and remember it on the transaction.
     Raises the start flow's errors (``InvalidFormat`` for a bad email or phone number,
     ``DeliveryFailed``); nothing is sent then."""
-    field = "email" if connection.strategy == "email" else "phone_number"
     send = "link" if request.send == "link" and connection.strategy == "email" else "code"
     params = request.as_params()
-    body: dict[str, object] = {
-        "client_id": tx.client_id,
-        "connection": connection.name,
-        field: _typed_identifier(connection, typed),
-        "send": send,
-        "authParams": {k: params[k] for k in LINK_PARAMS if k in params},
-    }
+    identifier = _typed_identifier(connection, typed)
     command = StartCommand(
-        body=body,
+        client_id=tx.client_id,
+        connection=connection.name,
+        send=send,
+        auth_params={k: params[k] for k in LINK_PARAMS if k in params},
         origin=sender.origin,
-        basic_auth=None,
         request=sender.info,
         request_language=sender.language,
+        email=identifier if connection.strategy == "email" else None,
+        phone_number=identifier if connection.strategy == "sms" else None,
         trusted=True,
     )
     result = await start_passwordless(command, config, deps.start)

@@ -15,6 +15,7 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
+from typing import TypeAlias
 from urllib.parse import quote, urlencode
 
 from nopass.core.clock import Clock
@@ -22,13 +23,11 @@ from nopass.core.errors import (
     ConnectionIssue,
     ConnectionProblem,
     DeliveryFailed,
-    InvalidEnum,
     InvalidFormat,
-    InvalidType,
     MissingProperty,
     RedirectNotAllowed,
+    RequestRejected,
     UnknownClient,
-    UnknownProperties,
 )
 from nopass.core.identity import PHONE_PATTERN, is_phone_number, normalize_email
 from nopass.core.keyring import Keyring
@@ -57,31 +56,34 @@ from nopass.core.ports import (
 from nopass.flows.client_auth import ClientCredentials, authenticate_client
 from nopass.flows.limits import Limits, limit_ip
 
-ALLOWED_PROPERTIES = (
-    "client_id",
-    "client_secret",
-    "client_assertion",
-    "client_assertion_type",
-    "connection",
-    "email",
-    "phone_number",
-    "send",
-    "authParams",
-    "captcha",
-)
-SEND_VALUES = ("link", "code", "link_ios", "link_android")
 OUTBOX_PROVIDER = "outbox"
 DEFAULT_SENDER = "nopass@localhost"
 TEST_IDENTITY_TEXT = "Test identity: fixed code stored, nothing sent"
 
 
+Sent: TypeAlias = str | RequestRejected | None
+"""A field as the request sent it: its text, None when absent, or the error its value earns,
+raised only when the flow comes to that field (the order of checks is §12.2's)."""
+
+
 @dataclass(frozen=True, slots=True)
 class StartCommand:
-    body: Mapping[str, object]
+    """A parsed ``/passwordless/start`` request (``api/commands.py`` builds it from a body;
+    the hosted login page builds its own)."""
+
+    client_id: str
+    connection: str
+    send: str  # link | code | link_ios | link_android
+    auth_params: Mapping[str, str]
     origin: str  # the tenant origin the request matched (links are built from it)
-    basic_auth: tuple[str, str] | None
     request: RequestInfo
     request_language: str | None
+    email: Sent = None
+    phone_number: Sent = None
+    client_secret: Sent = None
+    client_assertion: Sent = None
+    client_assertion_type: Sent = None
+    basic_auth: tuple[str, str] | None = None
     # Sent by nopass's own hosted login page (first-party): no client authentication, even
     # for a confidential client; every other check still runs.
     trusted: bool = False
@@ -108,71 +110,24 @@ class StartDeps:
     sms_latency: LatencyEstimate = field(default_factory=LatencyEstimate)
 
 
-def json_type(value: object) -> str:
-    """The JSON type word of a decoded value, as Auth0's validator names it."""
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "boolean"
-    if isinstance(value, int | float):
-        return "number"
-    if isinstance(value, str):
-        return "string"
-    if isinstance(value, list | tuple):
-        return "array"
-    return "object"
-
-
-def _string(body: Mapping[str, object], name: str) -> str | None:
-    value = body.get(name)
-    if value is None:
-        return None
-    if not isinstance(value, str):
-        raise InvalidType(name, json_type(value), "string")
+def _text(value: Sent) -> str | None:
+    if isinstance(value, RequestRejected):
+        raise value
     return value
 
 
-def _required(body: Mapping[str, object], name: str) -> str:
-    value = _string(body, name)
-    if value is None:
-        raise MissingProperty(name)
-    return value
-
-
-def _auth_params(body: Mapping[str, object]) -> dict[str, str]:
-    if "authParams" not in body:
-        return {}
-    value = body["authParams"]
-    if not isinstance(value, Mapping):
-        raise InvalidType("authParams", json_type(value), "object")
-    params: dict[str, str] = {}
-    for key, item in value.items():
-        if isinstance(item, bool):
-            params[str(key)] = "true" if item else "false"
-        elif isinstance(item, str | int | float):
-            params[str(key)] = str(item)
-        elif item is not None:
-            raise InvalidType("authParams", json_type(item), "string")
-    return params
-
-
-def _send(body: Mapping[str, object]) -> str:
-    value = body.get("send")
-    if value is None:
-        return "link"
-    if not isinstance(value, str) or value not in SEND_VALUES:
-        raise InvalidEnum("send", value if isinstance(value, str) else json_type(value))
-    return value
-
-
-def _identifier(body: Mapping[str, object], connection: Connection) -> str:
+def _identifier(cmd: StartCommand, connection: Connection) -> str:
     if connection.strategy == "email":
-        raw = _required(body, "email")
+        raw = _text(cmd.email)
+        if raw is None:
+            raise MissingProperty("email")
         email = normalize_email(raw)
         if email is None:
             raise InvalidFormat("email", raw)
         return email
-    raw = _required(body, "phone_number")
+    raw = _text(cmd.phone_number)
+    if raw is None:
+        raise MissingProperty("phone_number")
     if not is_phone_number(raw):
         raise InvalidFormat("phone_number", raw, PHONE_PATTERN)
     return raw
@@ -208,27 +163,18 @@ def _connection_auth_params(connection: Connection) -> dict[str, str]:
     return {str(k): str(v) for k, v in value.items()} if isinstance(value, Mapping) else {}
 
 
-def _resolve(
-    body: Mapping[str, object], config: TenantConfig
-) -> tuple[Client, Connection, dict[str, str], str]:
-    unknown = [key for key in body if key not in ALLOWED_PROPERTIES]
-    if unknown:
-        raise UnknownProperties(unknown)
-    client_id = _required(body, "client_id")
-    connection_name = _required(body, "connection")
-    auth_params = _auth_params(body)
-    send = _send(body)
-    client = config.clients.get(client_id)
+def _resolve(cmd: StartCommand, config: TenantConfig) -> tuple[Client, Connection]:
+    client = config.clients.get(cmd.client_id)
     if client is None:
-        raise UnknownClient(client_id)
-    connection = config.connections.get(connection_name)
+        raise UnknownClient(cmd.client_id)
+    connection = config.connections.get(cmd.connection)
     if connection is None:
         raise ConnectionProblem(ConnectionIssue.NOT_FOUND)
     if not connection.is_passwordless:
         raise ConnectionProblem(ConnectionIssue.NOT_PASSWORDLESS)
     if client.client_id not in connection.enabled_clients:
         raise ConnectionProblem(ConnectionIssue.DISABLED)
-    return client, connection, auth_params, send
+    return client, connection
 
 
 @dataclass(frozen=True, slots=True)
@@ -274,9 +220,9 @@ class _Issued:
 
 
 def _validate(cmd: StartCommand, config: TenantConfig) -> _Request:
-    client, connection, request_params, send = _resolve(cmd.body, config)
-    identifier = _identifier(cmd.body, connection)
-    redirect_uri = request_params.get("redirect_uri")
+    client, connection = _resolve(cmd, config)
+    identifier = _identifier(cmd, connection)
+    redirect_uri = cmd.auth_params.get("redirect_uri")
     if redirect_uri is not None and redirect_uri not in client.callbacks:
         raise RedirectNotAllowed()
     channel = Channel.EMAIL if connection.strategy == "email" else Channel.SMS
@@ -284,14 +230,14 @@ def _validate(cmd: StartCommand, config: TenantConfig) -> _Request:
         client=client,
         connection=connection,
         identifier=identifier,
-        send=send if channel is Channel.EMAIL else "code",
+        send=cmd.send if channel is Channel.EMAIL else "code",
         channel=channel,
-        auth_params={**_connection_auth_params(connection), **request_params},
+        auth_params={**_connection_auth_params(connection), **cmd.auth_params},
         credentials=ClientCredentials(
-            secret=_string(cmd.body, "client_secret"),
+            secret=_text(cmd.client_secret),
             basic=cmd.basic_auth,
-            assertion=_string(cmd.body, "client_assertion"),
-            assertion_type=_string(cmd.body, "client_assertion_type"),
+            assertion=_text(cmd.client_assertion),
+            assertion_type=_text(cmd.client_assertion_type),
         ),
     )
 

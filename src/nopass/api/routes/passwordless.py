@@ -6,13 +6,14 @@ from fastapi import APIRouter, Request
 from starlette.responses import Response
 
 from nopass.api.body import read_body
+from nopass.api.commands import start_command
 from nopass.api.deps import ServicesDep, TenantDep
 from nopass.api.errors import rate_limit_headers, start_error
 from nopass.api.request_info import basic_credentials, request_info, request_language
 from nopass.api.responses import JSON
 from nopass.core.errors import NopassError
 from nopass.core.models import Channel
-from nopass.flows.start import StartCommand, start_passwordless
+from nopass.flows.start import start_passwordless
 
 router = APIRouter()
 
@@ -23,10 +24,10 @@ async def passwordless_start(
 ) -> Response:
     try:
         body = await read_body(request)
-        command = StartCommand(
-            body=body,
+        command = start_command(
+            body,
+            basic_credentials(request),
             origin=tenant.origin,
-            basic_auth=basic_credentials(request),
             request=request_info(request, services.trusted_proxies),
             request_language=request_language(request),
         )
