@@ -1,7 +1,8 @@
 """Email over SMTP (RFC 5321) with our pipelining client; STARTTLS per the provider's settings.
 
 Failures are classified for the outbox: connection problems and 4xx replies are retryable,
-5xx replies (the server refused the message for good) are not.
+5xx replies (the server refused the message for good) are not; nor is AUTH on a session
+without TLS, which is refused unless the provider's ``settings.allow_plaintext_auth``.
 """
 
 from __future__ import annotations
@@ -124,7 +125,8 @@ def _common_headers(mail: EmailMessage, clock: Clock, domain: str) -> None:
     mail["Auto-Submitted"] = "auto-generated"
 
 
-Key = tuple[str, int, str | None, str | None, bool | None]
+# host, port, user, password, STARTTLS (True, None: if offered, False), AUTH allowed in clear
+Key = tuple[str, int, str | None, str | None, bool | None, bool]
 
 
 class SmtpTransport:
@@ -158,6 +160,7 @@ class SmtpTransport:
             creds.get("smtp_user") or None,
             creds.get("smtp_pass") or None,
             STARTTLS[str(provider.settings.get("starttls", "auto"))],
+            provider.settings.get("allow_plaintext_auth") is True,
         )
         errors = await self._deliver(key, [_smtp_message(m, self._clock) for m in messages])
         return [None if error is None else _failure(error) for error in errors]
@@ -173,12 +176,12 @@ class SmtpTransport:
             # of the batch can have been accepted, so it goes out once more on a new session.
             if not _dropped_at_once(errors):
                 return errors
-        host, port, user, password, starttls = key
+        host, port, user, password, starttls, plaintext_auth = key
         client = SmtpClient(timeout=self._timeout)
         try:
             await client.connect(host, port, starttls=starttls)
             if user is not None:
-                await client.login(user, password or "")
+                await client.login(user, password or "", allow_plaintext=plaintext_auth)
         except SmtpError as exc:
             client.close()  # never kept unless logged in as the key says
             return [exc] * len(messages)
