@@ -311,7 +311,7 @@ class SmtpClient:
                 transport, _ = await loop.create_connection(lambda: self._reader, host, port)
         except TimeoutError:
             raise SmtpTimeout(f"timed out connecting to {host}:{port}") from None
-        except OSError as exc:
+        except (OSError, UnicodeError) as exc:  # UnicodeError: a name IDNA cannot encode
             raise SmtpDisconnected(f"cannot connect to {host}:{port}: {exc}") from exc
         self._transport = transport
         try:
