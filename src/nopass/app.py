@@ -110,14 +110,15 @@ async def outbox_worker(
     transport = SmtpTransport(timeout=settings.smtp_timeout_seconds, clock=clock)
     wakeup = runtime.wakeup
     loop = asyncio.get_running_loop()
-    abandoned_checked = -ABANDONED_CHECK_SECONDS
+    # Claims of a sender that died are taken back once their lease ran out: looking for
+    # them every few seconds is soon enough, and saves a query per wake-up.
+    check_every = min(ABANDONED_CHECK_SECONDS, policy.lease_seconds / 2)
+    abandoned_checked = -check_every
     # The next batch, claimed while the last one was settled; None: claim what is due.
     claimed: list[OutboxEntry] | None = None
     # On stop, a batch already claimed is still delivered (graceful shutdown).
     while not wakeup.stopping or claimed:
-        # Messages whose sender died stay claimed for a lease of a minute: looking for
-        # them every few seconds is soon enough, and saves a query per wake-up.
-        abandoned = loop.time() - abandoned_checked >= ABANDONED_CHECK_SECONDS
+        abandoned = loop.time() - abandoned_checked >= check_every
         if abandoned:
             abandoned_checked = loop.time()
         try:
@@ -200,6 +201,8 @@ def create_app(
     policy = RetryPolicy(
         base_seconds=settings.outbox_retry_base_seconds,
         cap_seconds=settings.outbox_retry_cap_seconds,
+        lease_seconds=settings.outbox_lease_seconds,
+        max_lost_claims=settings.outbox_max_lost_claims,
     )
 
     async def database_ready() -> bool:

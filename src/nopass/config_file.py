@@ -376,6 +376,7 @@ class SmtpCredentials(_Strict):
 
 class SmtpSettings(_Strict):
     starttls: Literal["auto", "always", "never"] = "auto"
+    allow_plaintext_auth: bool = False  # AUTH on a session without TLS (credentials in clear)
 
 
 class EmailProviderSpec(_Strict):

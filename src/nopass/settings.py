@@ -39,6 +39,10 @@ class Settings(BaseSettings):
     outbox_poll_seconds: float = Field(default=1.0, gt=0)
     outbox_retry_base_seconds: float = Field(default=1.0, gt=0)
     outbox_retry_cap_seconds: float = Field(default=30.0, gt=0)
+    # A claim's lease: a sender that died (or stalled) holds its messages this long, then they
+    # are sent again; a message whose claims ran out this many times fails with `fn`.
+    outbox_lease_seconds: float = Field(default=60.0, gt=0)
+    outbox_max_lost_claims: int = Field(default=3, ge=1)
     housekeeping_seconds: float = Field(default=60.0, gt=0)
     smtp_timeout_seconds: float = Field(default=10.0, gt=0)
     sms_timeout_seconds: float = Field(default=10.0, gt=0)

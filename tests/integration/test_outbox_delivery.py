@@ -1,7 +1,8 @@
 """The email outbox against a real SMTP server (aiosmtpd on loopback).
 
 security.md §6: the message row is written with the code; a background worker sends it with
-retries and back-off, at most once per message; permanent failures are logged as ``fn``;
+retries and back-off (at least once: a lost claim is resent, tests/integration/
+test_outbox_leases.py); permanent failures are logged as ``fn``;
 ``/passwordless/start`` never waits for SMTP.
 """
 
@@ -14,7 +15,7 @@ import re
 import threading
 import time
 from collections import Counter
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from email.message import EmailMessage
@@ -365,10 +366,14 @@ class CountingTransport(SmtpTransport):
         self.batches: list[int] = []
 
     async def send_many(
-        self, provider: EmailProvider, messages: list[Message]
+        self,
+        provider: EmailProvider,
+        messages: list[Message],
+        *,
+        message_ids: Sequence[str] | None = None,
     ) -> list[DeliveryFailed | None]:
         self.batches.append(len(messages))
-        return await super().send_many(provider, messages)
+        return await super().send_many(provider, messages, message_ids=message_ids)
 
 
 @dataclass

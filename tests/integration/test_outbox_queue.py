@@ -82,7 +82,7 @@ async def test_settle_and_claim_settles_then_claims_the_next_batch(engine: Async
 
 async def test_a_failed_claim_leaves_the_batch_unsettled(engine: AsyncEngine) -> None:
     """One transaction: when the claim fails, the settle is rolled back with it (the rows
-    stay claimed, and their lease decides; at most once)."""
+    stay claimed, and their lease decides)."""
     ids = await queue_messages(engine, 1)
     queue = SqlOutboxQueue(engine, KEYRING)
     now = T0 + timedelta(minutes=1)

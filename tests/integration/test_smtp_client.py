@@ -18,7 +18,7 @@ from typing import Any, cast
 
 import pytest
 from aiosmtpd.controller import Controller
-from aiosmtpd.smtp import AuthResult
+from aiosmtpd.smtp import SMTP, AuthResult
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -30,6 +30,7 @@ from nopass.core.models import Channel, EmailProvider, Message
 from nopass.delivery.smtp import SmtpTransport
 from nopass.delivery.smtp_client import (
     Reply,
+    SmtpCleartextAuth,
     SmtpClient,
     SmtpDisconnected,
     SmtpError,
@@ -813,3 +814,100 @@ def test_a_refusal_of_recipients_is_retryable_only_if_every_refusal_is_temporary
     assert not refused(450, 550).retryable
     assert not refused(550).retryable
     assert refused(550, 450).code == 550  # the first refusal's code
+
+
+# --- AUTH only over TLS (issue 13) ------------------------------------------------------
+
+
+class RecordingSmtp(SMTP):
+    """aiosmtpd's server, recording every AUTH command it receives (before handling it)."""
+
+    def __init__(self, handler: Any, auth_commands: list[str], **kwargs: Any) -> None:
+        super().__init__(handler, **kwargs)
+        self.auth_commands = auth_commands
+
+    async def smtp_AUTH(self, arg: str) -> None:
+        self.auth_commands.append(arg)
+        await super().smtp_AUTH(arg)
+
+
+class RecordingController(Controller):
+    def __init__(self, handler: Handler, **kwargs: Any) -> None:
+        super().__init__(handler, **kwargs)
+        self.auth_commands: list[str] = []
+
+    def factory(self) -> SMTP:
+        return RecordingSmtp(self.handler, self.auth_commands, **self.SMTP_kwargs)
+
+
+@contextmanager
+def plaintext_auth_server(handler: Handler) -> Iterator[RecordingController]:
+    """Offers AUTH PLAIN and LOGIN without TLS (no STARTTLS at all)."""
+    controller = RecordingController(
+        handler,
+        hostname="127.0.0.1",
+        port=free_port(),
+        authenticator=handler.authenticate,
+        auth_require_tls=False,
+    )
+    controller.start()
+    try:
+        yield controller
+    finally:
+        controller.stop()
+
+
+def with_login(port: int, **settings: Any) -> EmailProvider:
+    return EmailProvider(
+        name="smtp",
+        enabled=True,
+        default_from_address="login@acme.example",
+        credentials={
+            "smtp_host": "127.0.0.1",
+            "smtp_port": port,
+            "smtp_user": "alice",
+            "smtp_pass": "s3cret päss",
+        },
+        settings=settings,
+    )
+
+
+@pytest.mark.parametrize("starttls", ["auto", "never"])
+async def test_no_auth_is_sent_over_a_session_without_tls(starttls: str) -> None:
+    """A server without STARTTLS (or one a STARTTLS-stripping attacker answers for): by
+    default the credentials never go out; the refusal is permanent, and says why."""
+    handler = Handler()
+    with plaintext_auth_server(handler) as server:
+        transport = SmtpTransport(timeout=5.0)
+        with pytest.raises(DeliveryFailed) as caught:
+            await transport.send(with_login(server.port, starttls=starttls), message())
+        await transport.aclose()
+    assert server.auth_commands == []  # no AUTH command reached the server
+    assert handler.logins == []
+    assert handler.received == []
+    assert not caught.value.retryable
+    text = str(caught.value)
+    assert "SmtpCleartextAuth" in text and "in clear" in text
+    assert "s3cret" not in text and "alice" not in text
+
+
+async def test_the_client_refuses_auth_without_tls_before_writing_it() -> None:
+    handler = Handler()
+    with plaintext_auth_server(handler) as server:
+        client = await connected(server.port)
+        assert client.supports("AUTH") and not client.encrypted
+        with pytest.raises(SmtpCleartextAuth):
+            await client.login("alice", "s3cret päss")
+        assert not client.is_connected
+    assert server.auth_commands == []
+
+
+async def test_auth_in_clear_when_the_operator_allows_it() -> None:
+    handler = Handler()
+    with plaintext_auth_server(handler) as server:
+        transport = SmtpTransport(timeout=5.0)
+        await transport.send(with_login(server.port, allow_plaintext_auth=True), message())
+        await transport.aclose()
+    assert [a.split()[0] for a in server.auth_commands] == ["PLAIN"]
+    assert handler.logins == [("PLAIN", b"alice", "s3cret päss".encode())]
+    assert [m.recipients for m in handler.received] == [["bob@example.com"]]

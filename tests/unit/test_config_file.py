@@ -81,3 +81,26 @@ def test_errors_name_the_key(patch: dict[str, object], key: str) -> None:
     message = str(caught.value)
     assert key in message
     assert "\n" not in message
+
+
+SMTP = {"name": "smtp", "credentials": {"smtp_host": "mail.acme.example", "smtp_user": "u"}}
+
+
+def test_plaintext_smtp_auth_is_off_unless_opted_in() -> None:
+    base: dict[str, object] = {"tenant": {"name": "acme", "domains": ["acme.example"]}}
+    config = parse_config({**base, "email_provider": SMTP})
+    assert config.email_provider is not None
+    assert config.email_provider.settings.model_dump() == {
+        "starttls": "auto",
+        "allow_plaintext_auth": False,
+    }
+    opted = parse_config(
+        {**base, "email_provider": {**SMTP, "settings": {"allow_plaintext_auth": True}}}
+    )
+    assert opted.email_provider is not None
+    assert opted.email_provider.settings.allow_plaintext_auth is True
+    with pytest.raises(ConfigFileError) as caught:
+        parse_config(
+            {**base, "email_provider": {**SMTP, "settings": {"allow_plaintext_auth": "maybe"}}}
+        )
+    assert "email_provider.settings.allow_plaintext_auth" in str(caught.value)

@@ -11,7 +11,7 @@ import pytest
 
 from nopass.core.clock import SystemClock
 from nopass.core.models import Channel, Message
-from nopass.delivery.smtp import build_email
+from nopass.delivery.smtp import Envelope, build_email
 
 
 def parse(message: Message) -> tuple[str, EmailMessage, bytes]:
@@ -97,3 +97,25 @@ def test_an_international_address_takes_the_smtputf8_path() -> None:
     assert isinstance(envelope.content, EmailMessage)
     assert envelope.content["To"] == "zoë@example.com"
     assert envelope.sender == "no-reply@acme.test"
+
+
+@pytest.mark.parametrize("recipient", ["bob@example.com", "zoë@example.com"])
+def test_the_message_id_comes_from_the_outbox_id_the_same_on_every_attempt(
+    recipient: str,
+) -> None:
+    """Two attempts of one outbox message (other clocks, other processes) carry one
+    Message-ID, so a resend is recognisable; without an id each build gets its own."""
+    ids = {
+        str(_headers(build_email(mail(recipient=recipient), SystemClock(), message_id=i)))
+        for i in ("0123456789abcdef01234567", "0123456789abcdef01234567")
+    }
+    assert ids == {"<0123456789abcdef01234567@acme.test>"}
+    random = {str(_headers(build_email(mail(recipient=recipient), SystemClock()))) for _ in "ab"}
+    assert len(random) == 2
+
+
+def _headers(envelope: Envelope) -> object:
+    content = envelope.content
+    if isinstance(content, bytes):
+        content = email.message_from_bytes(content, policy=email.policy.default)
+    return content["Message-ID"]

@@ -265,7 +265,9 @@ class OutboxSignal(Protocol):
 
 
 class OutboxQueue(Protocol):
-    """The delivery side of the outbox: claim, then settle each message exactly once."""
+    """The delivery side of the outbox: claim (a lease), then settle each message. A claim
+    whose lease runs out is taken back (at least once); only the latest claim of a message
+    may retry or fail it."""
 
     async def claim_due(
         self, now: datetime, *, lease_seconds: float, limit: int
@@ -274,7 +276,7 @@ class OutboxQueue(Protocol):
         ...
 
     async def mark_sent(self, entries: Sequence[OutboxEntry], now: datetime) -> None:
-        """Settle delivered messages."""
+        """Settle delivered messages (also those whose lease ran out meanwhile)."""
         ...
 
     async def settle_and_claim(
@@ -289,20 +291,25 @@ class OutboxQueue(Protocol):
         """Give up on a message and write an ``fn`` audit event, in one transaction."""
         ...
 
-    async def fail_abandoned(self, now: datetime) -> int:
-        """Messages whose sender died mid-send: their outcome is unknown, so they are not
-        sent again (at most once); they fail with ``fn``."""
+    async def release_abandoned(
+        self, now: datetime, *, max_lost_claims: int, oldest: datetime
+    ) -> int:
+        """Messages whose sender died or stalled (the lease ran out) are pending again, due
+        now: sent at least once, maybe twice (with the same Message-ID). One lost for the
+        ``max_lost_claims``-th time, or created before ``oldest``, fails with ``fn``."""
         ...
 
 
 class EmailTransport(Protocol):
     async def send_many(
-        self, provider: EmailProvider, messages: list[Message]
+        self, provider: EmailProvider, messages: list[Message], *, message_ids: Sequence[str]
     ) -> list[DeliveryFailed | None]:
         """Hand the messages to the provider (over one session, where that saves round
         trips) and return each one's ``DeliveryFailed``, or None when it was handed over, in
-        order. One message's failure does not stop the others; a failure that may have
-        reached the provider is never retried here (the outbox decides by ``retryable``)."""
+        order. ``message_ids`` (one per message, stable across attempts) make each email's
+        Message-ID, so a resend is recognisable. One message's failure does not stop the
+        others; a failure that may have reached the provider is never retried here (the
+        outbox decides by ``retryable``)."""
         ...
 
 

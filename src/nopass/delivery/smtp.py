@@ -1,7 +1,9 @@
 """Email over SMTP (RFC 5321) with our pipelining client; STARTTLS per the provider's settings.
 
 Failures are classified for the outbox: connection problems and 4xx replies are retryable,
-5xx replies (the server refused the message for good) are not.
+5xx replies (the server refused the message for good) are not; nor is AUTH on a session
+without TLS, which is refused unless the provider's ``settings.allow_plaintext_auth``.
+The Message-ID is derived from the outbox message's id, the same on every attempt.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ import email.policy
 import io
 import secrets
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from email.generator import BytesGenerator
 from email.header import Header
@@ -44,22 +47,25 @@ class Envelope:
     content: EmailMessage | bytes  # bytes: ready for DATA (CRLF lines)
 
 
-def build_email(message: Message, clock: Clock) -> Envelope:
+def build_email(message: Message, clock: Clock, *, message_id: str | None = None) -> Envelope:
     """The MIME message: text (and HTML) in UTF-8, quoted-printable, written straight to
     bytes (the ``email`` package's generator cost more CPU than the rest of a send). An
-    internationalised address (SMTPUTF8) takes ``EmailMessage``'s path."""
+    internationalised address (SMTPUTF8) takes ``EmailMessage``'s path. ``message_id`` (the
+    outbox message's id) makes the Message-ID ``<id@sender domain>``, the same on every
+    attempt; without it, a random one."""
     name, address = parseaddr(message.sender or "")
     if not address or "@" not in address:
         name, address = name or (message.sender or ""), "nopass@localhost"
     local, _, domain = address.rpartition("@")
     if not (address.isascii() and message.recipient.isascii()):
-        return Envelope(address, _build_international(message, clock, name, local, domain))
+        mail = _build_international(message, clock, name, local, domain, message_id)
+        return Envelope(address, mail)
     headers = [
         ("From", formataddr((_one_line(name), address), charset="utf-8")),
         ("To", _one_line(message.recipient)),
         ("Subject", _subject(_one_line(message.subject))),
         ("Date", format_datetime(clock.now())),
-        ("Message-ID", make_msgid(domain=domain or None)),
+        ("Message-ID", _message_id(message_id, domain)),
         ("Auto-Submitted", "auto-generated"),
         ("MIME-Version", "1.0"),
     ]
@@ -81,6 +87,12 @@ def build_email(message: Message, clock: Clock) -> Envelope:
     else:
         body = _part(message.text, "plain")
     return Envelope(address, ("\r\n".join(lines) + "\r\n" + body).encode("ascii"))
+
+
+def _message_id(outbox_id: str | None, domain: str) -> str:
+    if outbox_id is None:
+        return make_msgid(domain=domain or None)
+    return f"<{_one_line(outbox_id)}@{_one_line(domain) or 'localhost'}>"
 
 
 def _one_line(value: str) -> str:
@@ -105,26 +117,27 @@ def _part(body: str, subtype: str) -> str:
 
 
 def _build_international(
-    message: Message, clock: Clock, name: str, local: str, domain: str
+    message: Message, clock: Clock, name: str, local: str, domain: str, message_id: str | None
 ) -> EmailMessage:
     mail = EmailMessage()
     mail["From"] = Address(display_name=name, username=local, domain=domain)
     mail["To"] = message.recipient
     mail["Subject"] = message.subject
-    _common_headers(mail, clock, domain)
+    _common_headers(mail, clock, domain, message_id)
     mail.set_content(message.text)
     if message.html:
         mail.add_alternative(message.html, subtype="html")
     return mail
 
 
-def _common_headers(mail: EmailMessage, clock: Clock, domain: str) -> None:
+def _common_headers(mail: EmailMessage, clock: Clock, domain: str, message_id: str | None) -> None:
     mail["Date"] = format_datetime(clock.now())
-    mail["Message-ID"] = make_msgid(domain=domain or None)
+    mail["Message-ID"] = _message_id(message_id, domain)
     mail["Auto-Submitted"] = "auto-generated"
 
 
-Key = tuple[str, int, str | None, str | None, bool | None]
+# host, port, user, password, STARTTLS (True, None: if offered, False), AUTH allowed in clear
+Key = tuple[str, int, str | None, str | None, bool | None, bool]
 
 
 class SmtpTransport:
@@ -139,16 +152,24 @@ class SmtpTransport:
         self._keep_seconds = keep_seconds
         self._idle: dict[Key, tuple[SmtpClient, float]] = {}
 
-    async def send(self, provider: EmailProvider, message: Message) -> None:
-        [failure] = await self.send_many(provider, [message])
+    async def send(
+        self, provider: EmailProvider, message: Message, *, message_id: str | None = None
+    ) -> None:
+        ids = None if message_id is None else [message_id]
+        [failure] = await self.send_many(provider, [message], message_ids=ids)
         if failure is not None:
             raise failure
 
     async def send_many(
-        self, provider: EmailProvider, messages: list[Message]
+        self,
+        provider: EmailProvider,
+        messages: list[Message],
+        *,
+        message_ids: Sequence[str] | None = None,
     ) -> list[DeliveryFailed | None]:
         """The messages over one session, pipelined when the server allows (N+1 round trips
-        for N messages); each message's failure, in order (None: sent)."""
+        for N messages); each message's failure, in order (None: sent). ``message_ids``: the
+        outbox ids, for Message-IDs stable across attempts."""
         if not messages:
             return []
         creds = provider.credentials
@@ -158,8 +179,11 @@ class SmtpTransport:
             creds.get("smtp_user") or None,
             creds.get("smtp_pass") or None,
             STARTTLS[str(provider.settings.get("starttls", "auto"))],
+            provider.settings.get("allow_plaintext_auth") is True,
         )
-        errors = await self._deliver(key, [_smtp_message(m, self._clock) for m in messages])
+        ids: Sequence[str | None] = message_ids or [None] * len(messages)
+        outgoing = [_smtp_message(m, self._clock, i) for m, i in zip(messages, ids, strict=True)]
+        errors = await self._deliver(key, outgoing)
         return [None if error is None else _failure(error) for error in errors]
 
     async def _deliver(self, key: Key, messages: list[SmtpMessage]) -> list[SmtpError | None]:
@@ -173,12 +197,12 @@ class SmtpTransport:
             # of the batch can have been accepted, so it goes out once more on a new session.
             if not _dropped_at_once(errors):
                 return errors
-        host, port, user, password, starttls = key
+        host, port, user, password, starttls, plaintext_auth = key
         client = SmtpClient(timeout=self._timeout)
         try:
             await client.connect(host, port, starttls=starttls)
             if user is not None:
-                await client.login(user, password or "")
+                await client.login(user, password or "", allow_plaintext=plaintext_auth)
         except SmtpError as exc:
             client.close()  # never kept unless logged in as the key says
             return [exc] * len(messages)
@@ -216,8 +240,8 @@ class SmtpTransport:
             await _close(client)
 
 
-def _smtp_message(message: Message, clock: Clock) -> SmtpMessage:
-    mail = build_email(message, clock)
+def _smtp_message(message: Message, clock: Clock, message_id: str | None) -> SmtpMessage:
+    mail = build_email(message, clock, message_id=message_id)
     if isinstance(mail.content, bytes):
         return SmtpMessage(mail.sender, [message.recipient], mail.content)
     return SmtpMessage(mail.sender, [message.recipient], _flatten(mail.content), smtputf8=True)

@@ -6,7 +6,8 @@ the dot-stuffed body of each message together with the next message's envelope (
 §3.1: "the actual transfer of message content is explicitly allowed to be the first command
 in a group"); then the last body alone. One message (``send``) costs two. Without it the
 client goes command by command. STARTTLS (RFC 3207), AUTH PLAIN and LOGIN (RFC 4954, 4616)
-and SMTPUTF8 (RFC 6531) are supported; nothing is logged, so credentials never are.
+and SMTPUTF8 (RFC 6531) are supported; AUTH goes only over TLS unless the caller allows it in
+clear; nothing is logged, so credentials never are.
 
 Errors::
 
@@ -15,6 +16,7 @@ Errors::
     ├── SmtpDisconnected       the connection was closed or reset (``before_reply``)
     ├── SmtpProtocolError      a malformed or oversized reply, or data nobody asked for
     ├── SmtpNotSupported       the server lacks an extension the session needs
+    │   └── SmtpCleartextAuth  AUTH refused: the session has no TLS (not retryable)
     ├── SmtpInvalidMessage     an unsafe address or no recipient (also a ``ValueError``)
     └── SmtpReplyError         the server answered with an error (``code``, ``message``)
         └── SmtpRecipientsRefused   one or more RCPT TO refused (``refused``)
@@ -37,6 +39,7 @@ from typing import cast
 
 __all__ = [
     "Reply",
+    "SmtpCleartextAuth",
     "SmtpClient",
     "SmtpDisconnected",
     "SmtpError",
@@ -83,6 +86,18 @@ class SmtpNotSupported(SmtpError):
     def __init__(self, message: str, *, retryable: bool = True) -> None:
         super().__init__(message)
         self.retryable = retryable
+
+
+class SmtpCleartextAuth(SmtpNotSupported):
+    """``login`` on a session without TLS (the server offered no STARTTLS, or it was turned
+    off) and without ``allow_plaintext``: nothing was sent, so no credential went out."""
+
+    def __init__(self) -> None:
+        super().__init__(
+            "AUTH refused: the session is not encrypted (no STARTTLS), so the credentials "
+            "would be sent in clear",
+            retryable=False,
+        )
 
 
 class SmtpInvalidMessage(SmtpError, ValueError):
@@ -266,6 +281,7 @@ class SmtpClient:
         self._reader = _ReplyReader()
         self._transport: asyncio.Transport | None = None
         self._hostname = ""
+        self.encrypted = False  # TLS is on (STARTTLS went through)
 
     @property
     def is_connected(self) -> bool:
@@ -295,7 +311,7 @@ class SmtpClient:
                 transport, _ = await loop.create_connection(lambda: self._reader, host, port)
         except TimeoutError:
             raise SmtpTimeout(f"timed out connecting to {host}:{port}") from None
-        except OSError as exc:
+        except (OSError, UnicodeError) as exc:  # UnicodeError: a name IDNA cannot encode
             raise SmtpDisconnected(f"cannot connect to {host}:{port}: {exc}") from exc
         self._transport = transport
         try:
@@ -313,10 +329,13 @@ class SmtpClient:
             self.close()
             raise
 
-    async def login(self, user: str, password: str) -> None:
-        """AUTH PLAIN if offered, else AUTH LOGIN. Any failure closes the session."""
+    async def login(self, user: str, password: str, *, allow_plaintext: bool = False) -> None:
+        """AUTH PLAIN if offered, else AUTH LOGIN; only over TLS unless ``allow_plaintext``
+        (``SmtpCleartextAuth``, before any AUTH is written). Any failure closes the session."""
         methods = self.extensions.get("AUTH", "").upper().split()
         try:
+            if not (self.encrypted or allow_plaintext):
+                raise SmtpCleartextAuth()
             if not self.supports("AUTH"):
                 raise SmtpNotSupported("the server does not offer AUTH")
             if "PLAIN" in methods:
@@ -544,6 +563,7 @@ class SmtpClient:
         if transport is None:
             raise SmtpDisconnected("the connection closed in the TLS handshake")
         self._transport = self._reader.transport = transport
+        self.encrypted = True
 
     async def _command(self, line: bytes) -> Reply:
         self._write(line)

@@ -1,4 +1,10 @@
-"""SQL side of the outbox: claiming due rows, settling them, and listing them (dev page)."""
+"""SQL side of the outbox: claiming due rows, settling them, and listing them (dev page).
+
+A claim is a lease, and ``attempts`` (raised by every claim) is its fence: only the holder of
+the latest claim may schedule a retry or fail the message. A lease that runs out (its sender
+died or stalled) puts the message back to pending (at least once), up to the retry policy's
+number of lost claims, after which it fails with ``fn`` like any other failure.
+"""
 
 from __future__ import annotations
 
@@ -7,8 +13,9 @@ from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import bindparam, insert, select, update
+from sqlalchemy import bindparam, insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from sqlalchemy.sql import ColumnElement
 
 from nopass.core.keyring import Keyring, SealError
 from nopass.core.models import Channel, Message, OutboxEntry
@@ -50,14 +57,18 @@ _SENT_VALUES: dict[str, Any] = {
     "lease_until": None,
     "last_error": None,
 }
+# A message that went out is settled even if its lease ran out meanwhile (pending again, or
+# claimed by another sender): that spares a resend, or settles the one under way.
+_UNSETTLED = ("sending", "pending")
 _SENT = (
-    update(_T).where(_T.c.id == bindparam("b_id"), _T.c.status == "sending").values(_SENT_VALUES)
+    update(_T).where(_T.c.id == bindparam("b_id"), _T.c.status.in_(_UNSETTLED)).values(_SENT_VALUES)
 )
 _ALL_SENT = (
     update(_T)
-    .where(_T.c.id.in_(bindparam("b_ids", expanding=True)), _T.c.status == "sending")
+    .where(_T.c.id.in_(bindparam("b_ids", expanding=True)), _T.c.status.in_(_UNSETTLED))
     .values(_SENT_VALUES)
 )
+LOST = "the sender stopped mid-delivery (its claim ran out)"
 
 
 async def _settle(conn: AsyncConnection, entries: Sequence[OutboxEntry], now: datetime) -> None:
@@ -105,7 +116,7 @@ class SqlOutboxQueue:
         async with self._engine.begin() as conn:
             await conn.execute(
                 update(_T)
-                .where(_T.c.id == entry.id, _T.c.status == "sending")
+                .where(*_held(entry))
                 .values(status="pending", next_attempt_at=at, lease_until=None, last_error=error)
             )
 
@@ -113,24 +124,55 @@ class SqlOutboxQueue:
         async with self._engine.begin() as conn:
             result = await conn.execute(
                 update(_T)
-                .where(_T.c.id == entry.id, _T.c.status == "sending")
+                .where(*_held(entry))
                 .values(status="failed", payload=None, lease_until=None, last_error=error)
             )
             if result.rowcount:
                 await conn.execute(insert(table(AuditEventRow)).values(**_fn(entry, error, now)))
 
-    async def fail_abandoned(self, now: datetime) -> int:
-        async with reader(self._engine).connect() as conn:
-            rows = (
+    async def release_abandoned(
+        self, now: datetime, *, max_lost_claims: int, oldest: datetime
+    ) -> int:
+        """Claims whose lease ran out go back to pending, due now; a message whose claims
+        were lost ``max_lost_claims`` times, or created before ``oldest``, fails with
+        ``fn`` instead. One transaction; returns how many claims were taken back."""
+        stale = (_T.c.status == "sending", _T.c.lease_until < now)
+        # On PostgreSQL concurrent releasers skip each other's rows (no lock waits, no
+        # deadlock); the conditions are checked again on the locked rows.
+        ids = select(_T.c.id).where(*stale).with_for_update(skip_locked=True)
+        expired = (_T.c.id.in_(ids), *stale)
+        exhausted = or_(_T.c.lost_claims + 1 >= max_lost_claims, _T.c.created_at < oldest)
+        async with self._engine.begin() as conn:
+            failed = (
                 await conn.execute(
-                    select(*_T.c).where(_T.c.status == "sending", _T.c.lease_until < now)
+                    update(_T)
+                    .where(*expired, exhausted)
+                    .values(
+                        status="failed",
+                        payload=None,
+                        lease_until=None,
+                        lost_claims=_T.c.lost_claims + 1,
+                        last_error=LOST,
+                    )
+                    .returning(*_T.c)
                 )
             ).all()
-            await conn.rollback()
-        for row in rows:
-            entry = self._entry(row._mapping, with_message=False)
-            await self.fail(entry, "sender stopped mid-delivery; not retried (at most once)", now)
-        return len(rows)
+            for row in failed:
+                entry = self._entry(row._mapping, with_message=False)
+                error = f"{LOST}; given up after {row.lost_claims} lost claim(s)"
+                await conn.execute(insert(table(AuditEventRow)).values(**_fn(entry, error, now)))
+            released = await conn.execute(
+                update(_T)
+                .where(*expired)
+                .values(
+                    status="pending",
+                    next_attempt_at=now,
+                    lease_until=None,
+                    lost_claims=_T.c.lost_claims + 1,
+                    last_error=LOST,
+                )
+            )
+        return len(failed) + released.rowcount
 
     async def list_recent(self, tenant_id: str, *, limit: int = 50) -> list[OutboxEntry]:
         async with reader(self._engine).connect() as conn:
@@ -177,6 +219,11 @@ class SqlOutboxQueue:
             code=code,
             link=link,
         )
+
+
+def _held(entry: OutboxEntry) -> tuple[ColumnElement[bool], ...]:
+    """The row, while ``entry``'s claim is its latest and not yet taken back."""
+    return (_T.c.id == entry.id, _T.c.status == "sending", _T.c.attempts == entry.attempts)
 
 
 def _fn(entry: OutboxEntry, error: str, now: datetime) -> dict[str, Any]:

@@ -243,7 +243,9 @@ class OutboxRow(Base):
     challenge_id: Mapped[str | None] = mapped_column(String(24))
     payload: Mapped[str | None] = mapped_column(Text)
     status: Mapped[str] = mapped_column(String(16))
-    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)  # claims so far (a fence)
+    # Claims whose lease ran out (the sender died or stalled): bounded by the retry policy.
+    lost_claims: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     next_attempt_at: Mapped[datetime]
     lease_until: Mapped[datetime | None]
     last_error: Mapped[str | None] = mapped_column(Text)
