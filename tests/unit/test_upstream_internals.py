@@ -336,6 +336,13 @@ def test_uvicorn_multiprocess_runs_through_the_replaced_methods() -> None:
     assert "self.restart_all()" in inspect.getsource(Multiprocess.handle_hup), (
         "uvicorn's Multiprocess.handle_hup no longer calls self.restart_all()"
     )
+    dispatch = 'getattr(self, f"handle_{sig_name.lower()}"'
+    assert dispatch in inspect.getsource(Multiprocess.handle_signals), (
+        "uvicorn's Multiprocess.handle_signals no longer finds handle_<signal> by name: "
+        "workers.py's handle_ttin/handle_ttou (refusing to change the number of workers) "
+        "may not be called"
+    )
+    assert {"TTIN", "TTOU"} <= set(multiprocess.SIGNALS.values()), "SIGTTIN/SIGTTOU handling"
     for cls, params in ((Multiprocess, ["config", "sockets"]), (Process, ["config", "sockets"])):
         got = list(inspect.signature(cls.__init__).parameters)[1:]
         assert got == params, f"uvicorn's {cls.__name__}({', '.join(params)}) is now {got}"
