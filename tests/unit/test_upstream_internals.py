@@ -39,11 +39,13 @@ from uvicorn.supervisors import multiprocess
 from uvicorn.supervisors.multiprocess import Multiprocess, Process
 
 from nopass.api.hot_routes import _handler_for
+from nopass.api.http_protocol import OneWriteHttpToolsProtocol
 from nopass.store.engine import create_engine
 from nopass.store.sqlite_driver import LeanConnection
 from nopass.store.tables import UTCDateTime
 
 ROOT = Path(__file__).resolve().parents[2]
+CLI_HTTP = "nopass.api.http_protocol:OneWriteHttpToolsProtocol"  # as cli._run_server passes it
 PINNED = {"aiosqlite": "0.22.1", "sqlalchemy": "2.1.9", "starlette": "1.10.0", "uvicorn": "0.54.0"}
 
 
@@ -303,6 +305,19 @@ async def test_uvicorn_httptools_cycle_writes_head_then_body_through_its_transpo
     head, body = transport.writes
     assert head.startswith(b"HTTP/1.1 200 ") and head.endswith(b"\r\n\r\n")
     assert body == b"body"
+
+
+def test_uvicorn_takes_the_http_protocol_as_an_import_string() -> None:
+    """``nopass serve`` passes ``http="nopass.api.http_protocol:OneWriteHttpToolsProtocol"``."""
+
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        pass
+
+    config = uvicorn.Config(app, http=CLI_HTTP, lifespan="off", log_config=None)
+    config.load()
+    assert config.http_protocol_class is OneWriteHttpToolsProtocol, (
+        "uvicorn.Config(http='module:Class') no longer loads that protocol class"
+    )
 
 
 # uvicorn (workers.py) --------------------------------------------------------------------
