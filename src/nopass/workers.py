@@ -13,6 +13,10 @@ staying there, kept alive) or being refused.
 
 Before binding, a plain bind checks that nothing else listens on the address: sockets with
 ``SO_REUSEPORT`` would otherwise share it with another server of the same user.
+
+The number of workers is the number of sockets: SIGTTIN and SIGTTOU, with which uvicorn's
+supervisor adds or stops a worker, are refused (a stopped worker would leave its socket
+listening with nobody to accept, an added one would have no socket).
 """
 
 from __future__ import annotations
@@ -65,6 +69,20 @@ class ReusePortMultiprocess(Multiprocess):
         super().__init__(config, sockets=[])
         self.worker_sockets = sockets
         self.processes_num = len(sockets)
+
+    def handle_ttin(self) -> None:
+        self._refuse("SIGTTIN")
+
+    def handle_ttou(self) -> None:
+        self._refuse("SIGTTOU")
+
+    def _refuse(self, name: str) -> None:
+        log.warning(
+            "Received %s, ignored: the number of workers is fixed (--workers %d), each on a "
+            "socket of its own",
+            name,
+            self.processes_num,
+        )
 
     def _process(self, index: int) -> Process:
         process = Process(self.config, [self.worker_sockets[index]])

@@ -134,3 +134,24 @@ def test_a_second_server_on_the_same_port_fails_instead_of_sharing_it(
     assert "in use" in (result.stdout + result.stderr).lower()
     with socket.create_connection(("127.0.0.1", server.port), timeout=5):
         pass  # the first server still serves
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTTOU, signal.SIGTTIN], ids=["SIGTTOU", "SIGTTIN"])
+def test_asking_for_fewer_or_more_workers_leaves_each_socket_with_its_worker(
+    server: LiveServer, sig: signal.Signals
+) -> None:
+    """uvicorn's supervisor stops its last worker on SIGTTOU and starts one more on SIGTTIN.
+    With a socket per worker, the first would leave a socket that listens with nobody to
+    accept (its connections hang), the second a worker on no socket. Both are refused."""
+    workers = sorted(server.worker_pids())
+    server.process.send_signal(sig)
+    _wait_for(lambda: f"Received {sig.name}" in server.logs())
+
+    async def scenario() -> list[bytes]:
+        async with _requests(server.port, CONNECTIONS) as answers:
+            return answers
+
+    answers = asyncio.run(scenario())
+    assert all(a.startswith(b"HTTP/1.1 200") for a in answers)
+    assert sorted(server.worker_pids()) == workers
+    assert "the number of workers is fixed" in server.logs()

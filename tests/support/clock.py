@@ -1,4 +1,5 @@
-"""A clock tests can move (expiry without sleeping)."""
+"""Clocks tests can move (expiry without sleeping) or stop (answers that do not depend on
+when they are given)."""
 
 from __future__ import annotations
 
@@ -18,3 +19,15 @@ class MovableClock:
 
     def advance(self, seconds: float) -> None:
         self._now += timedelta(seconds=seconds)
+
+
+class FrozenClock:
+    """Every reading is the same instant, however many are taken and whenever: two
+    applications on one FrozenClock compute the same expiries and rate-limit resets even
+    when the real clock crosses a second between their answers."""
+
+    def __init__(self, instant: datetime | None = None) -> None:
+        self.instant = instant or datetime.now(UTC)
+
+    def now(self) -> datetime:
+        return self.instant

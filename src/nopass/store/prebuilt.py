@@ -25,6 +25,7 @@ from sqlalchemy.exc import DBAPIError, MultipleResultsFound, NoResultFound
 from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.sql import ClauseElement
 from sqlalchemy.sql.compiler import SQLCompiler
+from sqlalchemy.types import TupleType
 
 from nopass.store.sqlite_driver import LeanConnection
 
@@ -145,10 +146,14 @@ def _compile(statement: ClauseElement, dialect: Dialect, keys: tuple[str, ...]) 
         if name not in keys and (bind.required or bind.callable is not None):
             return None  # SQLAlchemy says what is missing, or calls the callable
     processors: dict[str, Callable[[Any], Any]] = {}
-    for name, processor in compiled._bind_processors.items():
-        if not callable(processor):
+    for name, bind in by_name.items():
+        if isinstance(bind.type, TupleType):
             return None  # a tuple's processors, one per element
-        processors[name] = processor
+        # What SQLAlchemy's execution applies (its cached form is private): the type's
+        # dialect implementation's processor, looked up once per plan.
+        processor = bind.type.dialect_impl(dialect).bind_processor(dialect)
+        if processor is not None:
+            processors[name] = processor
     slots = tuple(
         (name, by_name[name].effective_value if name not in keys else None, processors.get(name))
         for name in compiled.positiontup
@@ -157,6 +162,9 @@ def _compile(statement: ClauseElement, dialect: Dialect, keys: tuple[str, ...]) 
 
 
 def _row_maker(compiled: SQLCompiler, dialect: Dialect) -> Callable[[Any], Any] | None:
+    # The one private part (docs/upstream-internals.md): the result columns as compiled, in
+    # the order of the SQL's, with their keys and types; SQLAlchemy's own rows are built
+    # from them, and no public attribute has them for SELECT and RETURNING alike.
     columns = compiled._result_columns
     if not columns:
         return None
@@ -167,7 +175,7 @@ def _row_maker(compiled: SQLCompiler, dialect: Dialect) -> Callable[[Any], Any] 
     convert = [
         (i, p)
         for i, c in enumerate(columns)
-        if (p := c.type._cached_result_processor(dialect, None)) is not None
+        if (p := c.type.dialect_impl(dialect).result_processor(dialect, None)) is not None
     ]
     if not convert:
         return make

@@ -26,6 +26,9 @@ _IDENTITY = (
 GET = select(_T).where(
     _T.c.tenant_id == bindparam("b_tenant_id"), _T.c.user_id == bindparam("b_user_id")
 )
+# Read on every start and OTP guess of a connection that refuses signups: built per call,
+# it cost those answers some 0.8 ms of CPU more than the same answers elsewhere.
+EXISTS = select(exists().where(*_IDENTITY))
 
 
 @functools.cache
@@ -93,14 +96,9 @@ class SqlUserRepo:
         self._conn = conn
 
     async def exists(self, tenant_id: str, connection_id: str, identifier: str) -> bool:
-        query = select(
-            exists().where(
-                _T.c.tenant_id == tenant_id,
-                _T.c.connection_id == connection_id,
-                _T.c.identifier == identifier,
-            )
-        )
-        return bool(await self._conn.scalar(query))
+        params = {"b_tenant_id": tenant_id, "b_connection_id": connection_id}
+        row = (await run(self._conn, EXISTS, {**params, "b_identifier": identifier})).one()
+        return bool(row[0])
 
     async def get(self, tenant_id: str, user_id: str) -> User | None:
         params = {"b_tenant_id": tenant_id, "b_user_id": user_id}
