@@ -1,19 +1,23 @@
 """The flows' dependencies from real parts except storage: the in-memory store and key store,
 the real ``Keyring``, ``TemplateRenderer``, ``Limits`` over the in-memory rate limiter and the
 app's outbox wake-up, on a movable clock; and a tenant configuration built as domain records
-(no database, no HTTP). See ``nopass.app.create_app`` for the production composition."""
+(no database, no HTTP). See ``nopass.app.create_app`` for the production composition.
+
+``World`` runs the API flows (start, token) from request bodies, gives the browser flows
+their dependencies (``browser_deps``, ``page_deps``), builds ``CodeAttempt`` values for
+``CodeCheck`` and shows what the store holds."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from nopass.api.commands import token_command
 from nopass.app import OutboxWakeup
 from nopass.core.errors import DeliveryFailed
-from nopass.core.keyring import Keyring
+from nopass.core.keyring import Keyring, hash_client_secret
 from nopass.core.latency import LatencyEstimate
 from nopass.core.models import (
     PASSWORDLESS_OTP_GRANT,
@@ -24,17 +28,24 @@ from nopass.core.models import (
     Connection,
     EmailProvider,
     Message,
+    Resolved,
     SigningKey,
     Tenant,
     TenantConfig,
     TestIdentity,
+    User,
 )
 from nopass.core.ports import RequestInfo
 from nopass.delivery.templates import TemplateRenderer
+from nopass.flows.audit import login_event
+from nopass.flows.authorize import BrowserDeps
+from nopass.flows.code_check import OTP_GRANT_FAILURES, CodeAttempt, CodeCheck, FailureEvents
 from nopass.flows.issue import TokenSet
 from nopass.flows.limits import Limits
+from nopass.flows.login_page import PageDeps
 from nopass.flows.start import StartCommand, StartDeps, StartResult, start_passwordless
 from nopass.flows.token import TokenCommand, TokenDeps, exchange
+from nopass.flows.userinfo import UserinfoDeps
 from nopass.ratelimit.memory import MemoryRateLimiter
 from nopass.store.memory import MemoryKeyStore, MemoryStore, OutboxRecord
 from tests.support.clock import MovableClock
@@ -44,6 +55,9 @@ ORIGIN = "https://login.acme.example"
 ISSUER = ORIGIN + "/"
 TENANT_ID = "tenant-acme"
 NATIVE = "native-app"
+WEB, WEB_SECRET = "web-app", "web-app-secret-0123456789abcdef"  # a confidential client
+WEB_ORIGIN = "https://web.acme.example"
+WEB_CALLBACK, WEB_LOGOUT = WEB_ORIGIN + "/callback", WEB_ORIGIN + "/signed-out"
 EMAIL, SMS, MEMBERS = "email", "sms", "members-only"  # connection names
 SMS_DIRECT, SMS_MEMBERS = "sms-direct", "sms-members-only"  # sent through a provider
 TEST_EMAIL, TEST_CODE = "review@acme.example", "424242"
@@ -53,10 +67,12 @@ RENDERER = TemplateRenderer()  # parsing its templates once is enough
 
 
 def tenant_config(rate_limits: Mapping[str, Any] | None = None) -> TenantConfig:
-    """A tenant with a public native client (OTP and rotating refresh grants), an email and
-    an SMS connection (outbox provider), an email connection that disables signup, two SMS
-    connections sent through a provider (one disables signup), and an unexpired test
-    identity on the email connection."""
+    """A tenant with a public native client (OTP and rotating refresh grants), a confidential
+    web client (authorization code, implicit and refresh grants, cross-origin login from
+    ``WEB_ORIGIN``, one logout URL), an email and an SMS connection (outbox provider), an
+    email connection that disables signup, two SMS connections sent through a provider (one
+    disables signup), all enabled for both clients, and an unexpired test identity on the
+    email connection."""
     tenant = Tenant(
         id=TENANT_ID,
         name="acme",
@@ -78,9 +94,24 @@ def tenant_config(rate_limits: Mapping[str, Any] | None = None) -> TenantConfig:
         callbacks=("https://app.acme.example/callback",),
         refresh_token=ROTATING,
     )
+    web = Client(
+        tenant_id=TENANT_ID,
+        client_id=WEB,
+        name="Web App",
+        app_type="regular_web",
+        auth_method=AuthMethod.SECRET_POST,
+        secret_hash=hash_client_secret(WEB_SECRET),
+        grant_types=("authorization_code", "implicit", "refresh_token"),
+        callbacks=(WEB_CALLBACK,),
+        allowed_logout_urls=(WEB_LOGOUT,),
+        web_origins=(WEB_ORIGIN,),
+        cross_origin_auth=True,
+        refresh_token=ROTATING,
+    )
 
     def connection(name: str, strategy: str, **options: Any) -> Connection:
-        return Connection(TENANT_ID, f"con-{name}", name, strategy, options, frozenset({NATIVE}))
+        enabled = frozenset({NATIVE, WEB})
+        return Connection(TENANT_ID, f"con-{name}", name, strategy, options, enabled)
 
     connections = [
         connection(EMAIL, "email"),
@@ -91,7 +122,7 @@ def tenant_config(rate_limits: Mapping[str, Any] | None = None) -> TenantConfig:
     ]
     return TenantConfig(
         tenant=tenant,
-        clients={NATIVE: client},
+        clients={NATIVE: client, WEB: web},
         connections={c.name: c for c in connections},
         email_provider=EmailProvider(
             name="outbox",
@@ -162,6 +193,59 @@ class World:
             limits=self.limits,
         )
 
+    @property
+    def browser_deps(self) -> BrowserDeps:
+        return BrowserDeps(
+            uow=self.store,
+            keyring=self.keyring,
+            keys=self.keys,
+            clock=self.clock,
+            limits=self.limits,
+        )
+
+    @property
+    def page_deps(self) -> PageDeps:
+        return PageDeps(browser=self.browser_deps, start=self.start_deps)
+
+    @property
+    def userinfo_deps(self) -> UserinfoDeps:
+        return UserinfoDeps(uow=self.store, keys=self.keys, clock=self.clock)
+
+    @property
+    def resolved(self) -> Resolved:
+        return Resolved(config=self.config, origin=ORIGIN)
+
+    @property
+    def codes(self) -> CodeCheck:
+        return CodeCheck(self.keyring, self.limits, self.clock)
+
+    def audit(
+        self, connection: str = EMAIL, username: str | None = "ann@example.com"
+    ) -> AuditEvent:
+        """The context of a login's audit events from ``REQUEST`` through the native client."""
+        client = self.config.clients[NATIVE]
+        return login_event(
+            TENANT_ID, REQUEST, client, self.config.connections[connection], username
+        )
+
+    def attempt(
+        self,
+        code: str,
+        username: str | None = "ann@example.com",
+        connection: str = EMAIL,
+        failures: FailureEvents = OTP_GRANT_FAILURES,
+    ) -> CodeAttempt:
+        """A code brought back from ``REQUEST``'s IP, for ``CodeCheck``."""
+        return CodeAttempt(
+            connection=self.config.connections[connection],
+            username=username,
+            code=code,
+            limit_ip=REQUEST.ip,
+            user_ip=REQUEST.ip,
+            audit=self.audit(connection, username),
+            failures=failures,
+        )
+
     # ------------------------------------------------------------------------ the flows
 
     async def start(self, connection: str = EMAIL, **body: object) -> StartResult:
@@ -203,6 +287,34 @@ class World:
     def _token(self, body: dict[str, object]) -> TokenCommand:
         return token_command(body, None, issuer=ISSUER, request=REQUEST)
 
+    async def sign_up(self, connection: str = EMAIL, identifier: str = "ann@example.com") -> User:
+        """An existing user, as a first login leaves it."""
+        async with self.store() as work:
+            user, _ = await work.users.record_login(
+                TENANT_ID,
+                self.config.connections[connection].id,
+                identifier,
+                new_user_id=f"{self.config.connections[connection].strategy}|{identifier}",
+                profile={},
+                ip=None,
+                now=self.clock.now(),
+            )
+            await work.commit()
+        return user
+
+    def set_options(self, connection: str, **options: object) -> None:
+        """Change a connection's options, as an operator would between two requests."""
+        old = self.config.connections[connection]
+        new = replace(old, options={**old.options, **options})
+        self.config = replace(self.config, connections={**self.config.connections, connection: new})
+
+    def plant_code(self, challenge_id: str, code: str) -> None:
+        """Make ``code`` the stored challenge's code (e.g. to give a phantom a known one)."""
+        row = self.challenge(challenge_id)
+        mac = self.keyring.code_mac_with(row.key_id, row.id, code)
+        assert mac is not None
+        self.store.tables.challenges[challenge_id] = replace(row, code_hmac=mac)
+
     # ------------------------------------------------------------ what the store holds
 
     def challenge(self, challenge_id: str) -> Challenge:
@@ -221,6 +333,19 @@ class World:
 
     def event_types(self) -> list[str]:
         return [e.type for e in self.events()]
+
+    def users(self) -> list[User]:
+        return list(self.store.tables.users.values())
+
+    def failure_count(self, connection: str = EMAIL, identifier: str = "ann@example.com") -> int:
+        """The identity's failures in its current window (0 when it has none)."""
+        key = (TENANT_ID, self.config.connections[connection].id, identifier)
+        record = self.store.tables.failures.get(key)
+        return record.failures if record is not None else 0
+
+    def counter(self, name: str) -> int:
+        """The summed counts of the limiter's windows called ``name`` (e.g. ``sms_verified``)."""
+        return sum(c.count for k, c in self.limiter._counters.items() if f":{name}:" in k)
 
 
 def world(signing_key: SigningKey) -> World:
