@@ -14,7 +14,7 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from nopass.api.commands import token_command
+from nopass.api.commands import cross_origin_fields, text_field, token_command, verify_command
 from nopass.app import OutboxWakeup
 from nopass.core.errors import DeliveryFailed
 from nopass.core.keyring import Keyring, hash_client_secret
@@ -40,9 +40,11 @@ from nopass.delivery.templates import TemplateRenderer
 from nopass.flows.audit import login_event
 from nopass.flows.authorize import BrowserDeps
 from nopass.flows.code_check import OTP_GRANT_FAILURES, CodeAttempt, CodeCheck, FailureEvents
+from nopass.flows.cross_origin import CrossOriginCommand, IssuedTicket, authenticate
 from nopass.flows.issue import TokenSet
 from nopass.flows.limits import Limits
 from nopass.flows.login_page import PageDeps
+from nopass.flows.passwordless_verify import verify_passwordless
 from nopass.flows.start import StartCommand, StartDeps, StartResult, start_passwordless
 from nopass.flows.token import TokenCommand, TokenDeps, exchange
 from nopass.flows.userinfo import UserinfoDeps
@@ -284,6 +286,43 @@ class World:
         }
         return await exchange(self._token(values), self.config, self.token_deps)
 
+    async def verify(self, basic: tuple[str, str] | None = None, **body: object) -> None:
+        """``/passwordless/verify`` with auth0.js' body for ann's email code (``body``
+        overrides; a ``None`` value drops the field)."""
+        values = {
+            "client_id": NATIVE,
+            "connection": EMAIL,
+            "email": "ann@example.com",
+            "verification_code": "000000",
+            **body,
+        }
+        present = {k: v for k, v in values.items() if v is not None}
+        cmd = verify_command(present, basic, issuer=ISSUER, request=REQUEST)
+        await verify_passwordless(cmd, self.config, self.browser_deps)
+
+    async def co_authenticate(
+        self, otp: str, origin: str | None = WEB_ORIGIN, **body: object
+    ) -> IssuedTicket:
+        """``/co/authenticate`` from ``origin`` for ann's email code through the web client
+        (``body`` overrides; a ``None`` value drops the field)."""
+        values = {
+            "client_id": WEB,
+            "credential_type": PASSWORDLESS_OTP_GRANT,
+            "username": "ann@example.com",
+            "otp": otp,
+            "realm": EMAIL,
+            **body,
+        }
+        present = {k: v for k, v in values.items() if v is not None}
+        cmd = CrossOriginCommand(
+            fields=cross_origin_fields(present),
+            client_id=text_field(present, "client_id"),
+            username=text_field(present, "username"),
+            origin=origin,
+            request=REQUEST,
+        )
+        return await authenticate(cmd, self.config, self.browser_deps)
+
     def _token(self, body: dict[str, object]) -> TokenCommand:
         return token_command(body, None, issuer=ISSUER, request=REQUEST)
 
@@ -305,8 +344,16 @@ class World:
     def set_options(self, connection: str, **options: object) -> None:
         """Change a connection's options, as an operator would between two requests."""
         old = self.config.connections[connection]
-        new = replace(old, options={**old.options, **options})
-        self.config = replace(self.config, connections={**self.config.connections, connection: new})
+        self._replace_connection(replace(old, options={**old.options, **options}))
+
+    def set_enabled(self, connection: str, clients: frozenset[str]) -> None:
+        """Enable a connection for ``clients`` only."""
+        self._replace_connection(
+            replace(self.config.connections[connection], enabled_clients=clients)
+        )
+
+    def _replace_connection(self, new: Connection) -> None:
+        self.config = replace(self.config, connections={**self.config.connections, new.name: new})
 
     def plant_code(self, challenge_id: str, code: str) -> None:
         """Make ``code`` the stored challenge's code (e.g. to give a phantom a known one)."""
