@@ -13,6 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
+from urllib.parse import parse_qsl, urlsplit
 
 from nopass.api.commands import cross_origin_fields, text_field, token_command, verify_command
 from nopass.app import OutboxWakeup
@@ -69,12 +70,12 @@ RENDERER = TemplateRenderer()  # parsing its templates once is enough
 
 
 def tenant_config(rate_limits: Mapping[str, Any] | None = None) -> TenantConfig:
-    """A tenant with a public native client (OTP and rotating refresh grants), a confidential
-    web client (authorization code, implicit and refresh grants, cross-origin login from
-    ``WEB_ORIGIN``, one logout URL), an email and an SMS connection (outbox provider), an
-    email connection that disables signup, two SMS connections sent through a provider (one
-    disables signup), all enabled for both clients, and an unexpired test identity on the
-    email connection."""
+    """A tenant with a public native client (OTP, PKCE code and rotating refresh grants), a
+    confidential web client (authorization code, implicit and refresh grants, cross-origin
+    login from ``WEB_ORIGIN``, one logout URL), an email and an SMS connection (outbox
+    provider), an email connection that disables signup, two SMS connections sent through a
+    provider (one disables signup), all enabled for both clients, and an unexpired test
+    identity on the email connection."""
     tenant = Tenant(
         id=TENANT_ID,
         name="acme",
@@ -92,7 +93,7 @@ def tenant_config(rate_limits: Mapping[str, Any] | None = None) -> TenantConfig:
         app_type="native",
         auth_method=AuthMethod.NONE,
         secret_hash=None,
-        grant_types=(PASSWORDLESS_OTP_GRANT, "refresh_token"),
+        grant_types=(PASSWORDLESS_OTP_GRANT, "authorization_code", "refresh_token"),
         callbacks=("https://app.acme.example/callback",),
         refresh_token=ROTATING,
     )
@@ -374,6 +375,12 @@ class World:
         [record] = [r for r in self.outbox() if r.challenge_id == challenge_id]
         assert record.code is not None
         return record.code
+
+    def link_params(self, challenge_id: str) -> dict[str, str]:
+        """The query of the magic link queued for a challenge."""
+        [record] = [r for r in self.outbox() if r.challenge_id == challenge_id]
+        assert record.link is not None
+        return dict(parse_qsl(urlsplit(record.link).query))
 
     def events(self) -> list[AuditEvent]:
         return list(self.store.tables.audit_of(TENANT_ID))
