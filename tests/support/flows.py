@@ -15,7 +15,13 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
-from nopass.api.commands import cross_origin_fields, text_field, token_command, verify_command
+from nopass.api.commands import (
+    cross_origin_fields,
+    revoke_command,
+    text_field,
+    token_command,
+    verify_command,
+)
 from nopass.app import OutboxWakeup
 from nopass.core.errors import DeliveryFailed
 from nopass.core.keyring import Keyring, hash_client_secret
@@ -46,6 +52,7 @@ from nopass.flows.issue import TokenSet
 from nopass.flows.limits import Limits
 from nopass.flows.login_page import PageDeps
 from nopass.flows.passwordless_verify import verify_passwordless
+from nopass.flows.revoke import revoke
 from nopass.flows.start import StartCommand, StartDeps, StartResult, start_passwordless
 from nopass.flows.token import TokenCommand, TokenDeps, exchange
 from nopass.flows.userinfo import UserinfoDeps
@@ -286,6 +293,15 @@ class World:
             **body,
         }
         return await exchange(self._token(values), self.config, self.token_deps)
+
+    async def revoke(
+        self, token: object, basic: tuple[str, str] | None = None, **body: object
+    ) -> None:
+        """``/oauth/revoke`` of ``token`` by the native client (``body`` overrides; a
+        ``None`` value drops the field)."""
+        values = {"client_id": NATIVE, "token": token, **body}
+        present = {k: v for k, v in values.items() if v is not None}
+        await revoke(revoke_command(present, basic, issuer=ISSUER), self.config, self.token_deps)
 
     async def verify(self, basic: tuple[str, str] | None = None, **body: object) -> None:
         """``/passwordless/verify`` with auth0.js' body for ann's email code (``body``
