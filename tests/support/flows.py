@@ -53,6 +53,7 @@ from nopass.flows.limits import Limits
 from nopass.flows.login_page import PageDeps
 from nopass.flows.passwordless_verify import verify_passwordless
 from nopass.flows.revoke import revoke
+from nopass.flows.session import open_session
 from nopass.flows.start import StartCommand, StartDeps, StartResult, start_passwordless
 from nopass.flows.token import TokenCommand, TokenDeps, exchange
 from nopass.flows.userinfo import UserinfoDeps
@@ -303,7 +304,7 @@ class World:
         present = {k: v for k, v in values.items() if v is not None}
         await revoke(revoke_command(present, basic, issuer=ISSUER), self.config, self.token_deps)
 
-    async def verify(self, basic: tuple[str, str] | None = None, **body: object) -> None:
+    async def verify(self, *, basic: tuple[str, str] | None = None, **body: object) -> None:
         """``/passwordless/verify`` with auth0.js' body for ann's email code (``body``
         overrides; a ``None`` value drops the field)."""
         values = {
@@ -378,6 +379,13 @@ class World:
         mac = self.keyring.code_mac_with(row.key_id, row.id, code)
         assert mac is not None
         self.store.tables.challenges[challenge_id] = replace(row, code_hmac=mac)
+
+    async def open_session(self, user: User) -> str:
+        """A browser session for ``user``: its cookie value."""
+        async with self.store() as work:
+            token = await open_session(work, TENANT_ID, user, self.clock.now())
+            await work.commit()
+        return token
 
     # ------------------------------------------------------------ what the store holds
 

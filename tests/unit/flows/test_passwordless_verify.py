@@ -4,6 +4,8 @@ credentials and the connection are checked first."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
 from nopass.core.errors import (
@@ -88,7 +90,7 @@ async def test_a_confidential_client_must_authenticate(flows: World) -> None:
     ],
 )
 async def test_bad_requests_are_refused_and_change_nothing(
-    flows: World, body: dict[str, object], error: type[Exception]
+    flows: World, body: dict[str, Any], error: type[Exception]
 ) -> None:
     challenge_id, code = await started(flows)
     with pytest.raises(error):

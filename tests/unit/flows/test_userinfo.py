@@ -13,7 +13,9 @@ from tests.support.flows import World
 
 async def access_token(flows: World, scope: str = "openid email") -> str:
     result = await flows.start()
-    return (await flows.otp(flows.code_of(result.id), scope=scope)).access_token
+    token = (await flows.otp(flows.code_of(result.id), scope=scope)).access_token
+    assert token is not None
+    return token
 
 
 async def test_the_claims_follow_the_tokens_scopes(flows: World) -> None:
