@@ -3,6 +3,7 @@ back to the client with its ``state``, and the code and implicit responses."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import replace
 
 import jwt
@@ -31,14 +32,14 @@ CODE = {"client_id": WEB, "redirect_uri": WEB_CALLBACK, "response_type": "code"}
 IMPLICIT = {**CODE, "response_type": "token id_token", "nonce": "n-1"}
 
 
-def failure(params: dict[str, str | list[str]], flows: World) -> AuthorizeFailed:
+def failure(params: Mapping[str, str | list[str]], flows: World) -> AuthorizeFailed:
     with pytest.raises(AuthorizeFailed) as failed:
         parse_authorize({**params, "state": "st"}, flows.config)
     assert failed.value.request.state == "st"  # it goes back to the client with its state
     return failed.value
 
 
-def problem(params: dict[str, str | list[str]], flows: World) -> AuthorizeProblem:
+def problem(params: Mapping[str, str | list[str]], flows: World) -> AuthorizeProblem:
     cause = failure(params, flows).cause
     assert isinstance(cause, AuthorizeInvalid)
     return cause.problem
@@ -106,6 +107,19 @@ def test_invalid_requests_go_back_to_the_client(
     flows: World, params: dict[str, str | list[str]], expected: AuthorizeProblem
 ) -> None:
     assert problem(params, flows) is expected
+
+
+@pytest.mark.parametrize("response_type", ["token", "id_token", "token id_token"])
+def test_tokens_are_never_sent_in_the_query(flows: World, response_type: str) -> None:
+    """OAuth 2.0 Multiple Response Type Encoding Practices §5: parameters whose default mode
+    is the fragment must never be encoded in the query (they would reach logs and Referer
+    headers). The refusal itself goes back in the fragment."""
+    params = {**IMPLICIT, "response_type": response_type, "response_mode": "query"}
+    refused = failure(params, flows)
+    cause = refused.cause
+    assert isinstance(cause, AuthorizeInvalid)
+    assert cause.problem is AuthorizeProblem.UNSUPPORTED_RESPONSE_MODE
+    assert refused.request.response_mode == "fragment"
 
 
 def test_a_connection_not_enabled_for_the_client_goes_back(flows: World) -> None:
