@@ -1,7 +1,10 @@
 """The hosted login page on the in-memory store: a login transaction, the message it sends
-through the start flow, the resend cooldown, and the typed code that signs the browser in."""
+through the start flow, the resend cooldown, the typed code that signs the browser in, and
+the answers a nopass session gives at once (single sign-on, ``prompt=none``)."""
 
 from __future__ import annotations
+
+from datetime import timedelta
 
 import pytest
 
@@ -22,6 +25,7 @@ from nopass.flows.login_page import (
     RESEND_COOLDOWN,
     TRANSACTION_LIFETIME,
     Sender,
+    answer_from_session,
     begin_login,
     find_transaction,
     page_connection,
@@ -224,3 +228,41 @@ async def test_a_blocked_identity_is_refused_on_the_page(flows: World) -> None:
     with pytest.raises(IdentityBlocked):
         await on_page.verify(flows.code_of(tx.challenge_id))
     assert flows.event_types()[-2:] == ["f", "f"] and flows.users() == []
+
+
+async def answer_from(
+    flows: World, request: AuthorizeRequest, session: str | None
+) -> dict[str, str] | None:
+    response = await answer_from_session(
+        flows.browser_deps, flows.config, ISSUER, request, session, audit=flows.audit()
+    )
+    return None if response is None else response.params
+
+
+async def test_a_session_answers_at_once_and_prompt_none_silently(flows: World) -> None:
+    user = await flows.sign_up()
+    session = await flows.open_session(user)
+    sso = await answer_from(flows, web_request(state="a"), session)
+    assert sso is not None and sso["state"] == "a" and "code" in sso
+    assert flows.event_types() == []  # single sign-on is not a silent authentication
+    silent = await answer_from(flows, web_request(prompt="none"), session)
+    assert silent is not None and "code" in silent
+    [event] = flows.events()
+    assert (event.type, event.user_id) == ("ssa", user.user_id)
+    [first, second] = flows.store.tables.authorization_codes.values()
+    assert first.code.auth_time == second.code.auth_time  # the session's, not now
+
+
+async def test_without_a_usable_session_prompt_none_is_login_required(flows: World) -> None:
+    user = await flows.sign_up(connection=SMS, identifier="+15551234567")
+    session = await flows.open_session(user)
+    assert await answer_from(flows, web_request(), None) is None  # show the page
+    assert await answer_from(flows, web_request(connection=EMAIL), session) is None
+    with pytest.raises(AuthorizeFailed) as failed:
+        await answer_from(flows, web_request(prompt="none", connection=EMAIL), session)
+    cause = failed.value.cause
+    assert isinstance(cause, AuthorizeInvalid)
+    assert cause.problem is AuthorizeProblem.LOGIN_REQUIRED
+    assert flows.event_types() == ["fsa"] and flows.store.tables.authorization_codes == {}
+    flows.clock.advance(timedelta(days=7).total_seconds())
+    assert await answer_from(flows, web_request(), session) is None  # the session expired
