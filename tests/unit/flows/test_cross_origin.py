@@ -29,11 +29,13 @@ from nopass.flows.cross_origin import (
     answer_ticket,
     co_id_for,
     redeem_ticket,
+    refuse_origin,
 )
 from tests.support.flows import (
     EMAIL,
     ISSUER,
     NATIVE,
+    REQUEST,
     WEB,
     WEB_CALLBACK,
     WEB_ORIGIN,
@@ -234,3 +236,14 @@ async def test_answer_ticket_opens_a_session_and_answers_a_code(flows: World) ->
         )
     assert isinstance(failed.value.cause, AuthorizeInvalid)
     assert flows.event_types()[-1] == "f" and len(flows.store.tables.sessions) == 1
+
+
+async def test_a_refused_preflight_is_audited_without_a_client(flows: World) -> None:
+    refused = await refuse_origin("https://evil.example", flows.config, REQUEST, flows.browser_deps)
+    assert refused.origin == "https://evil.example"
+    [event] = flows.events()
+    assert (event.type, event.client_id, event.details) == (
+        "fco",
+        None,
+        {"origin": "https://evil.example"},
+    )
