@@ -530,6 +530,28 @@ async def test_request_errors(app: Harness) -> None:
     assert await app.count("login_transactions") == 0
 
 
+async def test_tokens_are_never_asked_for_in_the_query(app: Harness) -> None:
+    """Multiple Response Types §5: an implicit request with ``response_mode=query`` is
+    refused, in the fragment, before any login transaction exists."""
+    params = {
+        "client_id": WEB_ID,
+        "redirect_uri": "https://web.acme.example/cb",
+        "response_type": "id_token token",
+        "response_mode": "query",
+        "nonce": "n-3",
+        "state": "q",
+    }
+    refused = await app.client.get(str(httpx.URL("/authorize", params=params)))
+    location = urlsplit(refused.headers["location"])
+    assert location.query == ""
+    assert parse_qs(location.fragment) == {
+        "error": ["invalid_request"],
+        "error_description": ["Unsupported response mode: query"],
+        "state": ["q"],
+    }
+    assert await app.count("login_transactions") == 0
+
+
 async def test_form_post_and_implicit_answers(app: Harness) -> None:
     html, _ = await code_page(app, response_mode="form_post")
     posted = await submit_code(app, html, await app.code_for(EMAIL))

@@ -1,19 +1,31 @@
 """The flows' dependencies from real parts except storage: the in-memory store and key store,
 the real ``Keyring``, ``TemplateRenderer``, ``Limits`` over the in-memory rate limiter and the
 app's outbox wake-up, on a movable clock; and a tenant configuration built as domain records
-(no database, no HTTP). See ``nopass.app.create_app`` for the production composition."""
+(no database, no HTTP). See ``nopass.app.create_app`` for the production composition.
+
+``World`` runs the API flows (start, token) from request bodies, gives the browser flows
+their dependencies (``browser_deps``, ``page_deps``), builds ``CodeAttempt`` values for
+``CodeCheck`` and shows what the store holds."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
+from urllib.parse import parse_qsl, urlsplit
 
-from nopass.api.commands import start_command, token_command
+from nopass.api.commands import (
+    cross_origin_fields,
+    revoke_command,
+    start_command,
+    text_field,
+    token_command,
+    verify_command,
+)
 from nopass.app import OutboxWakeup
 from nopass.core.errors import DeliveryFailed
-from nopass.core.keyring import Keyring
+from nopass.core.keyring import Keyring, hash_client_secret
 from nopass.core.latency import LatencyEstimate
 from nopass.core.models import (
     PASSWORDLESS_OTP_GRANT,
@@ -24,17 +36,28 @@ from nopass.core.models import (
     Connection,
     EmailProvider,
     Message,
+    Resolved,
     SigningKey,
     Tenant,
     TenantConfig,
     TestIdentity,
+    User,
 )
 from nopass.core.ports import RequestInfo
 from nopass.delivery.templates import TemplateRenderer
+from nopass.flows.audit import login_event
+from nopass.flows.authorize import BrowserDeps
+from nopass.flows.code_check import OTP_GRANT_FAILURES, CodeAttempt, CodeCheck, FailureEvents
+from nopass.flows.cross_origin import CrossOriginCommand, IssuedTicket, authenticate
 from nopass.flows.issue import TokenSet
 from nopass.flows.limits import Limits
+from nopass.flows.login_page import PageDeps
+from nopass.flows.passwordless_verify import verify_passwordless
+from nopass.flows.revoke import revoke
+from nopass.flows.session import open_session
 from nopass.flows.start import StartDeps, StartResult, start_passwordless
 from nopass.flows.token import TokenCommand, TokenDeps, exchange
+from nopass.flows.userinfo import UserinfoDeps
 from nopass.ratelimit.memory import MemoryRateLimiter
 from nopass.store.memory import MemoryKeyStore, MemoryStore, OutboxRecord
 from tests.support.clock import MovableClock
@@ -44,6 +67,9 @@ ORIGIN = "https://login.acme.example"
 ISSUER = ORIGIN + "/"
 TENANT_ID = "tenant-acme"
 NATIVE = "native-app"
+WEB, WEB_SECRET = "web-app", "web-app-secret-0123456789abcdef"  # a confidential client
+WEB_ORIGIN = "https://web.acme.example"
+WEB_CALLBACK, WEB_LOGOUT = WEB_ORIGIN + "/callback", WEB_ORIGIN + "/signed-out"
 EMAIL, SMS, MEMBERS = "email", "sms", "members-only"  # connection names
 SMS_DIRECT, SMS_MEMBERS = "sms-direct", "sms-members-only"  # sent through a provider
 TEST_EMAIL, TEST_CODE = "review@acme.example", "424242"
@@ -53,9 +79,11 @@ RENDERER = TemplateRenderer()  # parsing its templates once is enough
 
 
 def tenant_config(rate_limits: Mapping[str, Any] | None = None) -> TenantConfig:
-    """A tenant with a public native client (OTP and rotating refresh grants), an email and
-    an SMS connection (outbox provider), an email connection that disables signup, two SMS
-    connections sent through a provider (one disables signup), and an unexpired test
+    """A tenant with a public native client (OTP, PKCE code and rotating refresh grants), a
+    confidential web client (authorization code, implicit and refresh grants, cross-origin
+    login from ``WEB_ORIGIN``, one logout URL), an email and an SMS connection (outbox
+    provider), an email connection that disables signup, two SMS connections sent through a
+    provider (one disables signup), all enabled for both clients, and an unexpired test
     identity on the email connection."""
     tenant = Tenant(
         id=TENANT_ID,
@@ -74,13 +102,28 @@ def tenant_config(rate_limits: Mapping[str, Any] | None = None) -> TenantConfig:
         app_type="native",
         auth_method=AuthMethod.NONE,
         secret_hash=None,
-        grant_types=(PASSWORDLESS_OTP_GRANT, "refresh_token"),
+        grant_types=(PASSWORDLESS_OTP_GRANT, "authorization_code", "refresh_token"),
         callbacks=("https://app.acme.example/callback",),
+        refresh_token=ROTATING,
+    )
+    web = Client(
+        tenant_id=TENANT_ID,
+        client_id=WEB,
+        name="Web App",
+        app_type="regular_web",
+        auth_method=AuthMethod.SECRET_POST,
+        secret_hash=hash_client_secret(WEB_SECRET),
+        grant_types=("authorization_code", "implicit", "refresh_token"),
+        callbacks=(WEB_CALLBACK,),
+        allowed_logout_urls=(WEB_LOGOUT,),
+        web_origins=(WEB_ORIGIN,),
+        cross_origin_auth=True,
         refresh_token=ROTATING,
     )
 
     def connection(name: str, strategy: str, **options: Any) -> Connection:
-        return Connection(TENANT_ID, f"con-{name}", name, strategy, options, frozenset({NATIVE}))
+        enabled = frozenset({NATIVE, WEB})
+        return Connection(TENANT_ID, f"con-{name}", name, strategy, options, enabled)
 
     connections = [
         connection(EMAIL, "email"),
@@ -91,7 +134,7 @@ def tenant_config(rate_limits: Mapping[str, Any] | None = None) -> TenantConfig:
     ]
     return TenantConfig(
         tenant=tenant,
-        clients={NATIVE: client},
+        clients={NATIVE: client, WEB: web},
         connections={c.name: c for c in connections},
         email_provider=EmailProvider(
             name="outbox",
@@ -162,6 +205,59 @@ class World:
             limits=self.limits,
         )
 
+    @property
+    def browser_deps(self) -> BrowserDeps:
+        return BrowserDeps(
+            uow=self.store,
+            keyring=self.keyring,
+            keys=self.keys,
+            clock=self.clock,
+            limits=self.limits,
+        )
+
+    @property
+    def page_deps(self) -> PageDeps:
+        return PageDeps(browser=self.browser_deps, start=self.start_deps)
+
+    @property
+    def userinfo_deps(self) -> UserinfoDeps:
+        return UserinfoDeps(uow=self.store, keys=self.keys, clock=self.clock)
+
+    @property
+    def resolved(self) -> Resolved:
+        return Resolved(config=self.config, origin=ORIGIN)
+
+    @property
+    def codes(self) -> CodeCheck:
+        return CodeCheck(self.keyring, self.limits, self.clock)
+
+    def audit(
+        self, connection: str = EMAIL, username: str | None = "ann@example.com"
+    ) -> AuditEvent:
+        """The context of a login's audit events from ``REQUEST`` through the native client."""
+        client = self.config.clients[NATIVE]
+        return login_event(
+            TENANT_ID, REQUEST, client, self.config.connections[connection], username
+        )
+
+    def attempt(
+        self,
+        code: str,
+        username: str | None = "ann@example.com",
+        connection: str = EMAIL,
+        failures: FailureEvents = OTP_GRANT_FAILURES,
+    ) -> CodeAttempt:
+        """A code brought back from ``REQUEST``'s IP, for ``CodeCheck``."""
+        return CodeAttempt(
+            connection=self.config.connections[connection],
+            username=username,
+            code=code,
+            limit_ip=REQUEST.ip,
+            user_ip=REQUEST.ip,
+            audit=self.audit(connection, username),
+            failures=failures,
+        )
+
     # ------------------------------------------------------------------------ the flows
 
     async def start(self, connection: str = EMAIL, **body: object) -> StartResult:
@@ -198,8 +294,97 @@ class World:
         }
         return await exchange(self._token(values), self.config, self.token_deps)
 
+    async def revoke(
+        self, token: object, basic: tuple[str, str] | None = None, **body: object
+    ) -> None:
+        """``/oauth/revoke`` of ``token`` by the native client (``body`` overrides; a
+        ``None`` value drops the field)."""
+        values = {"client_id": NATIVE, "token": token, **body}
+        present = {k: v for k, v in values.items() if v is not None}
+        await revoke(revoke_command(present, basic, issuer=ISSUER), self.config, self.token_deps)
+
+    async def verify(self, *, basic: tuple[str, str] | None = None, **body: object) -> None:
+        """``/passwordless/verify`` with auth0.js' body for ann's email code (``body``
+        overrides; a ``None`` value drops the field)."""
+        values = {
+            "client_id": NATIVE,
+            "connection": EMAIL,
+            "email": "ann@example.com",
+            "verification_code": "000000",
+            **body,
+        }
+        present = {k: v for k, v in values.items() if v is not None}
+        cmd = verify_command(present, basic, issuer=ISSUER, request=REQUEST)
+        await verify_passwordless(cmd, self.config, self.browser_deps)
+
+    async def co_authenticate(
+        self, otp: str, origin: str | None = WEB_ORIGIN, **body: object
+    ) -> IssuedTicket:
+        """``/co/authenticate`` from ``origin`` for ann's email code through the web client
+        (``body`` overrides; a ``None`` value drops the field)."""
+        values = {
+            "client_id": WEB,
+            "credential_type": PASSWORDLESS_OTP_GRANT,
+            "username": "ann@example.com",
+            "otp": otp,
+            "realm": EMAIL,
+            **body,
+        }
+        present = {k: v for k, v in values.items() if v is not None}
+        cmd = CrossOriginCommand(
+            fields=cross_origin_fields(present),
+            client_id=text_field(present, "client_id"),
+            username=text_field(present, "username"),
+            origin=origin,
+            request=REQUEST,
+        )
+        return await authenticate(cmd, self.config, self.browser_deps)
+
     def _token(self, body: dict[str, object]) -> TokenCommand:
         return token_command(body, None, issuer=ISSUER, request=REQUEST)
+
+    async def sign_up(self, connection: str = EMAIL, identifier: str = "ann@example.com") -> User:
+        """An existing user, as a first login leaves it."""
+        async with self.store() as work:
+            user, _ = await work.users.record_login(
+                TENANT_ID,
+                self.config.connections[connection].id,
+                identifier,
+                new_user_id=f"{self.config.connections[connection].strategy}|{identifier}",
+                profile={},
+                ip=None,
+                now=self.clock.now(),
+            )
+            await work.commit()
+        return user
+
+    def set_options(self, connection: str, **options: object) -> None:
+        """Change a connection's options, as an operator would between two requests."""
+        old = self.config.connections[connection]
+        self._replace_connection(replace(old, options={**old.options, **options}))
+
+    def set_enabled(self, connection: str, clients: frozenset[str]) -> None:
+        """Enable a connection for ``clients`` only."""
+        self._replace_connection(
+            replace(self.config.connections[connection], enabled_clients=clients)
+        )
+
+    def _replace_connection(self, new: Connection) -> None:
+        self.config = replace(self.config, connections={**self.config.connections, new.name: new})
+
+    def plant_code(self, challenge_id: str, code: str) -> None:
+        """Make ``code`` the stored challenge's code (e.g. to give a phantom a known one)."""
+        row = self.challenge(challenge_id)
+        mac = self.keyring.code_mac_with(row.key_id, row.id, code)
+        assert mac is not None
+        self.store.tables.challenges[challenge_id] = replace(row, code_hmac=mac)
+
+    async def open_session(self, user: User) -> str:
+        """A browser session for ``user``: its cookie value."""
+        async with self.store() as work:
+            token = await open_session(work, TENANT_ID, user, self.clock.now())
+            await work.commit()
+        return token
 
     # ------------------------------------------------------------ what the store holds
 
@@ -214,11 +399,30 @@ class World:
         assert record.code is not None
         return record.code
 
+    def link_params(self, challenge_id: str) -> dict[str, str]:
+        """The query of the magic link queued for a challenge."""
+        [record] = [r for r in self.outbox() if r.challenge_id == challenge_id]
+        assert record.link is not None
+        return dict(parse_qsl(urlsplit(record.link).query))
+
     def events(self) -> list[AuditEvent]:
         return list(self.store.tables.audit_of(TENANT_ID))
 
     def event_types(self) -> list[str]:
         return [e.type for e in self.events()]
+
+    def users(self) -> list[User]:
+        return list(self.store.tables.users.values())
+
+    def failure_count(self, connection: str = EMAIL, identifier: str = "ann@example.com") -> int:
+        """The identity's failures in its current window (0 when it has none)."""
+        key = (TENANT_ID, self.config.connections[connection].id, identifier)
+        record = self.store.tables.failures.get(key)
+        return record.failures if record is not None else 0
+
+    def counter(self, name: str) -> int:
+        """The summed counts of the limiter's windows called ``name`` (e.g. ``sms_verified``)."""
+        return sum(c.count for k, c in self.limiter._counters.items() if f":{name}:" in k)
 
 
 def world(signing_key: SigningKey) -> World:

@@ -5,7 +5,9 @@ page, magic links and login tickets.
 The ``redirect_uri`` is checked first and by exact string match (RFC 9700 §2.1); until it is
 valid nothing redirects (``RedirectRejected``), afterwards errors travel back through the
 response channel with ``state`` (``AuthorizeInvalid``). Public clients must use PKCE with
-S256 for ``code``; ID tokens from the front channel need a ``nonce``.
+S256 for ``code``; ID tokens from the front channel need a ``nonce``. Tokens never travel in
+the query (Multiple Response Types §5): ``response_mode=query`` is refused for every response
+type but ``code``, and that refusal goes back in the fragment.
 """
 
 from __future__ import annotations
@@ -138,11 +140,12 @@ def parse_authorize(
     raw_type = " ".join(sorted((_one(params, "response_type") or "").split()))
     mode = _one(params, "response_mode")
     default_mode = "query" if raw_type == "code" else "fragment"
+    usable_mode = mode in RESPONSE_MODES and not (mode == "query" and default_mode != "query")
     request = AuthorizeRequest(
         client_id=client_id,
         redirect_uri=redirect_uri,
         response_type=raw_type if raw_type in RESPONSE_TYPES else "code",
-        response_mode=mode if mode in RESPONSE_MODES else default_mode,
+        response_mode=mode if mode is not None and usable_mode else default_mode,
         scope=_one(params, "scope") or "openid",
         state=_one(params, "state"),
         nonce=_one(params, "nonce"),
@@ -159,7 +162,7 @@ def parse_authorize(
     try:
         if raw_type not in RESPONSE_TYPES:
             raise AuthorizeInvalid(AuthorizeProblem.UNSUPPORTED_RESPONSE_TYPE, raw_type)
-        if mode is not None and mode not in RESPONSE_MODES:
+        if mode is not None and not usable_mode:  # never tokens in the query
             raise AuthorizeInvalid(AuthorizeProblem.UNSUPPORTED_RESPONSE_MODE, mode)
         validate(request, client, config)
     except (AuthorizeInvalid, UnknownAudience) as exc:
