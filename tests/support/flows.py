@@ -37,6 +37,11 @@ from nopass.flows.start import StartDeps, StartResult, start_passwordless
 from nopass.flows.token import TokenCommand, TokenDeps, exchange
 from nopass.ratelimit.memory import MemoryRateLimiter
 from nopass.store.memory import MemoryKeyStore, MemoryStore, OutboxRecord
+from nopass.store.options import (
+    connection_options,
+    rate_limits as stored_rate_limits,
+    refresh_token_policy,
+)
 from tests.support.clock import MovableClock
 
 T0 = datetime(2026, 12, 1, 9, 0, tzinfo=UTC)
@@ -62,7 +67,7 @@ def tenant_config(rate_limits: Mapping[str, Any] | None = None) -> TenantConfig:
         name="acme",
         friendly_name="Acme",
         default_audience=None,
-        rate_limits=dict(rate_limits or {}),
+        rate_limits=stored_rate_limits(rate_limits or {}),
         test_identities=(
             TestIdentity(EMAIL, TEST_EMAIL, TEST_CODE, expires_at=T0 + timedelta(days=1)),
         ),
@@ -76,11 +81,12 @@ def tenant_config(rate_limits: Mapping[str, Any] | None = None) -> TenantConfig:
         secret_hash=None,
         grant_types=(PASSWORDLESS_OTP_GRANT, "refresh_token"),
         callbacks=("https://app.acme.example/callback",),
-        refresh_token=ROTATING,
+        refresh_token=refresh_token_policy(ROTATING),
     )
 
     def connection(name: str, strategy: str, **options: Any) -> Connection:
-        return Connection(TENANT_ID, f"con-{name}", name, strategy, options, frozenset({NATIVE}))
+        typed = connection_options(strategy, options)
+        return Connection(TENANT_ID, f"con-{name}", name, strategy, typed, frozenset({NATIVE}))
 
     connections = [
         connection(EMAIL, "email"),

@@ -43,7 +43,6 @@ from nopass.flows.limits import Limits
 from nopass.ratelimit.base import Decision
 
 FAILURE_WINDOW = timedelta(minutes=15)
-DEFAULT_FAILURES_PER_WINDOW = 10
 MAX_ATTEMPTS = 3  # ChallengeRepo.attempt's bound (store/challenges.py)
 TEST_IDENTITY_EVENT = "test_identity"
 TEST_IDENTITY_TEXT = "Signed in with a test identity's fixed code"
@@ -103,8 +102,7 @@ def realm_connection(config: TenantConfig, client: Client, name: str) -> Connect
 
 
 def failure_limit(tenant: Tenant) -> int:
-    value = tenant.rate_limits.get("failures_per_identity_per_15min")
-    return DEFAULT_FAILURES_PER_WINDOW if value is None else int(value)
+    return tenant.rate_limits.failures_per_identity_per_15min
 
 
 @dataclass(frozen=True, slots=True)

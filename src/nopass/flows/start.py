@@ -43,6 +43,7 @@ from nopass.core.models import (
     TenantConfig,
     TestIdentity,
 )
+from nopass.core.options import OUTBOX_PROVIDER, EmailOptions, SmsOptions
 from nopass.core.otp import new_code, new_id
 from nopass.core.ports import (
     OutboxSignal,
@@ -56,7 +57,6 @@ from nopass.core.ports import (
 from nopass.flows.client_auth import ClientCredentials, authenticate_client
 from nopass.flows.limits import Limits, limit_ip
 
-OUTBOX_PROVIDER = "outbox"
 DEFAULT_SENDER = "nopass@localhost"
 TEST_IDENTITY_TEXT = "Test identity: fixed code stored, nothing sent"
 
@@ -154,13 +154,13 @@ def build_link(
 
 
 def _synchronous_sms(req: _Request) -> bool:
-    provider = req.connection.options.get("provider", OUTBOX_PROVIDER)
-    return req.channel is Channel.SMS and provider != OUTBOX_PROVIDER
+    options = req.connection.options
+    return isinstance(options, SmsOptions) and options.synchronous
 
 
 def _connection_auth_params(connection: Connection) -> dict[str, str]:
-    value = connection.options.get("authParams")
-    return {str(k): str(v) for k, v in value.items()} if isinstance(value, Mapping) else {}
+    options = connection.options
+    return dict(options.auth_params) if isinstance(options, EmailOptions) else {}
 
 
 def _resolve(cmd: StartCommand, config: TenantConfig) -> tuple[Client, Connection]:
@@ -350,8 +350,9 @@ def _render(
         provider_name = provider.name if provider is not None and provider.enabled else "none"
         return _Rendered(message, provider_name, "cls", queued=True)
     message = deps.renderer.sms(req.connection, context)
-    provider_name = str(req.connection.options.get("provider", OUTBOX_PROVIDER))
-    return _Rendered(message, provider_name, "cs", queued=provider_name == OUTBOX_PROVIDER)
+    options = req.connection.options
+    sms_provider = options.provider if isinstance(options, SmsOptions) else OUTBOX_PROVIDER
+    return _Rendered(message, sms_provider, "cs", queued=sms_provider == OUTBOX_PROVIDER)
 
 
 async def _issue_code(
