@@ -13,6 +13,7 @@ from typing import Any, ClassVar
 
 from cryptography.hazmat.primitives.asymmetric.rsa import RSAPrivateKey
 
+from nopass.core.channel import Channel as Channel  # re-exported: the vocabulary
 from nopass.core.options import (
     DEFAULT_CODE,
     CodeOptions,
@@ -24,7 +25,7 @@ from nopass.core.options import (
 )
 
 PASSWORDLESS_OTP_GRANT = "http://auth0.com/oauth/grant-type/passwordless/otp"
-PASSWORDLESS_STRATEGIES = frozenset({"email", "sms"})
+PASSWORDLESS_STRATEGIES = frozenset(Channel)
 
 JSON = dict[str, Any]
 
@@ -121,6 +122,11 @@ class Connection:
         return self.strategy in PASSWORDLESS_STRATEGIES
 
     @property
+    def channel(self) -> Channel:
+        """The channel of a passwordless connection (``ValueError`` for any other)."""
+        return Channel(self.strategy)
+
+    @property
     def code(self) -> CodeOptions:
         return DEFAULT_CODE if isinstance(self.options, OtherOptions) else self.options.code
 
@@ -177,11 +183,6 @@ class Resolved:
     @property
     def issuer(self) -> str:
         return self.origin + "/"
-
-
-class Channel(StrEnum):
-    EMAIL = "email"
-    SMS = "sms"
 
 
 @dataclass(frozen=True, slots=True)

@@ -34,6 +34,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
+from nopass.core.channel import Channel
 from nopass.core.clock import Clock
 from nopass.core.errors import CountryNotAllowed, RateLimited
 from nopass.core.models import AuditEvent, Client, Connection, RateLimitStatus, Tenant
@@ -138,7 +139,7 @@ class Limits:
         A test identity is exempt from the send limits and the SMS controls (nothing is sent),
         not from the per-IP limit."""
         now = self.clock.now()
-        sms = connection.strategy == "sms" and not test_identity
+        sms = connection.channel is Channel.SMS and not test_identity
         country = country_of(identifier) if sms else ""
         if sms:
             await self._allowed_country(connection, country, audit, uow)
@@ -255,7 +256,7 @@ class Limits:
         try:
             if reservation is not None:
                 await self.limiter.refund(reservation, now, within=uow)
-            if not signed_in or connection.strategy != "sms" or test_identity:
+            if not signed_in or connection.channel is not Channel.SMS or test_identity:
                 return
             breaker = _breaker(tenant, country_of(identifier))
             [sent] = await self.limiter.peek([breaker.sent], now, within=uow)

@@ -65,8 +65,7 @@ def read_link(params: Mapping[str, str | list[str]], config: TenantConfig) -> Ma
         raise AuthorizeFailed(request, ConnectionProblem(ConnectionIssue.NOT_FOUND))
     if request.client_id not in connection.enabled_clients:
         raise AuthorizeFailed(request, ConnectionProblem(ConnectionIssue.DISABLED))
-    field = "email" if connection.strategy == "email" else "phone_number"
-    raw = params.get(field)
+    raw = params.get(connection.channel.field)
     code = params.get("verification_code")
     identifier = normalize_identifier(connection, raw) if isinstance(raw, str) else None
     return MagicLink(

@@ -19,7 +19,6 @@ from typing import Any
 from sqlalchemy import insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from nopass.core.identity import normalize_email
 from nopass.core.models import (
     AuthMethod,
     Client,
@@ -197,8 +196,8 @@ def test_identities(
             continue
         if connection is None or expires_at.tzinfo is None:
             continue
-        if connection.strategy == "email":
-            identifier = normalize_email(identifier) or identifier.lower()
+        if connection.is_passwordless:
+            identifier = connection.channel.normalize(identifier) or identifier.lower()
         found.append(
             TestIdentity(
                 connection=connection.name,
