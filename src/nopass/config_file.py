@@ -31,9 +31,11 @@ _REFRESH = domain.RefreshTokenPolicy()
 _EMAIL = domain.EmailOptions()
 _SMS = domain.SmsOptions()
 _TEMPLATE = domain.EmailTemplate()
-_GATEWAY_AUTH_BASE64: bool = {f.name: f.default for f in fields(domain.GatewayAuthentication)}[
-    "secret_base64_encoded"
-]  # type: ignore[assignment]  # a dataclass field's default is typed object
+_GATEWAY_AUTH_BASE64 = bool(  # GatewayAuthentication has required fields: read its default
+    next(
+        f.default for f in fields(domain.GatewayAuthentication) if f.name == "secret_base64_encoded"
+    )
+)
 
 
 class ConfigFileError(ValueError):
