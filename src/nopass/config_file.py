@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import ipaddress
 import json
+from dataclasses import fields
 from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -19,8 +20,22 @@ from liquid import Environment
 from liquid.exceptions import LiquidError
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from nopass.core import options as domain
 from nopass.core.models import PASSWORDLESS_OTP_GRANT
 from nopass.core.otp import MAX_LENGTH, MAX_LIFETIME, MIN_LENGTH, MIN_LIFETIME
+
+# The defaults of every option are core.options' (the one place); these models only validate.
+_LIMITS = domain.RateLimits()
+_ID_TOKEN = domain.IdTokenPolicy()
+_REFRESH = domain.RefreshTokenPolicy()
+_EMAIL = domain.EmailOptions()
+_SMS = domain.SmsOptions()
+_TEMPLATE = domain.EmailTemplate()
+_GATEWAY_AUTH_BASE64 = bool(  # GatewayAuthentication has required fields: read its default
+    next(
+        f.default for f in fields(domain.GatewayAuthentication) if f.name == "secret_base64_encoded"
+    )
+)
 
 
 class ConfigFileError(ValueError):
@@ -72,13 +87,15 @@ def normalize_origin(value: str) -> str:
 
 
 class RateLimits(_Strict):
-    start_per_ip_per_hour: int = Field(50, ge=0)
-    start_per_identity_per_10min: int = Field(5, ge=0)
-    start_per_identity_per_day: int = Field(20, ge=0)
-    failures_per_identity_per_15min: int = Field(10, ge=0, le=100)
-    failures_per_ip_per_hour: int = Field(100, ge=0)
-    sms_per_tenant_per_day: int = Field(1000, ge=0)
-    allowlist: list[str] = Field(default_factory=list)
+    start_per_ip_per_hour: int = Field(_LIMITS.start_per_ip_per_hour, ge=0)
+    start_per_identity_per_10min: int = Field(_LIMITS.start_per_identity_per_10min, ge=0)
+    start_per_identity_per_day: int = Field(_LIMITS.start_per_identity_per_day, ge=0)
+    failures_per_identity_per_15min: int = Field(
+        _LIMITS.failures_per_identity_per_15min, ge=0, le=100
+    )
+    failures_per_ip_per_hour: int = Field(_LIMITS.failures_per_ip_per_hour, ge=0)
+    sms_per_tenant_per_day: int = Field(_LIMITS.sms_per_tenant_per_day, ge=0)
+    allowlist: list[str] = Field(default_factory=lambda: list(_LIMITS.allowlist))
 
     @field_validator("allowlist")
     @classmethod
@@ -139,20 +156,20 @@ class TenantSpec(_Strict):
 class ResourceServerSpec(_Strict):
     identifier: Annotated[str, Field(min_length=1, max_length=512)]
     name: str
-    token_lifetime: int = Field(86400, ge=60, le=2592000)
+    token_lifetime: int = Field(domain.DEFAULT_ACCESS_TOKEN_LIFETIME, ge=60, le=2592000)
     allow_offline_access: bool = False
 
 
 class JwtConfiguration(_Strict):
-    lifetime_in_seconds: int = Field(36000, ge=60, le=2592000)
-    alg: Literal["RS256"] = "RS256"
+    lifetime_in_seconds: int = Field(_ID_TOKEN.lifetime_in_seconds, ge=60, le=2592000)
+    alg: Literal["RS256"] = _ID_TOKEN.alg
 
 
 class RefreshTokenSettings(_Strict):
-    rotation_type: Literal["rotating", "non-rotating"] = "non-rotating"
-    expiration_type: Literal["expiring", "non-expiring"] = "non-expiring"
-    token_lifetime: int = Field(2592000, ge=60)
-    leeway: int = Field(0, ge=0, le=60)
+    rotation_type: Literal["rotating", "non-rotating"] = _REFRESH.rotation_type
+    expiration_type: Literal["expiring", "non-expiring"] = _REFRESH.expiration_type
+    token_lifetime: int = Field(_REFRESH.token_lifetime, ge=60)
+    leeway: int = Field(_REFRESH.leeway, ge=0, le=60)
 
 
 class Credential(_Strict):
@@ -265,25 +282,25 @@ class ClientSpec(_Strict):
 
 
 class Totp(_Strict):
-    length: int = Field(6, ge=MIN_LENGTH, le=MAX_LENGTH)
-    time_step: int = Field(180, ge=MIN_LIFETIME, le=MAX_LIFETIME)
+    length: int = Field(domain.DEFAULT_CODE.length, ge=MIN_LENGTH, le=MAX_LENGTH)
+    time_step: int = Field(domain.DEFAULT_CODE.lifetime, ge=MIN_LIFETIME, le=MAX_LIFETIME)
 
 
 class EmailTemplate(_Strict):
-    from_: str | None = Field(default=None, alias="from")
-    subject: str | None = None
-    syntax: Literal["liquid"] = "liquid"
-    body: str | None = None
+    from_: str | None = Field(default=_TEMPLATE.sender, alias="from")
+    subject: str | None = _TEMPLATE.subject
+    syntax: Literal["liquid"] = _TEMPLATE.syntax
+    body: str | None = _TEMPLATE.body
 
     _from = field_validator("from_", "subject", "body")(_check_template)
 
 
 class EmailOptions(_Strict):
     totp: Totp = Field(default_factory=Totp)
-    disable_signup: bool = False
-    brute_force_protection: bool = True
-    magic_link_confirmation: bool = True
-    authParams: dict[str, str] = Field(default_factory=dict)
+    disable_signup: bool = _EMAIL.disable_signup
+    brute_force_protection: bool = _EMAIL.brute_force_protection
+    magic_link_confirmation: bool = _EMAIL.magic_link_confirmation
+    authParams: dict[str, str] = Field(default_factory=lambda: dict(_EMAIL.auth_params))
     email: EmailTemplate | None = None
 
 
@@ -292,23 +309,23 @@ class GatewayAuthentication(_Strict):
     subject: str
     audience: str
     secret: Annotated[str, Field(min_length=1)]
-    secret_base64_encoded: bool = False
+    secret_base64_encoded: bool = _GATEWAY_AUTH_BASE64
 
 
 class SmsOptions(_Strict):
     totp: Totp = Field(default_factory=Totp)
-    disable_signup: bool = False
-    brute_force_protection: bool = True
-    provider: Literal["sms_gateway", "twilio", "outbox"] = "outbox"
-    gateway_url: str | None = None
+    disable_signup: bool = _SMS.disable_signup
+    brute_force_protection: bool = _SMS.brute_force_protection
+    provider: domain.SmsProvider = _SMS.provider
+    gateway_url: str | None = _SMS.gateway_url
     gateway_authentication: GatewayAuthentication | None = None
-    forward_req_info: bool = False
-    twilio_sid: str | None = None
-    twilio_token: str | None = None
-    messaging_service_sid: str | None = None
-    from_: str | None = Field(default=None, alias="from")
-    syntax: Literal["md_with_macros", "liquid"] = "md_with_macros"
-    template: str | None = None
+    forward_req_info: bool = _SMS.forward_req_info
+    twilio_sid: str | None = _SMS.twilio_sid
+    twilio_token: str | None = _SMS.twilio_token
+    messaging_service_sid: str | None = _SMS.messaging_service_sid
+    from_: str | None = Field(default=_SMS.sender, alias="from")
+    syntax: domain.SmsSyntax = _SMS.syntax
+    template: str | None = _SMS.template
     allowed_countries: list[Annotated[str, Field(pattern=r"^[A-Z]{2}$")]] | None = None
 
     _tpl = field_validator("template")(_check_template)

@@ -11,9 +11,12 @@ from urllib.parse import parse_qs
 
 import httpx
 import pytest
+from sqlalchemy import select, update
 
+from nopass.store.engine import create_engine
+from nopass.store.tables import ConnectionRow, table
 from tests.support.config import NATIVE_ID, tenant_config
-from tests.support.harness import Harness, running_app
+from tests.support.harness import Harness, prepare_database, running_app
 from tests.support.sms_gateway import Gateway
 
 ORIGIN = "http://127.0.0.1:8123"
@@ -123,3 +126,29 @@ async def test_twilio_error_reaches_the_caller(database_url: str) -> None:
             ),
         }
         assert await app.count("challenges", "voided_at IS NULL") == 0
+
+
+async def test_a_connection_stored_without_a_provider_is_queued_not_sent_to_twilio(
+    database_url: str,
+) -> None:
+    """One default for ``provider`` (issue 13): the configuration file's, ``outbox``. A row
+    whose ``provider`` is empty (written by hand, or by an older nopass) used to be sent
+    synchronously, and the SMS router then picked Twilio with the row's credentials."""
+    calls: list[httpx.Request] = []
+    transport = twilio_transport(calls, httpx.Response(201, json={"sid": "SM1"}))
+    await prepare_database(database_url, twilio_config())
+    engine = create_engine(database_url)
+    try:
+        connections = table(ConnectionRow)
+        sms = connections.c.name == "sms"
+        async with engine.begin() as conn:
+            options = (await conn.execute(select(connections.c.options).where(sms))).scalar_one()
+            emptied = {**options, "provider": None}
+            await conn.execute(update(connections).where(sms).values(options=emptied))
+    finally:
+        await engine.dispose()
+    async with running_app(database_url, None, http_transport=transport) as app:
+        response = await app.start(BODY)
+        assert response.status_code == 200
+        assert await app.count("outbox_messages", f"recipient = '{PHONE}'") == 1
+    assert calls == []

@@ -19,6 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from nopass.core.errors import RateLimited
 from nopass.core.keyring import Keyring
 from nopass.core.models import AuditEvent, Connection, Tenant
+from nopass.core.options import RateLimits, SmsOptions
 from nopass.flows.limits import Limits
 from nopass.ratelimit.base import RateLimiter
 from nopass.ratelimit.memory import MemoryRateLimiter
@@ -34,7 +35,12 @@ from tests.support.services import REDIS_ENV, required_url, throwaway_database
 
 STARTS = 60
 SMS = Connection(
-    tenant_id="", id="con_sms", name="sms", strategy="sms", options={}, enabled_clients=frozenset()
+    tenant_id="",
+    id="con_sms",
+    name="sms",
+    strategy="sms",
+    options=SmsOptions(),
+    enabled_clients=frozenset(),
 )
 
 
@@ -65,7 +71,7 @@ async def setup_for(kind: str, tmp_path: Path) -> AsyncIterator[Setup]:
             async with engine.connect() as conn:
                 tenant_id = (await conn.execute(text("SELECT id FROM tenants"))).scalar_one()
             # No per-IP limit: the breaker is the only one that refuses here.
-            tenant = Tenant(tenant_id, "acme", None, None, {"start_per_ip_per_hour": 0})
+            tenant = Tenant(tenant_id, "acme", None, None, RateLimits(start_per_ip_per_hour=0))
             keyring = Keyring([b"k" * 32])
             limits = Limits(limiter, lambda: SqlUnitOfWork(engine, keyring), MovableClock())
             yield Setup(limits, engine, tenant)

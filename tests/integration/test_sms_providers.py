@@ -18,6 +18,7 @@ from nopass.core.errors import DeliveryFailed, DeliveryFailure
 from nopass.core.models import Channel, Connection, Message
 from nopass.core.ports import RequestInfo, SmsSender
 from nopass.delivery.sms import GatewaySmsSender, SmsRouter, TwilioSmsSender
+from nopass.store.options import sms_options
 from tests.support.sms_gateway import Gateway
 
 PHONE = "+15557654321"
@@ -37,7 +38,7 @@ def sms_connection(**options: Any) -> Connection:
         id="con_sms",
         name="sms",
         strategy="sms",
-        options=options,
+        options=sms_options(options),
         enabled_clients=frozenset({"client"}),
     )
 
@@ -332,22 +333,23 @@ async def test_router_dispatches_on_provider() -> None:
             REQUEST,
         )
         await router.send(twilio_connection(messaging_service_sid="MG42"), MESSAGE, REQUEST)
-        await router.send(
-            sms_connection(
-                twilio_sid=TWILIO_SID, twilio_token=TWILIO_TOKEN, messaging_service_sid="MG1"
-            ),
-            MESSAGE,
-            REQUEST,
-        )
-    assert [str(request.url) for request in seen] == [
-        "https://gw.test/send",
-        TWILIO_URL,
-        TWILIO_URL,
-    ]
+    assert [str(request.url) for request in seen] == ["https://gw.test/send", TWILIO_URL]
 
 
-@pytest.mark.parametrize("provider", ["outbox", "vonage"])
-async def test_router_refuses_other_providers(provider: str) -> None:
+async def test_router_refuses_the_outbox_provider() -> None:
     async with mock_client(created, []) as http:
-        with pytest.raises(ValueError, match=provider):
-            await SmsRouter(http).send(sms_connection(provider=provider), MESSAGE, REQUEST)
+        with pytest.raises(ValueError, match="outbox"):
+            await SmsRouter(http).send(sms_connection(provider="outbox"), MESSAGE, REQUEST)
+
+
+async def test_a_connection_without_provider_is_the_outbox_one_not_twilio() -> None:
+    """The configuration file's default (``provider: outbox``) is the router's too: a
+    connection stored without ``provider`` is never sent to Twilio with its credentials."""
+    seen: list[httpx.Request] = []
+    no_provider = sms_connection(
+        twilio_sid=TWILIO_SID, twilio_token=TWILIO_TOKEN, messaging_service_sid="MG1"
+    )
+    async with mock_client(created, seen) as http:
+        with pytest.raises(ValueError, match="outbox"):
+            await SmsRouter(http).send(no_provider, MESSAGE, REQUEST)
+    assert seen == []

@@ -60,6 +60,11 @@ from nopass.flows.token import TokenCommand, TokenDeps, exchange
 from nopass.flows.userinfo import UserinfoDeps
 from nopass.ratelimit.memory import MemoryRateLimiter
 from nopass.store.memory import MemoryKeyStore, MemoryStore, OutboxRecord
+from nopass.store.options import (
+    connection_options,
+    rate_limits as stored_rate_limits,
+    refresh_token_policy,
+)
 from tests.support.clock import MovableClock
 
 T0 = datetime(2026, 12, 1, 9, 0, tzinfo=UTC)
@@ -90,7 +95,7 @@ def tenant_config(rate_limits: Mapping[str, Any] | None = None) -> TenantConfig:
         name="acme",
         friendly_name="Acme",
         default_audience=None,
-        rate_limits=dict(rate_limits or {}),
+        rate_limits=stored_rate_limits(rate_limits or {}),
         test_identities=(
             TestIdentity(EMAIL, TEST_EMAIL, TEST_CODE, expires_at=T0 + timedelta(days=1)),
         ),
@@ -104,7 +109,7 @@ def tenant_config(rate_limits: Mapping[str, Any] | None = None) -> TenantConfig:
         secret_hash=None,
         grant_types=(PASSWORDLESS_OTP_GRANT, "authorization_code", "refresh_token"),
         callbacks=("https://app.acme.example/callback",),
-        refresh_token=ROTATING,
+        refresh_token=refresh_token_policy(ROTATING),
     )
     web = Client(
         tenant_id=TENANT_ID,
@@ -118,12 +123,13 @@ def tenant_config(rate_limits: Mapping[str, Any] | None = None) -> TenantConfig:
         allowed_logout_urls=(WEB_LOGOUT,),
         web_origins=(WEB_ORIGIN,),
         cross_origin_auth=True,
-        refresh_token=ROTATING,
+        refresh_token=refresh_token_policy(ROTATING),
     )
 
     def connection(name: str, strategy: str, **options: Any) -> Connection:
         enabled = frozenset({NATIVE, WEB})
-        return Connection(TENANT_ID, f"con-{name}", name, strategy, options, enabled)
+        typed = connection_options(strategy, options)
+        return Connection(TENANT_ID, f"con-{name}", name, strategy, typed, enabled)
 
     connections = [
         connection(EMAIL, "email"),
@@ -361,7 +367,8 @@ class World:
     def set_options(self, connection: str, **options: object) -> None:
         """Change a connection's options, as an operator would between two requests."""
         old = self.config.connections[connection]
-        self._replace_connection(replace(old, options={**old.options, **options}))
+        changed = replace(old.options, **options)  # type: ignore[arg-type]
+        self._replace_connection(replace(old, options=changed))
 
     def set_enabled(self, connection: str, clients: frozenset[str]) -> None:
         """Enable a connection for ``clients`` only."""

@@ -10,6 +10,7 @@ import pytest
 from nopass.core.models import Channel, Connection
 from nopass.core.ports import Renderer, TemplateContext
 from nopass.delivery.templates import TemplateRenderer, html_to_text, pick_language
+from nopass.store.options import connection_options
 
 LINK = "https://login.example.com/passwordless/verify_redirect?verification_code=482913&x=1"
 
@@ -20,7 +21,7 @@ def connection(strategy: str = "email", **options: Any) -> Connection:
         id="con_1",
         name=strategy,
         strategy=strategy,
-        options=options,
+        options=connection_options(strategy, options),
         enabled_clients=frozenset({"client"}),
     )
 

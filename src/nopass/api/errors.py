@@ -8,6 +8,7 @@ from __future__ import annotations
 from starlette.responses import PlainTextResponse, Response
 
 from nopass.api.responses import JSON, auth0_error
+from nopass.core.channel import Channel
 from nopass.core.errors import (
     AuthorizationCodeRejected,
     AuthorizeInvalid,
@@ -170,8 +171,8 @@ REALM_TEXT = {
     ConnectionIssue.DISABLED: "the connection was disabled",
 }
 WRONG_CODE_TEXT = {
-    "email": "Wrong email or verification code.",
-    "sms": "Wrong phone number or verification code.",
+    Channel.EMAIL: "Wrong email or verification code.",
+    Channel.SMS: "Wrong phone number or verification code.",
 }
 CODE_TEXT = {
     CodeFailure.EXPIRED: "The verification code has expired. Please try to login again.",
@@ -223,9 +224,7 @@ def _token_error(exc: NopassError) -> JSON:
         case ConnectionProblem():
             return auth0_error(400, "invalid_request", REALM_TEXT[exc.issue])
         case CodeRejected() if exc.reason is CodeFailure.WRONG:
-            return auth0_error(
-                403, "invalid_grant", WRONG_CODE_TEXT.get(exc.strategy, WRONG_CODE_TEXT["email"])
-            )
+            return auth0_error(403, "invalid_grant", WRONG_CODE_TEXT[exc.channel])
         case CodeRejected():
             return auth0_error(403, "invalid_grant", CODE_TEXT[exc.reason])
         case IdentityBlocked():
@@ -283,7 +282,7 @@ def authorize_error(exc: Exception) -> tuple[str, str]:
             error, text = AUTHORIZE_TEXT[exc.problem]
             return error, text.format(detail=exc.detail)
         case CodeRejected() if exc.reason is CodeFailure.WRONG:
-            return "access_denied", WRONG_CODE_TEXT.get(exc.strategy, WRONG_CODE_TEXT["email"])
+            return "access_denied", WRONG_CODE_TEXT[exc.channel]
         case CodeRejected():
             return LINK_CODE_ERROR[exc.reason], CODE_TEXT[exc.reason]
         case IdentityBlocked():
@@ -323,7 +322,7 @@ def verify_error(exc: NopassError) -> JSON:
             return auth0_error(
                 401,
                 "invalid_user_password",
-                WRONG_CODE_TEXT.get(exc.strategy, WRONG_CODE_TEXT["email"]),
+                WRONG_CODE_TEXT[exc.channel],
             )
         case CodeRejected():
             return auth0_error(401, "invalid_user_password", CODE_TEXT[exc.reason])
@@ -363,9 +362,7 @@ def co_authenticate_error(exc: NopassError) -> Response:
         case UnknownRealm():
             return auth0_error(400, "invalid_request", f"Unknown realm {exc.realm}.")
         case CodeRejected() if exc.reason is CodeFailure.WRONG:
-            return auth0_error(
-                403, "access_denied", WRONG_CODE_TEXT.get(exc.strategy, WRONG_CODE_TEXT["email"])
-            )
+            return auth0_error(403, "access_denied", WRONG_CODE_TEXT[exc.channel])
         case CodeRejected():
             return auth0_error(403, "access_denied", CODE_TEXT[exc.reason])
         case IdentityBlocked():

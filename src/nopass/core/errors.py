@@ -42,6 +42,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from enum import Enum
 
+from nopass.core.channel import Channel
 from nopass.core.models import RateLimitStatus
 
 
@@ -194,10 +195,10 @@ class CodeRejected(NopassError):
     """A one-time code did not verify. ``reason`` only picks the message; a wrong, used,
     voided, unknown or phantom code all read the same (no enumeration)."""
 
-    def __init__(self, reason: CodeFailure, strategy: str) -> None:
+    def __init__(self, reason: CodeFailure, channel: Channel) -> None:
         super().__init__(f"code rejected: {reason.value}")
         self.reason = reason
-        self.strategy = strategy
+        self.channel = channel
 
 
 class CodeFailure(Enum):

@@ -13,8 +13,19 @@ from typing import Any, ClassVar
 
 from cryptography.hazmat.primitives.asymmetric.rsa import RSAPrivateKey
 
+from nopass.core.channel import Channel as Channel  # re-exported: the vocabulary
+from nopass.core.options import (
+    DEFAULT_CODE,
+    CodeOptions,
+    ConnectionOptions,
+    IdTokenPolicy,
+    OtherOptions,
+    RateLimits,
+    RefreshTokenPolicy,
+)
+
 PASSWORDLESS_OTP_GRANT = "http://auth0.com/oauth/grant-type/passwordless/otp"
-PASSWORDLESS_STRATEGIES = frozenset({"email", "sms"})
+PASSWORDLESS_STRATEGIES = frozenset(Channel)
 
 JSON = dict[str, Any]
 
@@ -45,7 +56,7 @@ class Tenant:
     name: str
     friendly_name: str | None
     default_audience: str | None
-    rate_limits: Mapping[str, Any] = field(default_factory=dict)
+    rate_limits: RateLimits = field(default_factory=RateLimits)
     test_identities: tuple[TestIdentity, ...] = ()
 
     def test_identity(self, connection: str, identifier: str, now: datetime) -> TestIdentity | None:
@@ -85,8 +96,8 @@ class Client:
     cross_origin_auth: bool = False
     ip_header_trusted: bool = False
     public_keys: tuple[str, ...] = ()  # PEM, for private_key_jwt
-    jwt_configuration: Mapping[str, Any] = field(default_factory=dict)
-    refresh_token: Mapping[str, Any] = field(default_factory=dict)
+    jwt_configuration: IdTokenPolicy = field(default_factory=IdTokenPolicy)
+    refresh_token: RefreshTokenPolicy = field(default_factory=RefreshTokenPolicy)
 
     @property
     def is_confidential(self) -> bool:
@@ -99,24 +110,37 @@ class Connection:
     id: str
     name: str
     strategy: str
-    options: Mapping[str, Any]
+    options: ConnectionOptions
     enabled_clients: frozenset[str]
+
+    def __post_init__(self) -> None:
+        if self.options.strategy != self.strategy:
+            raise ValueError(f"{self.options.strategy} options for a {self.strategy} connection")
 
     @property
     def is_passwordless(self) -> bool:
         return self.strategy in PASSWORDLESS_STRATEGIES
 
     @property
+    def channel(self) -> Channel:
+        """The channel of a passwordless connection (``ValueError`` for any other)."""
+        return Channel(self.strategy)
+
+    @property
+    def code(self) -> CodeOptions:
+        return DEFAULT_CODE if isinstance(self.options, OtherOptions) else self.options.code
+
+    @property
     def code_length(self) -> int:
-        return int(self.options.get("totp", {}).get("length", 6))
+        return self.code.length
 
     @property
     def code_lifetime(self) -> int:
-        return int(self.options.get("totp", {}).get("time_step", 180))
+        return self.code.lifetime
 
     @property
     def disable_signup(self) -> bool:
-        return bool(self.options.get("disable_signup", False))
+        return not isinstance(self.options, OtherOptions) and self.options.disable_signup
 
 
 @dataclass(frozen=True, slots=True)
@@ -159,11 +183,6 @@ class Resolved:
     @property
     def issuer(self) -> str:
         return self.origin + "/"
-
-
-class Channel(StrEnum):
-    EMAIL = "email"
-    SMS = "sms"
 
 
 @dataclass(frozen=True, slots=True)

@@ -6,17 +6,18 @@ import hashlib
 from typing import Any
 from urllib.parse import quote
 
+from nopass.core.channel import Channel
 from nopass.core.otp import new_id
 
 SMS_AVATAR = "https://cdn.auth0.com/avatars/default.png"
 
 
-def new_user_id(strategy: str) -> str:
-    return f"{strategy}|{new_id()}"
+def new_user_id(channel: Channel) -> str:
+    return f"{channel.user_id_prefix}|{new_id()}"
 
 
-def initial_profile(strategy: str, identifier: str) -> dict[str, Any]:
-    if strategy == "email":
+def initial_profile(channel: Channel, identifier: str) -> dict[str, Any]:
+    if channel is Channel.EMAIL:
         local = identifier.split("@", 1)[0]
         digest = hashlib.md5(identifier.encode(), usedforsecurity=False).hexdigest()
         fallback = quote(f"https://cdn.auth0.com/avatars/{local[:2].lower()}.png", safe="")

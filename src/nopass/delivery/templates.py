@@ -22,7 +22,6 @@ import re
 from collections.abc import Mapping
 from html.parser import HTMLParser
 from importlib.resources import files
-from typing import Any
 
 from jinja2 import (
     Environment as JinjaEnvironment,
@@ -35,6 +34,7 @@ from liquid.template import BoundTemplate
 
 from nopass.core.language import DEFAULT_LANGUAGE, LANGUAGES, best_accepted
 from nopass.core.models import Channel, Connection, Message
+from nopass.core.options import EmailOptions, EmailTemplate, SmsOptions
 from nopass.core.ports import TemplateContext
 
 __all__ = ["DEFAULT_LANGUAGE", "LANGUAGES", "TemplateRenderer", "html_to_text", "pick_language"]
@@ -132,17 +132,19 @@ class TemplateRenderer:
     def email(
         self, connection: Connection, context: TemplateContext, default_sender: str
     ) -> Message:
-        custom: Mapping[str, Any] = connection.options.get("email") or {}
+        options = connection.options
+        custom = options.template if isinstance(options, EmailOptions) else None
+        custom = custom or EmailTemplate()
         variables = _variables(context, phone_number="")
         strings = self._strings(context)
         subject = strings["subject"]
-        if custom.get("subject"):
-            subject = self._liquid(custom["subject"], variables, html=False)
+        if custom.subject:
+            subject = self._liquid(custom.subject, variables, html=False)
         sender = default_sender
-        if custom.get("from"):
-            sender = self._liquid(custom["from"], variables, html=False)
-        if custom.get("body"):
-            html = self._liquid(custom["body"], variables, html=True)
+        if custom.sender:
+            sender = self._liquid(custom.sender, variables, html=False)
+        if custom.body:
+            html = self._liquid(custom.body, variables, html=True)
             text = html_to_text(html)
         else:
             page = {
@@ -165,11 +167,11 @@ class TemplateRenderer:
         )
 
     def sms(self, connection: Connection, context: TemplateContext) -> Message:
-        options = connection.options
-        template = options.get("template")
+        options = connection.options if isinstance(connection.options, SmsOptions) else SmsOptions()
+        template = options.template
         if not template:
             text = self._strings(context)["sms"]
-        elif options.get("syntax", "md_with_macros") == "liquid":
+        elif options.syntax == "liquid":
             variables = _variables(context, phone_number=context.recipient)
             text = self._liquid(template, variables, html=False)
         else:
@@ -178,13 +180,12 @@ class TemplateRenderer:
                 .replace("@@code@@", context.code)
                 .replace("@@application.name@@", context.application_name)
             )
-        sender = options.get("from")
         return Message(
             channel=Channel.SMS,
             recipient=context.recipient,
             subject="",
             text=text,
-            sender=str(sender) if sender else None,
+            sender=options.sender,
         )
 
     def _liquid(self, source: str, variables: Mapping[str, object], *, html: bool) -> str:

@@ -26,6 +26,7 @@ from nopass.core.errors import (
 )
 from nopass.core.keyring import Keyring, opaque_hash
 from nopass.core.models import AuthorizationCode, Client, TenantConfig, User
+from nopass.core.options import DEFAULT_ACCESS_TOKEN_LIFETIME
 from nopass.core.otp import new_id
 from nopass.core.ports import KeyStore, UnitOfWork, UnitOfWorkFactory
 from nopass.flows.code_check import CodeCheck
@@ -40,7 +41,6 @@ RESPONSE_TYPES = {
     "id_token token": frozenset({"id_token", "token"}),
 }
 RESPONSE_MODES = ("query", "fragment", "form_post", "web_message")
-DEFAULT_ACCESS_LIFETIME = 86400
 IMPLICIT_ACCESS_LIFETIME = 7200
 
 
@@ -204,7 +204,7 @@ def _grant(config: TenantConfig, client: Client, request: AuthorizeRequest) -> G
     audience = request.audience or config.tenant.default_audience
     api = config.resource_servers.get(audience) if audience else None
     implicit = "code" not in request.types
-    lifetime = api.token_lifetime if api else DEFAULT_ACCESS_LIFETIME
+    lifetime = api.token_lifetime if api else DEFAULT_ACCESS_TOKEN_LIFETIME
     if implicit:
         lifetime = min(lifetime, IMPLICIT_ACCESS_LIFETIME)
     may_refresh = not implicit and "refresh_token" in client.grant_types

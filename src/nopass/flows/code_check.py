@@ -34,7 +34,6 @@ from nopass.core.errors import (
     ConnectionProblem,
     IdentityBlocked,
 )
-from nopass.core.identity import is_phone_number, normalize_email
 from nopass.core.keyring import Keyring
 from nopass.core.models import AuditEvent, Client, Connection, Tenant, TenantConfig, User
 from nopass.core.ports import UnitOfWork
@@ -43,7 +42,6 @@ from nopass.flows.limits import Limits
 from nopass.ratelimit.base import Decision
 
 FAILURE_WINDOW = timedelta(minutes=15)
-DEFAULT_FAILURES_PER_WINDOW = 10
 MAX_ATTEMPTS = 3  # ChallengeRepo.attempt's bound (store/challenges.py)
 TEST_IDENTITY_EVENT = "test_identity"
 TEST_IDENTITY_TEXT = "Signed in with a test identity's fixed code"
@@ -87,9 +85,7 @@ class LoginResult:
 
 def normalize_identifier(connection: Connection, username: str) -> str | None:
     """The canonical identity for a typed username, or None when it cannot be one."""
-    if connection.strategy == "email":
-        return normalize_email(username)
-    return username if is_phone_number(username) else None
+    return connection.channel.normalize(username)
 
 
 def realm_connection(config: TenantConfig, client: Client, name: str) -> Connection:
@@ -103,8 +99,7 @@ def realm_connection(config: TenantConfig, client: Client, name: str) -> Connect
 
 
 def failure_limit(tenant: Tenant) -> int:
-    value = tenant.rate_limits.get("failures_per_identity_per_15min")
-    return DEFAULT_FAILURES_PER_WINDOW if value is None else int(value)
+    return tenant.rate_limits.failures_per_identity_per_15min
 
 
 @dataclass(frozen=True, slots=True)
@@ -173,7 +168,7 @@ class CodeCheck:
         )
         try:
             if identifier is None:
-                raise CodeRejected(CodeFailure.WRONG, connection.strategy)
+                raise CodeRejected(CodeFailure.WRONG, connection.channel)
             await self._check_window(uow, tenant, connection, identifier, now)
             challenge_id = await self._judge(
                 uow, tenant, connection, identifier, attempt.code, now, consume=consume
@@ -217,7 +212,7 @@ class CodeCheck:
         an identity without an account costs the same statements as one with."""
         challenge = await uow.challenges.latest(tenant.id, connection.id, identifier)
         if challenge is None:
-            raise CodeRejected(CodeFailure.WRONG, connection.strategy)
+            raise CodeRejected(CodeFailure.WRONG, connection.channel)
         guess = self.keyring.code_mac_with(challenge.key_id, challenge.id, code) or ""
         decide = uow.challenges.attempt if consume else uow.challenges.check
         outcome = await decide(tenant.id, challenge.id, guess, now)
@@ -231,7 +226,7 @@ class CodeCheck:
                     reason = CodeFailure.EXHAUSTED
                 elif state.expires_at <= now:
                     reason = CodeFailure.EXPIRED
-        raise CodeRejected(reason, connection.strategy)
+        raise CodeRejected(reason, connection.channel)
 
     async def _complete(
         self, uow: UnitOfWork, tenant: Tenant, attempt: CodeAttempt, decided: _Decided
@@ -274,8 +269,8 @@ class CodeCheck:
                 tenant.id,
                 connection.id,
                 identifier,
-                new_user_id=new_user_id(connection.strategy),
-                profile=initial_profile(connection.strategy, identifier),
+                new_user_id=new_user_id(connection.channel),
+                profile=initial_profile(connection.channel, identifier),
                 ip=attempt.user_ip,
                 now=now,
             )
@@ -283,7 +278,7 @@ class CodeCheck:
             tenant.id, connection.id, identifier, ip=attempt.user_ip, now=now
         )
         if user is None:
-            raise CodeRejected(CodeFailure.WRONG, connection.strategy)
+            raise CodeRejected(CodeFailure.WRONG, connection.channel)
         return user, False
 
     async def _failed(

@@ -16,8 +16,6 @@ from nopass.core.ports import KeyStore
 from nopass.tokens.claims import access_token_claims, id_token_claims
 from nopass.tokens.jwt import ACCESS_TOKEN_TYPE, ID_TOKEN_TYPE, sign
 
-DEFAULT_ID_TOKEN_LIFETIME = 36000
-
 
 @dataclass(frozen=True, slots=True)
 class Grant:
@@ -100,7 +98,7 @@ async def issue_tokens(
             extra["auth_time"] = int(auth_time.timestamp())
         if with_at_hash and access_token is not None:
             extra["at_hash"] = at_hash(access_token)
-        lifetime = client.jwt_configuration.get("lifetime_in_seconds", DEFAULT_ID_TOKEN_LIFETIME)
+        lifetime = client.jwt_configuration.lifetime_in_seconds
         id_token = sign(
             id_token_claims(
                 user,

@@ -34,21 +34,16 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
+from nopass.core.channel import Channel
 from nopass.core.clock import Clock
 from nopass.core.errors import CountryNotAllowed, RateLimited
 from nopass.core.models import AuditEvent, Client, Connection, RateLimitStatus, Tenant
+from nopass.core.options import SmsOptions
 from nopass.core.phone import country_of, prefix_of
 from nopass.core.ports import RequestInfo, UnitOfWork, UnitOfWorkFactory
 from nopass.ratelimit.base import Breaker, Decision, RateLimiter, Tripped, Window
 
 HOUR, DAY = 3600, 86400
-DEFAULTS = {
-    "start_per_ip_per_hour": 50,
-    "start_per_identity_per_10min": 5,
-    "start_per_identity_per_day": 20,
-    "failures_per_ip_per_hour": 100,
-    "sms_per_tenant_per_day": 1000,
-}
 SMS_PREFIX_PER_HOUR = 30
 BREAKER_MIN_SENT = 20
 BREAKER_MIN_VERIFIED_PERCENT = 10
@@ -59,11 +54,6 @@ API_LIMIT = "api_limit"
 SMS_LIMIT = "limit_sms"
 
 
-def setting(tenant: Tenant, name: str) -> int:
-    value = tenant.rate_limits.get(name)
-    return DEFAULTS[name] if value is None else int(value)
-
-
 @functools.lru_cache(maxsize=256)
 def _networks(cidrs: tuple[str, ...]) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
     return tuple(ipaddress.ip_network(c, strict=False) for c in cidrs)
@@ -71,14 +61,14 @@ def _networks(cidrs: tuple[str, ...]) -> tuple[ipaddress.IPv4Network | ipaddress
 
 def exempt(tenant: Tenant, ip: str | None) -> bool:
     """Is ``ip`` in the tenant's ``rate_limits.allowlist``?"""
-    allowlist = tenant.rate_limits.get("allowlist") or []
+    allowlist = tenant.rate_limits.allowlist
     if not ip or not allowlist:
         return False
     try:
         address = ipaddress.ip_address(ip)
     except ValueError:
         return False
-    return any(address in net for net in _networks(tuple(str(c) for c in allowlist)))
+    return any(address in net for net in _networks(allowlist))
 
 
 def limit_ip(request: RequestInfo, client: Client, *, authenticated: bool) -> str | None:
@@ -127,8 +117,7 @@ class Limits:
     uow: UnitOfWorkFactory  # for the audit events of refusals
     clock: Clock
 
-    def _ip_window(self, tenant: Tenant, name: str, ip: str | None) -> Window | None:
-        limit = setting(tenant, name)
+    def _ip_window(self, tenant: Tenant, name: str, limit: int, ip: str | None) -> Window | None:
         if not limit or exempt(tenant, ip):
             return None
         return _window(tenant, name, ip or "unknown", limit, HOUR)
@@ -150,26 +139,29 @@ class Limits:
         A test identity is exempt from the send limits and the SMS controls (nothing is sent),
         not from the per-IP limit."""
         now = self.clock.now()
-        sms = connection.strategy == "sms" and not test_identity
+        sms = connection.channel is Channel.SMS and not test_identity
         country = country_of(identifier) if sms else ""
         if sms:
             await self._allowed_country(connection, country, audit, uow)
-        ip_window = self._ip_window(tenant, "start_per_ip_per_hour", ip)
+        limits = tenant.rate_limits
+        ip_window = self._ip_window(
+            tenant, "start_per_ip_per_hour", limits.start_per_ip_per_hour, ip
+        )
         windows = [ip_window] if ip_window else []
         if not test_identity:
             subject = _digest(connection.id, identifier)
-            for name, seconds in (
-                ("start_per_identity_per_10min", 600),
-                ("start_per_identity_per_day", DAY),
+            for name, limit, seconds in (
+                ("start_per_identity_per_10min", limits.start_per_identity_per_10min, 600),
+                ("start_per_identity_per_day", limits.start_per_identity_per_day, DAY),
             ):
-                if limit := setting(tenant, name):
+                if limit:
                     windows.append(_window(tenant, name, subject, limit, seconds))
         if sms:
             prefix = _window(
                 tenant, "sms_prefix_per_hour", prefix_of(identifier), SMS_PREFIX_PER_HOUR, HOUR
             )
             windows.append(prefix)
-            if budget := setting(tenant, "sms_per_tenant_per_day"):
+            if budget := limits.sms_per_tenant_per_day:
                 windows.append(_window(tenant, "sms_per_tenant_per_day", "all", budget, DAY))
             # The breaker is decided, and the send counted, with the request's windows in one
             # atomic step: concurrent starts cannot all find it shut (issue 13).
@@ -192,7 +184,8 @@ class Limits:
     async def _allowed_country(
         self, connection: Connection, country: str, audit: AuditEvent, uow: UnitOfWork | None
     ) -> None:
-        allowed: Any = connection.options.get("allowed_countries")
+        options = connection.options
+        allowed = options.allowed_countries if isinstance(options, SmsOptions) else None
         if allowed is not None and country not in allowed:
             text = f"SMS refused: {country} is not an allowed country"
             await self._record(
@@ -233,7 +226,8 @@ class Limits:
         right code gives it back: ``verified``), or refuse it with ``RateLimited`` (its audit
         event committed in ``uow`` with what it holds: nothing but the client's
         authentication)."""
-        window = self._ip_window(tenant, "failures_per_ip_per_hour", ip)
+        limit = tenant.rate_limits.failures_per_ip_per_hour
+        window = self._ip_window(tenant, "failures_per_ip_per_hour", limit, ip)
         if window is None:
             return None
         now = self.clock.now()
@@ -262,7 +256,7 @@ class Limits:
         try:
             if reservation is not None:
                 await self.limiter.refund(reservation, now, within=uow)
-            if not signed_in or connection.strategy != "sms" or test_identity:
+            if not signed_in or connection.channel is not Channel.SMS or test_identity:
                 return
             breaker = _breaker(tenant, country_of(identifier))
             [sent] = await self.limiter.peek([breaker.sent], now, within=uow)

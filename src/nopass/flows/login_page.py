@@ -17,6 +17,7 @@ import secrets
 from dataclasses import dataclass, replace
 from datetime import timedelta
 
+from nopass.core.channel import Channel
 from nopass.core.errors import (
     AuthorizeInvalid,
     AuthorizeProblem,
@@ -82,7 +83,7 @@ def page_connection(config: TenantConfig, request: AuthorizeRequest) -> Connecti
     for name in names:
         if name in usable:
             return usable[name]
-    fallback = sorted(usable.values(), key=lambda c: (c.strategy != "email", c.name))
+    fallback = sorted(usable.values(), key=lambda c: (c.channel is not Channel.EMAIL, c.name))
     if fallback and not request.connection:
         return fallback[0]
     raise AuthorizeFailed(
@@ -187,7 +188,7 @@ async def find_transaction(
 def _typed_identifier(connection: Connection, typed: str) -> str:
     """Forgive what people type around an identifier: spaces, and phone punctuation."""
     typed = typed.strip()
-    return _PHONE_DECORATION.sub("", typed) if connection.strategy == "sms" else typed
+    return _PHONE_DECORATION.sub("", typed) if connection.channel is Channel.SMS else typed
 
 
 async def send_message(
@@ -202,7 +203,8 @@ async def send_message(
     """Send a code (or a link) to what the user typed and remember it on the transaction.
     Raises the start flow's errors (``InvalidFormat`` for a bad email or phone number,
     ``DeliveryFailed``); nothing is sent then."""
-    send = "link" if request.send == "link" and connection.strategy == "email" else "code"
+    channel = connection.channel
+    send = "link" if request.send == "link" and channel.links else "code"
     params = request.as_params()
     identifier = _typed_identifier(connection, typed)
     command = StartCommand(
@@ -213,8 +215,8 @@ async def send_message(
         origin=sender.origin,
         request=sender.info,
         request_language=sender.language,
-        email=identifier if connection.strategy == "email" else None,
-        phone_number=identifier if connection.strategy == "sms" else None,
+        email=identifier if channel is Channel.EMAIL else None,
+        phone_number=identifier if channel is Channel.SMS else None,
         trusted=True,
     )
     result = await start_passwordless(command, config, deps.start)
@@ -254,7 +256,7 @@ async def resend_message(
     """A new code or link to the transaction's identity (voiding the old one), at most once
     per ``RESEND_COOLDOWN``; earlier raises ``ResendTooSoon``."""
     if tx.identifier is None:
-        raise MissingProperty("email" if connection.strategy == "email" else "phone_number")
+        raise MissingProperty(connection.channel.field)
     now = deps.browser.clock.now()
     if tx.last_sent_at is not None:
         wait = (tx.last_sent_at + RESEND_COOLDOWN - now).total_seconds()

@@ -21,6 +21,7 @@ from nopass.core.errors import (
 )
 from nopass.core.keyring import opaque_hash
 from nopass.core.models import AuditEvent, Connection, TenantConfig
+from nopass.core.options import EmailOptions
 from nopass.flows.authorize import (
     AuthorizationResponse,
     AuthorizeFailed,
@@ -64,8 +65,7 @@ def read_link(params: Mapping[str, str | list[str]], config: TenantConfig) -> Ma
         raise AuthorizeFailed(request, ConnectionProblem(ConnectionIssue.NOT_FOUND))
     if request.client_id not in connection.enabled_clients:
         raise AuthorizeFailed(request, ConnectionProblem(ConnectionIssue.DISABLED))
-    field = "email" if connection.strategy == "email" else "phone_number"
-    raw = params.get(field)
+    raw = params.get(connection.channel.field)
     code = params.get("verification_code")
     identifier = normalize_identifier(connection, raw) if isinstance(raw, str) else None
     return MagicLink(
@@ -79,7 +79,8 @@ def read_link(params: Mapping[str, str | list[str]], config: TenantConfig) -> Ma
 def confirmation_needed(
     link: MagicLink, transaction_challenge: str | None, latest_challenge: str | None
 ) -> bool:
-    if not link.connection.options.get("magic_link_confirmation", True):
+    options = link.connection.options
+    if isinstance(options, EmailOptions) and not options.magic_link_confirmation:
         return False
     return transaction_challenge is None or transaction_challenge != latest_challenge
 

@@ -29,7 +29,6 @@ from nopass.core.errors import (
     RequestRejected,
     UnknownClient,
 )
-from nopass.core.identity import PHONE_PATTERN, is_phone_number, normalize_email
 from nopass.core.keyring import Keyring
 from nopass.core.latency import LatencyEstimate
 from nopass.core.models import (
@@ -43,6 +42,7 @@ from nopass.core.models import (
     TenantConfig,
     TestIdentity,
 )
+from nopass.core.options import OUTBOX_PROVIDER, EmailOptions, SmsOptions
 from nopass.core.otp import new_code, new_id
 from nopass.core.ports import (
     OutboxSignal,
@@ -56,7 +56,6 @@ from nopass.core.ports import (
 from nopass.flows.client_auth import ClientCredentials, authenticate_client
 from nopass.flows.limits import Limits, limit_ip
 
-OUTBOX_PROVIDER = "outbox"
 DEFAULT_SENDER = "nopass@localhost"
 TEST_IDENTITY_TEXT = "Test identity: fixed code stored, nothing sent"
 
@@ -116,21 +115,14 @@ def _text(value: Sent) -> str | None:
     return value
 
 
-def _identifier(cmd: StartCommand, connection: Connection) -> str:
-    if connection.strategy == "email":
-        raw = _text(cmd.email)
-        if raw is None:
-            raise MissingProperty("email")
-        email = normalize_email(raw)
-        if email is None:
-            raise InvalidFormat("email", raw)
-        return email
-    raw = _text(cmd.phone_number)
+def _identifier(cmd: StartCommand, channel: Channel) -> str:
+    raw = _text(cmd.email if channel is Channel.EMAIL else cmd.phone_number)
     if raw is None:
-        raise MissingProperty("phone_number")
-    if not is_phone_number(raw):
-        raise InvalidFormat("phone_number", raw, PHONE_PATTERN)
-    return raw
+        raise MissingProperty(channel.field)
+    identifier = channel.normalize(raw)
+    if identifier is None:
+        raise InvalidFormat(channel.field, raw, channel.pattern)
+    return identifier
 
 
 def build_link(
@@ -148,19 +140,19 @@ def build_link(
     params["verification_code"] = code
     params["connection"] = connection.name
     params["client_id"] = client.client_id
-    params["email" if connection.strategy == "email" else "phone_number"] = identifier
+    params[connection.channel.field] = identifier
     query = urlencode(params, quote_via=quote, safe="")
     return f"{origin}/passwordless/verify_redirect?{query}"
 
 
 def _synchronous_sms(req: _Request) -> bool:
-    provider = req.connection.options.get("provider", OUTBOX_PROVIDER)
-    return req.channel is Channel.SMS and provider != OUTBOX_PROVIDER
+    options = req.connection.options
+    return isinstance(options, SmsOptions) and options.synchronous
 
 
 def _connection_auth_params(connection: Connection) -> dict[str, str]:
-    value = connection.options.get("authParams")
-    return {str(k): str(v) for k, v in value.items()} if isinstance(value, Mapping) else {}
+    options = connection.options
+    return dict(options.auth_params) if isinstance(options, EmailOptions) else {}
 
 
 def _resolve(cmd: StartCommand, config: TenantConfig) -> tuple[Client, Connection]:
@@ -221,16 +213,16 @@ class _Issued:
 
 def _validate(cmd: StartCommand, config: TenantConfig) -> _Request:
     client, connection = _resolve(cmd, config)
-    identifier = _identifier(cmd, connection)
+    channel = connection.channel
+    identifier = _identifier(cmd, channel)
     redirect_uri = cmd.auth_params.get("redirect_uri")
     if redirect_uri is not None and redirect_uri not in client.callbacks:
         raise RedirectNotAllowed()
-    channel = Channel.EMAIL if connection.strategy == "email" else Channel.SMS
     return _Request(
         client=client,
         connection=connection,
         identifier=identifier,
-        send=cmd.send if channel is Channel.EMAIL else "code",
+        send=cmd.send if channel.links else "code",
         channel=channel,
         auth_params={**_connection_auth_params(connection), **cmd.auth_params},
         credentials=ClientCredentials(
@@ -276,7 +268,7 @@ async def start_passwordless(
         audit = _audit_base(cmd, config, req, issued)
         sms_now: Message | None = None
         if rendered is None:  # a test identity's fixed code: nothing is sent, the use is audited
-            event = "cls" if req.channel is Channel.EMAIL else "cs"
+            event = req.channel.sent_event
             tested = replace(audit, details={**audit.details, "test_identity": True})
             await uow.audit.add(_event(tested, event, description=TEST_IDENTITY_TEXT), now)
         else:
@@ -348,10 +340,12 @@ def _render(
         sender = (provider.default_from_address if provider else None) or DEFAULT_SENDER
         message = deps.renderer.email(req.connection, context, sender)
         provider_name = provider.name if provider is not None and provider.enabled else "none"
-        return _Rendered(message, provider_name, "cls", queued=True)
+        return _Rendered(message, provider_name, req.channel.sent_event, queued=True)
     message = deps.renderer.sms(req.connection, context)
-    provider_name = str(req.connection.options.get("provider", OUTBOX_PROVIDER))
-    return _Rendered(message, provider_name, "cs", queued=provider_name == OUTBOX_PROVIDER)
+    options = req.connection.options
+    sms_provider = options.provider if isinstance(options, SmsOptions) else OUTBOX_PROVIDER
+    queued = sms_provider == OUTBOX_PROVIDER
+    return _Rendered(message, sms_provider, req.channel.sent_event, queued=queued)
 
 
 async def _issue_code(
@@ -402,7 +396,7 @@ async def _queue_message(
         provider=rendered.provider,
         challenge_id=issued.challenge_id,
         code=issued.code,
-        link=issued.link if req.channel is Channel.EMAIL else None,
+        link=issued.link if req.channel.links else None,
         now=now,
     )
     await uow.audit.add(_event(audit, rendered.event), now)

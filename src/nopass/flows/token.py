@@ -35,6 +35,7 @@ from nopass.core.models import (
     TenantConfig,
     User,
 )
+from nopass.core.options import DEFAULT_ACCESS_TOKEN_LIFETIME
 from nopass.core.otp import new_id
 from nopass.core.ports import KeyStore, RequestInfo, UnitOfWork, UnitOfWorkFactory
 from nopass.flows.audit import login_event
@@ -52,8 +53,6 @@ REFRESH_GRANT = "refresh_token"
 CODE_GRANT = "authorization_code"
 SUPPORTED_GRANTS = (PASSWORDLESS_OTP_GRANT, REFRESH_GRANT, CODE_GRANT)
 DEFAULT_SCOPE = "openid"
-DEFAULT_ACCESS_TOKEN_LIFETIME = 86400
-DEFAULT_REFRESH_LIFETIME = 2592000
 REFRESH_TOKEN_PREFIX = "v1."  # noqa: S105 (a format prefix)
 
 
@@ -290,15 +289,14 @@ async def _new_refresh_token(
     """A new refresh token and its family id, or ``(None, None)`` without offline access."""
     if not grant.offline:
         return None, None
-    settings = client.refresh_token
+    policy = client.refresh_token
     if parent is not None:
         family, expires_at = parent.family_id, parent.expires_at
     else:
         family = new_id()
         expires_at = None
-        if settings.get("expiration_type", "non-expiring") == "expiring":
-            lifetime = int(settings.get("token_lifetime", DEFAULT_REFRESH_LIFETIME))
-            expires_at = now + timedelta(seconds=lifetime)
+        if policy.expiring:
+            expires_at = now + timedelta(seconds=policy.token_lifetime)
     token = REFRESH_TOKEN_PREFIX + secrets.token_urlsafe(48)
     record = RefreshGrant(
         id=new_id(),
@@ -348,7 +346,7 @@ async def _refresh_grant(
 
 
 def _rotating(client: Client) -> bool:
-    return bool(client.refresh_token.get("rotation_type", "non-rotating") == "rotating")
+    return client.refresh_token.rotating
 
 
 def _access_lifetime(config: TenantConfig, audience: str | None) -> int:
@@ -377,7 +375,7 @@ async def _redeem(
         raise InvalidRefreshToken("revoked refresh token")
     if stored.expires_at is not None and stored.expires_at <= now:
         raise InvalidRefreshToken("expired refresh token")
-    leeway = timedelta(seconds=int(client.refresh_token.get("leeway", 0)))
+    leeway = timedelta(seconds=client.refresh_token.leeway)
     in_leeway = bool(leeway) and stored.rotated_at is not None and now - stored.rotated_at <= leeway
     if stored.rotated_at is not None and not in_leeway:
         await _reused(uow, tenant_id, stored, now, audit)

@@ -19,7 +19,6 @@ from typing import Any
 from sqlalchemy import insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from nopass.core.identity import normalize_email
 from nopass.core.models import (
     AuthMethod,
     Client,
@@ -32,6 +31,12 @@ from nopass.core.models import (
     TestIdentity,
 )
 from nopass.store.engine import reader
+from nopass.store.options import (
+    connection_options,
+    id_token_policy,
+    rate_limits,
+    refresh_token_policy,
+)
 from nopass.store.tables import (
     ClientRow,
     ConfigStateRow,
@@ -131,7 +136,7 @@ async def _load_all(
             id=row.id,
             name=row.name,
             strategy=row.strategy,
-            options=row.options,
+            options=connection_options(row.strategy, row.options),
             enabled_clients=frozenset(enabled_by_conn[row.id]),
         )
     provider_by_tenant = {
@@ -159,7 +164,7 @@ async def _load_all(
                 name=row.name,
                 friendly_name=row.friendly_name,
                 default_audience=row.default_audience,
-                rate_limits=row.rate_limits,
+                rate_limits=rate_limits(row.rate_limits),
                 test_identities=test_identities(row.test_identities, conns_by_tenant[row.id]),
             ),
             clients=clients_by_tenant[row.id],
@@ -191,8 +196,8 @@ def test_identities(
             continue
         if connection is None or expires_at.tzinfo is None:
             continue
-        if connection.strategy == "email":
-            identifier = normalize_email(identifier) or identifier.lower()
+        if connection.is_passwordless:
+            identifier = connection.channel.normalize(identifier) or identifier.lower()
         found.append(
             TestIdentity(
                 connection=connection.name,
@@ -211,8 +216,6 @@ def client_from_row(
         value = s.get(key) or []
         return tuple(str(v) for v in value) if isinstance(value, list) else ()
 
-    jwt_cfg = s.get("jwt_configuration")
-    refresh = s.get("refresh_token")
     return Client(
         tenant_id=tenant_id,
         client_id=client_id,
@@ -228,8 +231,8 @@ def client_from_row(
         cross_origin_auth=bool(s.get("cross_origin_auth", False)),
         ip_header_trusted=bool(s.get("is_token_endpoint_ip_header_trusted", False)),
         public_keys=strings("public_keys"),
-        jwt_configuration=jwt_cfg if isinstance(jwt_cfg, dict) else {},
-        refresh_token=refresh if isinstance(refresh, dict) else {},
+        jwt_configuration=id_token_policy(s.get("jwt_configuration")),
+        refresh_token=refresh_token_policy(s.get("refresh_token")),
     )
 
 

@@ -29,6 +29,7 @@ from nopass.api.deps import Services, ServicesDep, TenantDep
 from nopass.api.i18n import Texts, choose_language, texts
 from nopass.api.pages import origin_of, page
 from nopass.api.request_info import request_info
+from nopass.core.channel import Channel
 from nopass.core.errors import (
     CodeFailure,
     CodeRejected,
@@ -144,7 +145,9 @@ def _identifier_page(
     headers: dict[str, str] | None = None,
 ) -> Response:
     strategy = view.connection.strategy
-    intro = "sms" if strategy == "sms" else "link" if view.request.send == "link" else "code"
+    intro = "link" if view.request.send == "link" else "code"
+    if not view.connection.channel.links:
+        intro = "sms"
     return page(
         "pages/login_identifier.html",
         status=status,
@@ -341,8 +344,8 @@ async def submit_identifier(request: Request, services: ServicesDep, tenant: Ten
     view = await _load(request, services, tenant, form)
     if isinstance(view, Response):
         return view
-    field = "email" if view.connection.strategy == "email" else "phone_number"
-    typed = _field(form, field) or ""
+    channel = view.connection.channel
+    typed = _field(form, channel.field) or ""
     deps = PageDeps(browser=services.browser, start=services.start)
     try:
         await send_message(
@@ -355,7 +358,7 @@ async def submit_identifier(request: Request, services: ServicesDep, tenant: Ten
             _sender(request, services, view),
         )
     except RequestRejected:
-        error = view.t("error.email" if field == "email" else "error.phone")
+        error = view.t("error.email" if channel is Channel.EMAIL else "error.phone")
         return _identifier_page(view, value=typed, error=error, status=400)
     except DeliveryFailed:
         error = view.t("error.delivery")

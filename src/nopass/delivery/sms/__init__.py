@@ -1,9 +1,9 @@
 """SMS providers of passwordless ``sms`` connections (auth0-wire.md §6.2).
 
-``SmsRouter`` picks the sender named by ``connection.options["provider"]``: Auth0's
+``SmsRouter`` picks the sender named by the connection's ``provider``: Auth0's
 ``"twilio"`` or ``"sms_gateway"`` (custom gateway). A connection without ``provider`` uses
-Twilio, as in Auth0's own connection examples. The non-Auth0 ``"outbox"`` provider is
-queued elsewhere and never reaches this router.
+the ``"outbox"`` provider (``core.options.SmsOptions``, as the configuration file
+documents), which is queued elsewhere and never reaches this router.
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ import httpx
 
 from nopass.core.clock import Clock
 from nopass.core.models import Connection, Message
+from nopass.core.options import OUTBOX_PROVIDER, SmsOptions
 from nopass.core.ports import RequestInfo, SmsSender
 from nopass.delivery.sms.gateway import GatewaySmsSender
 from nopass.delivery.sms.twilio import TwilioSmsSender
@@ -31,8 +32,9 @@ class SmsRouter:
         }
 
     async def send(self, connection: Connection, message: Message, request: RequestInfo) -> None:
-        provider = connection.options.get("provider") or "twilio"  # Auth0's implicit default
-        sender = self._senders.get(str(provider))
+        options = connection.options
+        provider = options.provider if isinstance(options, SmsOptions) else OUTBOX_PROVIDER
+        sender = self._senders.get(provider)
         if sender is None:
             raise ValueError(f"no synchronous SMS sender for provider {provider!r}")
         await sender.send(connection, message, request)

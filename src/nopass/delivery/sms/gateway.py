@@ -21,7 +21,6 @@ import base64
 import binascii
 import logging
 import warnings
-from collections.abc import Mapping
 from typing import Any
 
 import httpx
@@ -30,6 +29,7 @@ import jwt
 from nopass.core.clock import Clock, SystemClock
 from nopass.core.errors import DeliveryFailed, DeliveryFailure
 from nopass.core.models import Connection, Message
+from nopass.core.options import GatewayAuthentication, SmsOptions
 from nopass.core.ports import RequestInfo
 from nopass.delivery.sms.http import post
 
@@ -38,11 +38,6 @@ __all__ = ["TOKEN_LIFETIME_SECONDS", "GatewaySmsSender", "gateway_token"]
 TOKEN_LIFETIME_SECONDS = 60
 
 logger = logging.getLogger(__name__)
-
-
-def _is_true(value: object) -> bool:
-    """Auth0 stores some flags as JSON booleans and some as ``"true"``."""
-    return value is True or (isinstance(value, str) and value.strip().lower() == "true")
 
 
 def _decode_secret(secret: str) -> bytes:
@@ -54,24 +49,24 @@ def _decode_secret(secret: str) -> bytes:
         raise ValueError("gateway_authentication.secret is not valid base64") from exc
 
 
-def gateway_token(authentication: Mapping[str, Any], issued_at: int) -> str:
+def gateway_token(authentication: GatewayAuthentication, issued_at: int) -> str:
     """The bearer JWT for ``options.gateway_authentication`` (HS256, 60 s lifetime)."""
-    method = str(authentication.get("method", "")).lower()
+    method = authentication.method.lower()
     if method != "bearer":
         raise ValueError(f"unsupported gateway_authentication.method {method!r}")
-    secret = str(authentication["secret"])
+    secret = authentication.secret
+    if not secret:
+        raise ValueError("gateway_authentication.secret is required")
     key: bytes = (
-        _decode_secret(secret)
-        if _is_true(authentication.get("secret_base64_encoded"))
-        else secret.encode("utf-8")
+        _decode_secret(secret) if authentication.secret_base64_encoded else secret.encode("utf-8")
     )
     claims: dict[str, Any] = {
-        "aud": authentication["audience"],
+        "aud": authentication.audience,
         "iat": issued_at,
         "exp": issued_at + TOKEN_LIFETIME_SECONDS,
     }
-    if authentication.get("subject"):
-        claims["sub"] = authentication["subject"]
+    if authentication.subject:
+        claims["sub"] = authentication.subject
     with warnings.catch_warnings():
         # Auth0 accepts short secrets (its own example has 22 bytes); so must we.
         warnings.simplefilter("ignore", jwt.InsecureKeyLengthWarning)
@@ -90,21 +85,23 @@ class GatewaySmsSender:
 
     async def send(self, connection: Connection, message: Message, request: RequestInfo) -> None:
         options = connection.options
+        if not isinstance(options, SmsOptions) or not options.gateway_url:
+            raise ValueError("an sms_gateway connection needs gateway_url")
         payload: dict[str, Any] = {
             "recipient": message.recipient,
             "body": message.text,
             "sender": message.sender,
         }
-        if _is_true(options.get("forward_req_info")):
+        if options.forward_req_info:
             payload["req"] = {"ip": request.ip, "user-agent": request.user_agent}
         headers: dict[str, str] = {}
-        authentication = options.get("gateway_authentication")
-        if authentication:
+        authentication = options.gateway_authentication
+        if authentication is not None:
             issued_at = int(self._clock.now().timestamp())
             headers["Authorization"] = "Bearer " + gateway_token(authentication, issued_at)
         response = await post(
             self._client,
-            str(options["gateway_url"]),
+            options.gateway_url,
             provider="sms gateway",
             connection_id=connection.id,
             timeout=self._timeout,

@@ -18,6 +18,7 @@ import httpx
 
 from nopass.core.errors import DeliveryFailed, DeliveryFailure
 from nopass.core.models import Connection, Message
+from nopass.core.options import SmsOptions
 from nopass.core.ports import RequestInfo
 from nopass.delivery.sms.http import post
 
@@ -58,18 +59,18 @@ class TwilioSmsSender:
 
     async def send(self, connection: Connection, message: Message, request: RequestInfo) -> None:
         options = connection.options
-        sid = options.get("twilio_sid")
-        token = options.get("twilio_token")
-        if not sid or not token:
+        sid = options.twilio_sid if isinstance(options, SmsOptions) else None
+        token = options.twilio_token if isinstance(options, SmsOptions) else None
+        if not isinstance(options, SmsOptions) or not sid or not token:
             raise ValueError("a twilio connection needs twilio_sid and twilio_token")
         form = {"To": message.recipient, "Body": message.text}
-        if options.get("messaging_service_sid"):
-            form["MessagingServiceSid"] = str(options["messaging_service_sid"])
-        elif options.get("from") or message.sender:
-            form["From"] = str(options.get("from") or message.sender)
+        if options.messaging_service_sid:
+            form["MessagingServiceSid"] = options.messaging_service_sid
+        elif options.sender or message.sender:
+            form["From"] = str(options.sender or message.sender)
         else:
             raise ValueError("a twilio connection needs from or messaging_service_sid")
-        url = f"{self._base_url}/2010-04-01/Accounts/{quote(str(sid), safe='')}/Messages.json"
+        url = f"{self._base_url}/2010-04-01/Accounts/{quote(sid, safe='')}/Messages.json"
         response = await post(
             self._client,
             url,
@@ -77,7 +78,7 @@ class TwilioSmsSender:
             connection_id=connection.id,
             timeout=self._timeout,
             data=form,
-            auth=(str(sid), str(token)),
+            auth=(sid, token),
         )
         if response.is_success:
             return
