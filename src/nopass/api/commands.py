@@ -30,8 +30,8 @@ from nopass.flows.passwordless_verify import VerifyCommand
 from nopass.flows.revoke import RevokeCommand
 from nopass.flows.start import Sent, StartCommand
 from nopass.flows.token import (
-    CODE_GRANT,
     REFRESH_GRANT,
+    SUPPORTED_GRANTS,
     AuthorizationCodeGrant,
     OtpGrant,
     RefreshTokenGrant,
@@ -114,7 +114,7 @@ def token_command(body: Body, basic: Basic, *, issuer: str, request: RequestInfo
     """``POST /oauth/token``: ``grant_type`` → ``client_id`` → the grant's parameters."""
     grant_type = required(body, "grant_type")
     grant: OtpGrant | RefreshTokenGrant | AuthorizationCodeGrant
-    if grant_type not in (PASSWORDLESS_OTP_GRANT, REFRESH_GRANT, CODE_GRANT):
+    if grant_type not in SUPPORTED_GRANTS:
         raise UnsupportedGrantType(grant_type)
     client_id = client_id_of(body, basic)
     if grant_type == PASSWORDLESS_OTP_GRANT:

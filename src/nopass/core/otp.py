@@ -6,6 +6,7 @@ import secrets
 
 MIN_LENGTH, MAX_LENGTH = 6, 10
 MIN_LIFETIME, MAX_LIFETIME = 60, 600
+MAX_ATTEMPTS = 3  # failed guesses that kill a code (security.md §6)
 
 
 def new_code(length: int) -> str:

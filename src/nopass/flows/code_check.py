@@ -36,13 +36,13 @@ from nopass.core.errors import (
 )
 from nopass.core.keyring import Keyring
 from nopass.core.models import AuditEvent, Client, Connection, Tenant, TenantConfig, User
+from nopass.core.otp import MAX_ATTEMPTS
 from nopass.core.ports import UnitOfWork
 from nopass.core.profile import initial_profile, new_user_id
 from nopass.flows.limits import Limits
 from nopass.ratelimit.base import Decision
 
 FAILURE_WINDOW = timedelta(minutes=15)
-MAX_ATTEMPTS = 3  # ChallengeRepo.attempt's bound (store/challenges.py)
 TEST_IDENTITY_EVENT = "test_identity"
 TEST_IDENTITY_TEXT = "Signed in with a test identity's fixed code"
 
@@ -96,10 +96,6 @@ def realm_connection(config: TenantConfig, client: Client, name: str) -> Connect
     if client.client_id not in connection.enabled_clients:
         raise ConnectionProblem(ConnectionIssue.DISABLED)
     return connection
-
-
-def failure_limit(tenant: Tenant) -> int:
-    return tenant.rate_limits.failures_per_identity_per_15min
 
 
 @dataclass(frozen=True, slots=True)
@@ -186,7 +182,7 @@ class CodeCheck:
         identifier: str,
         now: datetime,
     ) -> None:
-        limit = failure_limit(tenant)
+        limit = tenant.rate_limits.failures_per_identity_per_15min
         if not limit:
             return
         failures, started = await uow.failures.current(
@@ -292,7 +288,7 @@ class CodeCheck:
     ) -> None:
         """Count a rejected code against the identity, audit, and commit."""
         if isinstance(exc, CodeRejected):
-            if identifier is not None and failure_limit(tenant):
+            if identifier is not None and tenant.rate_limits.failures_per_identity_per_15min:
                 await uow.failures.record_failure(
                     tenant.id, attempt.connection.id, identifier, FAILURE_WINDOW, now
                 )

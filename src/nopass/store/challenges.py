@@ -21,10 +21,10 @@ from sqlalchemy import and_, bindparam, case, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from nopass.core.models import Challenge
+from nopass.core.otp import MAX_ATTEMPTS
 from nopass.store.prebuilt import run
 from nopass.store.tables import ChallengeRow, UTCDateTime, table
 
-MAX_ATTEMPTS = 3
 _T = table(ChallengeRow)
 
 

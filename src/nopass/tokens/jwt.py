@@ -31,6 +31,32 @@ def sign(claims: Mapping[str, Any], key: SigningKey, *, typ: str) -> str:
     )
 
 
+def _key_for(
+    token: str,
+    public_keys: Mapping[str, rsa.RSAPublicKey],
+    typ: str,
+    kind: str,
+    error: type[InvalidAccessToken] | type[InvalidIdTokenHint],
+) -> rsa.RSAPublicKey:
+    """The key of ours that ``token``'s header names, after the header checks of RFC 8725
+    §3.1 and §3.11 (pinned algorithm, no key-location headers, explicit ``typ``)."""
+    try:
+        header = jwt.get_unverified_header(token)
+    except jwt.PyJWTError as exc:
+        raise error("malformed token") from exc
+    if header.get("alg") != ALGORITHM:
+        raise error(f"algorithm {header.get('alg')!r} refused")
+    if any(name in header for name in FORBIDDEN_HEADERS):
+        raise error("token carries key-location headers")
+    if header.get("typ") != typ:
+        raise error(f"not {kind}")
+    kid = header.get("kid")
+    key = public_keys.get(kid) if isinstance(kid, str) else None
+    if key is None:
+        raise error("unknown kid")
+    return key
+
+
 def verify_access_token(
     token: str,
     public_keys: Mapping[str, rsa.RSAPublicKey],
@@ -41,20 +67,7 @@ def verify_access_token(
 ) -> dict[str, Any]:
     """Claims of a valid access token of ours, or ``InvalidAccessToken``. Time comes from
     ``now`` (the injected clock), not from PyJWT's own reading of the system clock."""
-    try:
-        header = jwt.get_unverified_header(token)
-    except jwt.PyJWTError as exc:
-        raise InvalidAccessToken("malformed token") from exc
-    if header.get("alg") != ALGORITHM:
-        raise InvalidAccessToken(f"algorithm {header.get('alg')!r} refused")
-    if any(name in header for name in FORBIDDEN_HEADERS):
-        raise InvalidAccessToken("token carries key-location headers")
-    if header.get("typ") != ACCESS_TOKEN_TYPE:
-        raise InvalidAccessToken("not an access token")
-    kid = header.get("kid")
-    key = public_keys.get(kid) if isinstance(kid, str) else None
-    if key is None:
-        raise InvalidAccessToken("unknown kid")
+    key = _key_for(token, public_keys, ACCESS_TOKEN_TYPE, "an access token", InvalidAccessToken)
     try:
         claims: dict[str, Any] = jwt.decode(
             token,
@@ -95,20 +108,7 @@ def verify_id_token_hint(
     """Claims of an ID token this issuer signed, or ``InvalidIdTokenHint``. Expiry is not
     checked: RP-Initiated Logout 1.0 §2 lets an expired ID token serve as a hint. The
     audience is left to the caller, which reads the client from it."""
-    try:
-        header = jwt.get_unverified_header(token)
-    except jwt.PyJWTError as exc:
-        raise InvalidIdTokenHint("malformed token") from exc
-    if header.get("alg") != ALGORITHM:
-        raise InvalidIdTokenHint(f"algorithm {header.get('alg')!r} refused")
-    if any(name in header for name in FORBIDDEN_HEADERS):
-        raise InvalidIdTokenHint("token carries key-location headers")
-    if header.get("typ") != ID_TOKEN_TYPE:
-        raise InvalidIdTokenHint("not an ID token")
-    kid = header.get("kid")
-    key = public_keys.get(kid) if isinstance(kid, str) else None
-    if key is None:
-        raise InvalidIdTokenHint("unknown kid")
+    key = _key_for(token, public_keys, ID_TOKEN_TYPE, "an ID token", InvalidIdTokenHint)
     try:
         claims: dict[str, Any] = jwt.decode(
             token,

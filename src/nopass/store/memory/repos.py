@@ -15,7 +15,7 @@ from datetime import datetime, timedelta
 from typing import Any, Protocol
 
 from nopass.core.models import AuditEvent, Challenge, Message, User
-from nopass.core.otp import new_id
+from nopass.core.otp import MAX_ATTEMPTS, new_id
 from nopass.store.memory.tables import (
     AuditRecord,
     DuplicateKey,
@@ -25,7 +25,6 @@ from nopass.store.memory.tables import (
     insert,
 )
 
-MAX_ATTEMPTS = 3  # as store/challenges.py
 OUTBOX_PROVIDER = "outbox"
 
 
@@ -172,17 +171,9 @@ class MemoryUserRepo:
     ) -> tuple[User, bool]:
         """Create the user (``new_user_id``, ``profile``) or count its login."""
         tables = await self._work.writing()
-        known = _find_user(tables, tenant_id, connection_id, identifier)
-        if known is not None:
-            user = replace(
-                known,
-                last_login=now,
-                last_ip=ip,
-                updated_at=now,
-                logins_count=known.logins_count + 1,
-            )
-            tables.users[(tenant_id, user.user_id)] = user
-            return user, user.user_id == new_user_id
+        counted = await self.count_login(tenant_id, connection_id, identifier, ip=ip, now=now)
+        if counted is not None:
+            return counted, False
         user = User(
             tenant_id=tenant_id,
             user_id=new_user_id,
