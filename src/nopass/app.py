@@ -47,7 +47,7 @@ from nopass.core.models import OutboxEntry
 from nopass.delivery.sms import SmsRouter
 from nopass.delivery.smtp import SmtpTransport
 from nopass.delivery.templates import TemplateRenderer
-from nopass.flows.authorize import BrowserDeps
+from nopass.flows.authorization_request import BrowserDeps
 from nopass.flows.limits import Limits
 from nopass.flows.outbox import RetryPolicy, deliver_due
 from nopass.flows.start import StartDeps
@@ -162,7 +162,7 @@ async def housekeeping(runtime: Runtime, clock: Clock, every: float) -> None:
 
 
 def rate_limiter(settings: Settings, engine: AsyncEngine) -> RateLimiter:
-    """Rate-limit counters every process shares (security.md §6): Redis when configured,
+    """Rate-limit counters every process shares (docs/specs/security.md §6): Redis when configured,
     with the database behind it; the database otherwise. Never per-process memory."""
     database = SqlRateLimiter(engine)
     if settings.redis_url:
@@ -319,7 +319,7 @@ def _install_error_handlers(app: FastAPI) -> None:
         response = common_error(exc)
         return response or auth0_error(500, "server_error", "Internal error")
 
-    # Fail closed (security.md §6): 503 temporarily_unavailable, never a 500.
+    # Fail closed (docs/specs/security.md §6): 503 temporarily_unavailable, never a 500.
     @app.exception_handler(OperationalError)
     @app.exception_handler(DBAPIError)
     @app.exception_handler(PoolTimeout)

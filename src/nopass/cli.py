@@ -1,4 +1,5 @@
-"""The ``nopass`` command (interface.md): dev, migrate, apply, serve, logs, users, keys."""
+"""The ``nopass`` command (docs/specs/interface.md): dev, migrate, apply, serve, logs, users,
+keys."""
 
 from __future__ import annotations
 

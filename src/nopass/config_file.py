@@ -1,4 +1,4 @@
-"""The ``nopass apply`` file: one tenant and everything in it (interface.md).
+"""The ``nopass apply`` file: one tenant and everything in it (docs/specs/interface.md).
 
 Field names are Auth0 Management API names. Parsing is strict: an unknown key or a bad value
 is reported as one line naming the key (``clients[0].app_type: ...``), and nothing is written.

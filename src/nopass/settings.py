@@ -1,6 +1,6 @@
 """Process-level settings, read once from the environment (``NOPASS_*``) and passed down.
 
-The operator interface (names, defaults) is fixed by ``shared/spec/interface.md``.
+The operator interface (names, defaults) is fixed by ``docs/specs/interface.md``.
 """
 
 from __future__ import annotations
@@ -48,7 +48,7 @@ class Settings(BaseSettings):
     sms_timeout_seconds: float = Field(default=10.0, gt=0)
     # A request's whole body must arrive within this, or the answer is 408 (api/body_deadline.py).
     request_body_timeout_seconds: float = Field(default=10.0, gt=0)
-    # Fail closed, and fast, when the database is unreachable (security.md §6): bounds on
+    # Fail closed, and fast, when the database is unreachable (docs/specs/security.md §6): bounds on
     # connecting to PostgreSQL, on one statement, and on waiting for a SQLite lock.
     database_connect_timeout_seconds: float = Field(default=5.0, gt=0)
     database_command_timeout_seconds: float = Field(default=10.0, gt=0)

@@ -1,5 +1,5 @@
 """CORS: the ``/co/authenticate`` pre-flight, and the endpoints browser SDKs call answering the
-origins of the tenant's clients (auth0-wire.md §1.5)."""
+origins of the tenant's clients (docs/specs/auth0-wire.md §1.5)."""
 
 from __future__ import annotations
 

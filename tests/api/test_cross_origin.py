@@ -1,4 +1,4 @@
-"""``POST /co/authenticate`` and its login tickets (auth0-wire.md §5.2, §5.3, §12.11)."""
+"""``POST /co/authenticate`` and its login tickets (docs/specs/auth0-wire.md §5.2, §5.3, §12.11)."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ import pytest
 from nopass.core.errors import AuthorizeInvalid, AuthorizeProblem
 from nopass.core.keyring import Keyring
 from nopass.core.models import PASSWORDLESS_OTP_GRANT, TenantConfig, User
-from nopass.flows.authorize import AuthorizeRequest
+from nopass.flows.authorization_request import AuthorizeRequest
 from nopass.flows.cross_origin import redeem_ticket, verifier_cookie_name
 from nopass.store.config import ConfigCache
 from nopass.store.unit_of_work import SqlUnitOfWork

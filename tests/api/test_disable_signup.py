@@ -1,4 +1,5 @@
-"""``disable_signup``: only existing users get a message, and nobody can tell (auth0-wire.md §12.5).
+"""``disable_signup``: only existing users get a message, and nobody can tell
+(docs/specs/auth0-wire.md §12.5).
 
 A start for an identity with no user answers exactly like one for a known user, stores a
 challenge flagged ``phantom`` (never deliverable, never valid) and sends nothing.

@@ -1,6 +1,6 @@
 """Identical answers for existing, unknown and signup-disabled identities (issue 5, item 3;
-auth0-wire.md §12.5; ASVS 5.0 6.3.8): ``/passwordless/start`` and the OTP grant answer with
-the same status, the same body shape, the same headers and, within noise, the same time,
+docs/specs/auth0-wire.md §12.5; ASVS 5.0 6.3.8): ``/passwordless/start`` and the OTP grant answer
+with the same status, the same body shape, the same headers and, within noise, the same time,
 whether the identity has an account, has none, or has none on a connection that refuses
 signups (where nothing is sent at all).
 

@@ -1,6 +1,6 @@
-"""Rate limits (security.md §6) over HTTP: the defaults, the tenant's ``rate_limits``, the 429
-of auth0-wire.md §12.12 with its ``x-ratelimit-*`` headers, the allowlist, which IP counts
-(socket peer, trusted proxy, ``auth0-forwarded-for``), and ``api_limit`` audit events.
+"""Rate limits (docs/specs/security.md §6) over HTTP: the defaults, the tenant's ``rate_limits``,
+the 429 of docs/specs/auth0-wire.md §12.12 with its ``x-ratelimit-*`` headers, the allowlist, which
+IP counts (socket peer, trusted proxy, ``auth0-forwarded-for``), and ``api_limit`` audit events.
 
 Requests come from a trusted proxy (the harness' peer) so ``X-Forwarded-For`` picks the IP.
 """
@@ -135,8 +135,9 @@ def details(event: dict[str, Any]) -> dict[str, Any]:
 
 
 def test_defaults_are_the_binding_ones() -> None:
-    """security.md §6, as the configuration file documents them (interface.md): the file's
-    defaults are the domain's (core.options), and these are the numbers."""
+    """docs/specs/security.md §6, as the configuration file documents them
+    (docs/specs/interface.md): the file's defaults are the domain's (core.options), and these are
+    the numbers."""
     documented = RateLimits().model_dump()
     domain = asdict(DomainRateLimits())
     assert documented == {**domain, "allowlist": list(domain["allowlist"])}

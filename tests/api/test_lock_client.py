@@ -1,4 +1,4 @@
-"""``GET /client/{client_id}.js`` for Lock (auth0-wire.md §5.8)."""
+"""``GET /client/{client_id}.js`` for Lock (docs/specs/auth0-wire.md §5.8)."""
 
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 """The hosted login page (``GET /authorize``, issue 4 item 3), driven like a browser without
-JavaScript: plain form posts, cookies, redirects. Markup per interface.md "The hosted login
-page"; codes checked with the OTP grant's counters (security.md §6)."""
+JavaScript: plain form posts, cookies, redirects. Markup per docs/specs/interface.md "The hosted
+login page"; codes checked with the OTP grant's counters (docs/specs/security.md §6)."""
 
 from __future__ import annotations
 

@@ -7,7 +7,7 @@ import hashlib
 import secrets
 from collections.abc import AsyncIterator
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qs, urlencode, urlsplit
 
 import httpx
 import pytest
@@ -204,3 +204,42 @@ async def test_otp_grant_still_works_for_a_link_code(app: Harness) -> None:
         },
     )
     assert response.status_code == 200
+
+
+@pytest.mark.parametrize("repeated", ["connection", "verification_code", "email", "redirect_uri"])
+async def test_a_repeated_link_parameter_gets_an_html_page_and_burns_nothing(
+    app: Harness, repeated: str
+) -> None:
+    _, challenge = pkce()
+    link = await send_link(app, code_challenge=challenge, code_challenge_method="S256")
+    query = urlsplit(link).query
+    value = parse_qs(query)[repeated][0]
+    polluted = f"{query}&{urlencode({repeated: value})}"
+    got = await app.client.get(f"/passwordless/verify_redirect?{polluted}")
+    posted = await app.client.post(
+        "/passwordless/verify_redirect",
+        content=polluted,
+        headers={"content-type": "application/x-www-form-urlencoded"},
+    )
+    for answer in (got, posted):
+        assert answer.status_code == 400
+        assert answer.headers["content-type"].startswith("text/html")
+        assert "location" not in answer.headers
+        assert "given more than once" in answer.text
+    [row] = await app.rows("SELECT attempts, consumed_at FROM challenges")
+    assert (row["attempts"], row["consumed_at"]) == (0, None)
+
+
+async def test_a_confirmation_post_over_64_kib_is_refused_and_burns_nothing(app: Harness) -> None:
+    _, challenge = pkce()
+    link = await send_link(app, code_challenge=challenge, code_challenge_method="S256")
+    padded = urlsplit(link).query + "&pad=" + "x" * (64 * 1024)
+    posted = await app.client.post(
+        "/passwordless/verify_redirect",
+        content=padded,
+        headers={"content-type": "application/x-www-form-urlencoded"},
+    )
+    assert posted.status_code == 400
+    assert "The form could not be read." in posted.text
+    [row] = await app.rows("SELECT attempts, consumed_at FROM challenges")
+    assert (row["attempts"], row["consumed_at"]) == (0, None)

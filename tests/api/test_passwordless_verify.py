@@ -1,5 +1,5 @@
 """``POST /passwordless/verify``: checks a code without consuming it, failures count
-(auth0-wire.md §5.1, §12.10)."""
+(docs/specs/auth0-wire.md §5.1, §12.10)."""
 
 from __future__ import annotations
 

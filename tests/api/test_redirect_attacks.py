@@ -1,4 +1,4 @@
-"""Redirect-URI attacks (security.md §4: Keycloak CVE-2023-6291, mod_auth_openidc
+"""Redirect-URI attacks (docs/specs/security.md §4: Keycloak CVE-2023-6291, mod_auth_openidc
 CVE-2022-23527, Fosite CVE-2020-15234...): only an exact callback is ever used, at start, at
 /authorize and at the magic link; a refusal sends nothing and redirects nowhere."""
 

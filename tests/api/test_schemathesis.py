@@ -1,6 +1,6 @@
 """Property-based fuzzing of the JSON endpoints from their OpenAPI document (issue 5;
-security.md §5 "Schemathesis"): whatever a client sends, nopass never answers with a server
-error, and every answer (status, content type, body) is one the document describes.
+docs/specs/security.md §5 "Schemathesis"): whatever a client sends, nopass never answers with a
+server error, and every answer (status, content type, body) is one the document describes.
 
 The document served at ``GET /openapi.json`` is the one under test. Identifiers are narrowed
 to the seeded tenant's (clients, connections), so that generated requests get past client

@@ -1,4 +1,4 @@
-"""SMS fraud controls (security.md §6): allowed countries, per-prefix velocity, the
+"""SMS fraud controls (docs/specs/security.md §6): allowed countries, per-prefix velocity, the
 send→verify conversion breaker and the tenant's daily SMS budget. Each refuses before the
 provider is called (the gateway records every call), stores nothing and is audited."""
 

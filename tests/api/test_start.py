@@ -1,4 +1,5 @@
-"""POST /passwordless/start: responses, the error table of auth0-wire.md §2.5/§12, storage."""
+"""POST /passwordless/start: responses, the error table of docs/specs/auth0-wire.md §2.5/§12,
+storage."""
 
 from __future__ import annotations
 

@@ -4,7 +4,8 @@ For every generated body (JSON objects of allowed and unknown keys with arbitrar
 valid-looking bodies with random identifiers, raw bytes, urlencoded forms):
 
 * never a 5xx; always a JSON object;
-* a 200 has exactly the documented shape (auth0-wire.md §12.4) and stores one challenge, one
+* a 200 has exactly the documented shape (docs/specs/auth0-wire.md §12.4) and stores one challenge,
+one
   outbox row and one audit event, and an email start is delivered exactly once;
 * anything else is ``{"error", "error_description"}`` and writes nothing (no challenge, outbox
   or audit row) and sends nothing.
@@ -394,7 +395,7 @@ async def test_form_field_both_plain_and_bracketed_is_refused_in_either_order(
     probe: Probe,
 ) -> None:
     """``X=v`` next to ``X[k]=w`` is one field sent twice (parameter pollution): refused as
-    ``bad.X`` whichever comes first, like a repeated key (auth0-wire.md §1.2: a plain
+    ``bad.X`` whichever comes first, like a repeated key (docs/specs/auth0-wire.md §1.2: a plain
     ``authParams`` is always ``bad.authParams``). Found by ``test_form_bodies``."""
     failures = []
     for name, (plain, key, bracketed) in MIXED_FIELDS.items():

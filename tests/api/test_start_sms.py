@@ -1,5 +1,6 @@
 """SMS starts end to end: the gateway and Twilio, and how provider failures reach the caller
-(auth0-wire.md §2.5 rows 11-13): the code is voided, `fn` is logged, nothing else changes."""
+(docs/specs/auth0-wire.md §2.5 rows 11-13): the code is voided, `fn` is logged, nothing else
+changes."""
 
 from __future__ import annotations
 

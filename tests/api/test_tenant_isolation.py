@@ -1,7 +1,7 @@
 """Two tenants in one database: everything is looked up inside the tenant the Host selects.
 
-auth0-wire.md §9 and §12.1: a client_id or connection of another tenant behaves as if it did not
-exist; links are built from the origin the request matched; every row carries its tenant.
+docs/specs/auth0-wire.md §9 and §12.1: a client_id or connection of another tenant behaves as if it
+did not exist; links are built from the origin the request matched; every row carries its tenant.
 """
 
 from __future__ import annotations

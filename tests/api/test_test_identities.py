@@ -1,5 +1,5 @@
-"""Test identities (interface.md ``test_identities``, security.md §6): a fixed code for
-app-store review and CI. It is stored as an HMAC like any code, nothing is sent, the send
+"""Test identities (docs/specs/interface.md ``test_identities``, docs/specs/security.md §6): a fixed
+code for app-store review and CI. It is stored as an HMAC like any code, nothing is sent, the send
 limits and SMS controls do not apply, every use is audited, and after ``expires_at`` the
 identity is an ordinary one."""
 

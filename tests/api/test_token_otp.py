@@ -1,5 +1,6 @@
 """POST /oauth/token with the passwordless OTP grant: tokens, every error body, and the code
-rules of security.md §6 (3 attempts, latest only, single use, expiry, identity window)."""
+rules of docs/specs/security.md §6 (3 attempts, latest only, single use, expiry, identity
+window)."""
 
 from __future__ import annotations
 

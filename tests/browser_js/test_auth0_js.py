@@ -1,7 +1,7 @@
 """auth0.js (npm, unmodified) in headless Chromium on an application origin, against nopass:
 ``passwordlessStart`` then ``passwordlessLogin``, which POSTs ``/co/authenticate`` with
 credentials, cross-origin, then navigates to ``/authorize?…&login_ticket=…&realm=email``
-(auth0-wire.md §0, §1.5, §5.2, §5.3)."""
+(docs/specs/auth0-wire.md §0, §1.5, §5.2, §5.3)."""
 
 from __future__ import annotations
 

@@ -35,7 +35,8 @@ ORIGIN = "http://127.0.0.1:8123"
 GENERATED_ID = re.compile(r"^[A-Za-z0-9_-]{32}$")  # secrets.token_urlsafe(24)
 GENERATED_SECRET = re.compile(r"^[A-Za-z0-9_-]{64}$")  # secrets.token_urlsafe(48)
 
-# The example of interface.md, as an operator would write it (comments, flow style, bare hosts).
+# The example of docs/specs/interface.md, as an operator would write it (comments, flow style, bare
+# hosts).
 EXAMPLE_YAML = """\
 tenant:
   name: acme

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from tests.support.live import nopass_cli, nopass_env
 
-# command -> what its --help must mention (interface.md: "keep --help useful")
+# command -> what its --help must mention (docs/specs/interface.md: "keep --help useful")
 HELP: dict[tuple[str, ...], tuple[str, ...]] = {
     (): (
         "dev",
@@ -29,7 +29,7 @@ HELP: dict[tuple[str, ...], tuple[str, ...]] = {
     ("logs",): ("--tenant", "--type", "--since", "--user", "--limit"),
     ("users",): ("--tenant", "--limit"),
     ("keys",): ("rotate",),
-    # interface.md: `nopass keys rotate --tenant NAME`
+    # docs/specs/interface.md: `nopass keys rotate --tenant NAME`
     ("keys", "rotate"): ("--tenant",),
 }
 

@@ -1,6 +1,6 @@
 """Races against ``nopass serve --workers 2`` (two processes, one database): a code is consumed
 at most once and checked at most three times however many requests arrive together
-(security.md §6 "Counting"; ASVS 5.0 2.3.4 / 15.4.2), and a rotating refresh token is
+(docs/specs/security.md §6 "Counting"; ASVS 5.0 2.3.4 / 15.4.2), and a rotating refresh token is
 exchanged at most once (RFC 9700 §4.14.2).
 
 Each race first opens one keep-alive connection per request, then releases every request at

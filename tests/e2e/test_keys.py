@@ -1,6 +1,7 @@
 """Signing keys over a live ``nopass serve``: they survive restarts, rotate without breaking
 issued tokens, and ``/userinfo`` accepts nothing but our own RS256 access tokens
-(security.md §6 "Tokens" and "Durability"; RFC 8725 §3.1-3.2; ASVS 5.0 9.1.1-9.1.3, 9.2.2).
+(docs/specs/security.md §6 "Tokens" and "Durability"; RFC 8725 §3.1-3.2; ASVS 5.0 9.1.1-9.1.3,
+9.2.2).
 """
 
 from __future__ import annotations
@@ -124,8 +125,8 @@ async def test_keys_tokens_and_pending_codes_survive_a_restart(
                 == sub
             )
 
-    # interface.md: `serve` "exits cleanly on SIGTERM" (checked last, so that a wrong exit
-    # status cannot hide what the restart must keep).
+    # docs/specs/interface.md: `serve` "exits cleanly on SIGTERM" (checked last, so that a wrong
+    # exit status cannot hide what the restart must keep).
     assert exit_status == 0, f"exit status {exit_status} after a graceful SIGTERM shutdown"
 
 

@@ -1,5 +1,6 @@
 """A TCP forwarder owned by a test, put between nopass and PostgreSQL to take the database
-away and give it back (security.md §5 "Chaos and fault injection": a very small Toxiproxy).
+away and give it back (docs/specs/security.md §5 "Chaos and fault injection": a very small
+Toxiproxy).
 
 Three states:
 

@@ -1,5 +1,5 @@
 """The database goes away under a live ``nopass serve`` and comes back (issue 5, item 5;
-security.md §6 "Fail closed").
+docs/specs/security.md §6 "Fail closed").
 
 While it is away, start, verify and token (and everything else that needs it: the tenant
 configuration cache, the signing keys, userinfo) answer ``503 temporarily_unavailable``

@@ -1,7 +1,7 @@
 """The email outbox against a real SMTP server (aiosmtpd on loopback).
 
-security.md §6: the message row is written with the code; a background worker sends it with
-retries and back-off (at least once: a lost claim is resent, tests/integration/
+docs/specs/security.md §6: the message row is written with the code; a background worker sends it
+with retries and back-off (at least once: a lost claim is resent, tests/integration/
 test_outbox_leases.py); permanent failures are logged as ``fn``;
 ``/passwordless/start`` never waits for SMTP.
 """

@@ -1,4 +1,4 @@
-"""Limits hold across processes (security.md §6 "Shared state"): two app instances on one
+"""Limits hold across processes (docs/specs/security.md §6 "Shared state"): two app instances on one
 database, requests alternating between them; the same through Redis; and when Redis is down,
 the database keeps counting (logged once)."""
 

@@ -16,7 +16,9 @@ from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
 from nopass.api.commands import (
+    authorize_params,
     cross_origin_fields,
+    link_params,
     revoke_command,
     start_command,
     text_field,
@@ -46,12 +48,13 @@ from nopass.core.models import (
 from nopass.core.ports import RequestInfo
 from nopass.delivery.templates import TemplateRenderer
 from nopass.flows.audit import login_event
-from nopass.flows.authorize import BrowserDeps
+from nopass.flows.authorization_request import AuthorizeParams, BrowserDeps
 from nopass.flows.code_check import OTP_GRANT_FAILURES, CodeAttempt, CodeCheck, FailureEvents
 from nopass.flows.cross_origin import CrossOriginCommand, IssuedTicket, authenticate
 from nopass.flows.issue import TokenSet
 from nopass.flows.limits import Limits
 from nopass.flows.login_page import PageDeps
+from nopass.flows.magic_link import LinkParams
 from nopass.flows.passwordless_verify import verify_passwordless
 from nopass.flows.revoke import revoke
 from nopass.flows.session import open_session
@@ -81,6 +84,25 @@ TEST_EMAIL, TEST_CODE = "review@acme.example", "424242"
 REQUEST = RequestInfo(ip="203.0.113.7", user_agent="unit-test")
 ROTATING = {"rotation_type": "rotating", "expiration_type": "non-expiring", "leeway": 0}
 RENDERER = TemplateRenderer()  # parsing its templates once is enough
+
+
+def pairs(params: Mapping[str, str | list[str]]) -> list[tuple[str, str]]:
+    """A query's pairs from a dict whose lists are repeated parameters."""
+    return [
+        (key, one)
+        for key, value in params.items()
+        for one in ([value] if isinstance(value, str) else value)
+    ]
+
+
+def authorize(params: Mapping[str, str | list[str]]) -> AuthorizeParams:
+    """An ``/authorize`` query, read as the route reads it."""
+    return authorize_params(pairs(params))
+
+
+def link_query(params: Mapping[str, str | list[str]]) -> LinkParams:
+    """A magic link's query, read as the route reads it."""
+    return link_params(pairs(params))
 
 
 def tenant_config(rate_limits: Mapping[str, Any] | None = None) -> TenantConfig:

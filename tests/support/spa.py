@@ -1,5 +1,5 @@
 """A tenant with single-page applications allowed to sign in cross-origin, and helpers for the
-auth0.js / Lock endpoint tests (auth0-wire.md §1.5, §5.1-5.3, §5.8)."""
+auth0.js / Lock endpoint tests (docs/specs/auth0-wire.md §1.5, §5.1-5.3, §5.8)."""
 
 from __future__ import annotations
 

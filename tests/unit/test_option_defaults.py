@@ -88,7 +88,7 @@ def test_what_apply_writes_for_an_empty_file_reads_back_as_the_defaults() -> Non
 
 
 def test_the_numbers() -> None:
-    """The documented defaults (interface.md, security.md §6), pinned once."""
+    """The documented defaults (docs/specs/interface.md, docs/specs/security.md §6), pinned once."""
     assert domain.CodeOptions() == domain.CodeOptions(length=6, lifetime=180)
     assert domain.SmsOptions().provider == "outbox"
     assert domain.IdTokenPolicy().lifetime_in_seconds == 36000

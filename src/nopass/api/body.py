@@ -1,4 +1,4 @@
-"""Request bodies: JSON objects and urlencoded forms (auth0-wire.md §1.2, §8).
+"""Request bodies: JSON objects and urlencoded forms (docs/specs/auth0-wire.md §1.2, §8).
 
 Forms map onto the same shape as JSON: ``authParams[redirect_uri]=x`` becomes
 ``{"authParams": {"redirect_uri": "x"}}`` and a repeated key becomes a list, so type checks
@@ -19,12 +19,23 @@ MAX_BODY_BYTES = 64 * 1024
 _BRACKET = re.compile(r"^([^\[\]]+)\[([^\[\]]*)\]$")
 
 
-async def read_body(request: Request) -> dict[str, object]:
+async def read_raw(request: Request) -> bytes:
+    """The body, up to ``MAX_BODY_BYTES`` (``BodyUnreadable`` beyond)."""
     raw = b""
     async for chunk in request.stream():
         raw += chunk
         if len(raw) > MAX_BODY_BYTES:
             raise BodyUnreadable()
+    return raw
+
+
+async def read_form(request: Request) -> list[tuple[str, str]]:
+    """A browser form's fields as sent, in order, repeats kept (the commands judge them)."""
+    return _pairs(await read_raw(request))
+
+
+async def read_body(request: Request) -> dict[str, object]:
+    raw = await read_raw(request)
     content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if content_type == "application/x-www-form-urlencoded":
         return parse_form(raw)
@@ -48,13 +59,16 @@ def parse_json(raw: bytes) -> dict[str, object]:
     return value
 
 
-def parse_form(raw: bytes) -> dict[str, object]:
+def _pairs(raw: bytes) -> list[tuple[str, str]]:
     try:
-        pairs = parse_qsl(raw.decode("utf-8"), keep_blank_values=True, strict_parsing=False)
+        return parse_qsl(raw.decode("utf-8"), keep_blank_values=True, strict_parsing=False)
     except (UnicodeDecodeError, ValueError):
         raise BodyUnreadable() from None
+
+
+def parse_form(raw: bytes) -> dict[str, object]:
     body: dict[str, object] = {}
-    for key, value in pairs:
+    for key, value in _pairs(raw):
         match = _BRACKET.match(key)
         if match:
             outer, inner = match.groups()

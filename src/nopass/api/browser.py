@@ -10,7 +10,11 @@ from nopass.api.errors import authorize_error
 from nopass.api.pages import page
 from nopass.core.errors import RedirectRejected
 from nopass.core.models import Resolved
-from nopass.flows.authorize import AuthorizationResponse, AuthorizeFailed, error_response
+from nopass.flows.authorization_request import (
+    AuthorizationResponse,
+    AuthorizeFailed,
+    error_response,
+)
 from nopass.flows.session import SESSION_LIFETIME
 
 SESSION_COOKIE = "nopass_session"
@@ -24,6 +28,7 @@ REJECTED_TEXT = {
         "Callback URL mismatch. {uri} is not in the list of allowed callback URLs."
     ),
     "repeated_parameter": "The parameter {uri} is given more than once.",
+    "unreadable_form": "The form could not be read.",
     # RP-Initiated Logout (/oidc/logout)
     "invalid_id_token_hint": "The id_token_hint is not a valid ID token of this tenant.",
     "hint_client_mismatch": (

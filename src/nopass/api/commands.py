@@ -1,16 +1,17 @@
-"""Request bodies into the flows' typed commands, with Auth0's request errors (auth0-wire.md
-§1.2, §3, §5.1, §5.2). Flows never see a raw body: every field arrives here as a string of the
-right type or not at all, and the first problem raises its ``RequestRejected`` (or
-``UnsupportedGrantType``) in the order Auth0 checks them.
+"""Request bodies and queries into the flows' typed commands, with Auth0's request errors
+(docs/specs/auth0-wire.md §1.2, §3, §5.1, §5.2). Flows never see a raw body: every field arrives
+here as a string of the right type or not at all, and the first problem raises its
+``RequestRejected`` (or ``UnsupportedGrantType``) in the order Auth0 checks them.
 
 Parameters follow §1.2: JSON ``null`` and the empty string mean absent; a value of another
 type is refused (``InvalidType``), and so is a repeated form field (which ``api/body.py``
-turns into a list).
+turns into a list). A query (``/authorize``, a magic link) is read the same way, but a
+repeated parameter there is refused before anything can redirect (``repeated_parameter``).
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 
 from nopass.core.errors import (
     BodyUnreadable,
@@ -18,14 +19,17 @@ from nopass.core.errors import (
     InvalidScope,
     InvalidType,
     MissingProperty,
+    RedirectRejected,
     RequestRejected,
     UnknownProperties,
     UnsupportedGrantType,
 )
 from nopass.core.models import PASSWORDLESS_OTP_GRANT
 from nopass.core.ports import RequestInfo
+from nopass.flows.authorization_request import AUTHORIZE_PARAMETERS, AuthorizeParams
 from nopass.flows.client_auth import ClientCredentials
 from nopass.flows.cross_origin import CO_FIELDS, CrossOriginFields
+from nopass.flows.magic_link import LINK_PARAMETERS, LinkParams
 from nopass.flows.passwordless_verify import VerifyCommand
 from nopass.flows.revoke import RevokeCommand
 from nopass.flows.start import Sent, StartCommand
@@ -291,3 +295,34 @@ def text_field(body: Body | None, name: str) -> str | None:
     """A string field of a body that may be unreadable or invalid (for audit context)."""
     value = body.get(name) if body is not None else None
     return value if isinstance(value, str) else None
+
+
+def _once(pairs: Iterable[tuple[str, str]], names: Iterable[str]) -> dict[str, str | None]:
+    """``names`` from a query's pairs: each at most once, empty read as absent. Other
+    parameters are ignored; a repeated one of ``names`` is refused (parameter pollution)."""
+    wanted = set(names)
+    found: dict[str, str | None] = {}
+    for key, value in pairs:
+        if key not in wanted:
+            continue
+        if key in found:
+            raise RedirectRejected("repeated_parameter", uri=key)
+        found[key] = value or None
+    return found
+
+
+def authorize_params(pairs: Iterable[tuple[str, str]]) -> AuthorizeParams:
+    """``/authorize``'s query (``request.query_params.multi_items()``)."""
+    return AuthorizeParams(**_once(pairs, AUTHORIZE_PARAMETERS))
+
+
+def login_ticket(pairs: Iterable[tuple[str, str]]) -> str | None:
+    """``/authorize``'s ``login_ticket`` (auth0.js after ``/co/authenticate``)."""
+    return _once(pairs, ("login_ticket",)).get("login_ticket")
+
+
+def link_params(pairs: Iterable[tuple[str, str]]) -> LinkParams:
+    """A magic link's query or confirmation form. Its ``connection`` is the link's own."""
+    found = _once(pairs, {*AUTHORIZE_PARAMETERS, *LINK_PARAMETERS})
+    link = {name: found.pop(name, None) for name in LINK_PARAMETERS}
+    return LinkParams(authorize=AuthorizeParams(**found), **link)

@@ -1,4 +1,5 @@
-"""CORS for the endpoints browser SDKs call (auth0-wire.md §1.5; Fetch standard, CORS protocol).
+"""CORS for the endpoints browser SDKs call (docs/specs/auth0-wire.md §1.5; Fetch standard, CORS
+protocol).
 
 ``/passwordless/start``, ``/passwordless/verify``, ``/oauth/token``, ``/userinfo`` and
 ``/.well-known/jwks.json`` answer origins that some client of the tenant allows (its Allowed

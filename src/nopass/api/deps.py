@@ -12,7 +12,7 @@ from nopass.api.request_info import Network
 from nopass.core.errors import TenantNotFound
 from nopass.core.models import Resolved
 from nopass.core.ports import OutboxReader, TenantResolver
-from nopass.flows.authorize import BrowserDeps
+from nopass.flows.authorization_request import BrowserDeps
 from nopass.flows.start import StartDeps
 from nopass.flows.token import TokenDeps
 from nopass.flows.userinfo import UserinfoDeps

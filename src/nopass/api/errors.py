@@ -1,4 +1,4 @@
-"""THE table from domain errors to Auth0's wire errors (auth0-wire.md §2.5, §12.1-12.3).
+"""THE table from domain errors to Auth0's wire errors (docs/specs/auth0-wire.md §2.5, §12.1-12.3).
 
 Nothing else in nopass decides an error's status code or text.
 """
@@ -82,7 +82,8 @@ def body_timeout_error() -> JSON:
 
 
 def rate_limit_headers(status: RateLimitStatus) -> dict[str, str]:
-    """auth0-wire.md §1.4: the limit, what is left of it, and when it resets (epoch s)."""
+    """docs/specs/auth0-wire.md §1.4: the limit, what is left of it, and when it resets (epoch
+    s)."""
     return {
         "x-ratelimit-limit": str(status.limit),
         "x-ratelimit-remaining": str(status.remaining),
@@ -276,7 +277,7 @@ LINK_CODE_ERROR = {CodeFailure.EXPIRED: "unauthorized", CodeFailure.EXHAUSTED: "
 
 def authorize_error(exc: Exception) -> tuple[str, str]:
     """The ``error`` and ``error_description`` a redirect carries back to the client
-    (auth0-wire.md §4.2 step 5)."""
+    (docs/specs/auth0-wire.md §4.2 step 5)."""
     match exc:
         case AuthorizeInvalid():
             error, text = AUTHORIZE_TEXT[exc.problem]
@@ -296,7 +297,7 @@ def authorize_error(exc: Exception) -> tuple[str, str]:
     return "server_error", "Internal error"
 
 
-# --- auth0.js / Lock endpoints (auth0-wire.md §5.1, §5.2) --------------------------------
+# --- auth0.js / Lock endpoints (docs/specs/auth0-wire.md §5.1, §5.2) ---------------------------
 
 VERIFY_MISSING = frozenset({"username", "password", "connection", "client_id"})
 

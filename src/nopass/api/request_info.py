@@ -55,7 +55,7 @@ def request_info(request: Request, trusted: list[Network]) -> RequestInfo:
 
 
 def forwarded_for(header: str | None) -> str | None:
-    """The end-user IP in ``auth0-forwarded-for`` (auth0-wire.md §2.1), when it is one IP
+    """The end-user IP in ``auth0-forwarded-for`` (docs/specs/auth0-wire.md §2.1), when it is one IP
     address. The flows believe it only from an authenticated, trusted confidential client."""
     value = (header or "").strip()
     if not value or len(value) > 64 or not _is_ip(value):
@@ -65,7 +65,7 @@ def forwarded_for(header: str | None) -> str | None:
 
 def auth0_client(header: str | None) -> dict[str, object] | None:
     """Decode SDK telemetry leniently: standard or url-safe base64, with or without padding.
-    A missing or malformed header is never an error (auth0-wire.md §0)."""
+    A missing or malformed header is never an error (docs/specs/auth0-wire.md §0)."""
     if not header or len(header) > 2048:
         return None
     value = header.strip().replace("-", "+").replace("_", "/")
@@ -77,7 +77,8 @@ def auth0_client(header: str | None) -> dict[str, object] | None:
 
 
 def request_language(request: Request) -> str | None:
-    """``x-request-language``, else ``accept-language``, else None (auth0-wire.md §2.1)."""
+    """``x-request-language``, else ``accept-language``, else None (docs/specs/auth0-wire.md
+    §2.1)."""
     return request.headers.get("x-request-language") or request.headers.get("accept-language")
 
 

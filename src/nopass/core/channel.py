@@ -41,7 +41,7 @@ class Channel(StrEnum):
 
     @property
     def user_id_prefix(self) -> str:
-        """``email|...`` or ``sms|...`` (auth0-wire.md §6.5)."""
+        """``email|...`` or ``sms|...`` (docs/specs/auth0-wire.md §6.5)."""
         return self.value
 
     def normalize(self, typed: str) -> str | None:

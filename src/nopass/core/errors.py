@@ -216,7 +216,7 @@ class IdentityBlocked(NopassError):
 
 
 class RateLimited(NopassError):
-    """A rate limit (security.md §6) or an SMS fraud control refused the request before
+    """A rate limit (docs/specs/security.md §6) or an SMS fraud control refused the request before
     anything was stored or sent. ``status`` is the refusing limit's state."""
 
     def __init__(self, name: str, status: RateLimitStatus, retry_after: int) -> None:

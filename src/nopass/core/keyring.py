@@ -1,4 +1,4 @@
-"""Server-side secrets derived from ``NOPASS_SECRET_KEY`` (security.md §6 "Storage").
+"""Server-side secrets derived from ``NOPASS_SECRET_KEY`` (docs/specs/security.md §6 "Storage").
 
 Each configured key yields independent sub-keys by HKDF-SHA256 (RFC 5869), one per purpose:
 ``code`` for the HMAC of one-time codes, ``seal`` for AES-256-GCM encryption of data at rest

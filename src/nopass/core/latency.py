@@ -1,5 +1,5 @@
 """How long a synchronous provider usually takes, so that a start that sends nothing (an
-identity that may not sign up) can take as long as one that does (auth0-wire.md §12.5,
+identity that may not sign up) can take as long as one that does (docs/specs/auth0-wire.md §12.5,
 ASVS 6.3.8: no timing difference between known and unknown identities)."""
 
 from __future__ import annotations

@@ -73,7 +73,8 @@ class Tenant:
 
 @dataclass(frozen=True, slots=True)
 class RateLimitStatus:
-    """One rate limit's state, as the ``x-ratelimit-*`` headers tell it (auth0-wire.md §1.4)."""
+    """One rate limit's state, as the ``x-ratelimit-*`` headers tell it (docs/specs/auth0-wire.md
+    §1.4)."""
 
     limit: int
     remaining: int

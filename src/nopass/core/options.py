@@ -106,7 +106,7 @@ ConnectionOptions: TypeAlias = EmailOptions | SmsOptions | OtherOptions
 
 @dataclass(frozen=True, slots=True)
 class RateLimits:
-    """A tenant's ``rate_limits`` (security.md §6); 0 disables a limit."""
+    """A tenant's ``rate_limits`` (docs/specs/security.md §6); 0 disables a limit."""
 
     start_per_ip_per_hour: int = 50
     start_per_identity_per_10min: int = 5

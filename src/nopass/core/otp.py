@@ -1,4 +1,4 @@
-"""One-time codes: drawn with ``secrets``, numeric, zero-padded (security.md §6)."""
+"""One-time codes: drawn with ``secrets``, numeric, zero-padded (docs/specs/security.md §6)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import secrets
 
 MIN_LENGTH, MAX_LENGTH = 6, 10
 MIN_LIFETIME, MAX_LIFETIME = 60, 600
-MAX_ATTEMPTS = 3  # failed guesses that kill a code (security.md §6)
+MAX_ATTEMPTS = 3  # failed guesses that kill a code (docs/specs/security.md §6)
 
 
 def new_code(length: int) -> str:

@@ -1,5 +1,5 @@
-"""Where an E.164 number goes, for the SMS fraud controls (security.md §6): its country (ISO
-3166 region, by libphonenumber) and its prefix (country code + the next 3 digits)."""
+"""Where an E.164 number goes, for the SMS fraud controls (docs/specs/security.md §6): its country
+(ISO 3166 region, by libphonenumber) and its prefix (country code + the next 3 digits)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The profile Auth0 gives a passwordless user at signup (auth0-wire.md §6.5)."""
+"""The profile Auth0 gives a passwordless user at signup (docs/specs/auth0-wire.md §6.5)."""
 
 from __future__ import annotations
 

@@ -1,7 +1,7 @@
 """Render passwordless emails and text messages the way Auth0 does.
 
-Implements the template rules of Auth0's passwordless connections (auth0-wire.md §6.3, from
-Auth0 docs "Configure Passwordless Email" / "Configure Passwordless SMS", message syntax
+Implements the template rules of Auth0's passwordless connections (docs/specs/auth0-wire.md §6.3,
+from Auth0 docs "Configure Passwordless Email" / "Configure Passwordless SMS", message syntax
 include, and "Passwordless Authentication with Email"):
 
 * A custom email (``options.email.body``/``subject``/``from``) is Liquid with the variables

@@ -1,6 +1,6 @@
 """Cross-origin authentication, auth0.js' ``passwordlessLogin`` from an application's own page
-(auth0-wire.md §5.2, §5.3, §12.11): ``POST /co/authenticate`` consumes a code and answers a
-login ticket (``authenticate``), which ``GET /authorize?login_ticket=…`` turns into an
+(docs/specs/auth0-wire.md §5.2, §5.3, §12.11): ``POST /co/authenticate`` consumes a code and answers
+a login ticket (``authenticate``), which ``GET /authorize?login_ticket=…`` turns into an
 authorization response (``redeem_ticket``).
 
 Codes follow the same rules as the OTP grant (``flows.code_check``): one guess budget per
@@ -40,7 +40,7 @@ from nopass.core.models import (
 from nopass.core.otp import new_id
 from nopass.core.ports import RequestInfo, UnitOfWork
 from nopass.flows.audit import MAX_USER_NAME, login_event
-from nopass.flows.authorize import (
+from nopass.flows.authorization_request import (
     AuthorizationResponse,
     AuthorizeFailed,
     AuthorizeRequest,
@@ -264,8 +264,8 @@ async def redeem_ticket(
     ``co_verifier`` is the value of the browser's ``verifier_cookie_name(ticket)`` cookie,
     set by ``/co/authenticate``; pass None when the cookie is absent.
 
-    Trade-off (auth0-wire.md §5.3): the verifier is checked only when the cookie is present.
-    Auth0 falls back, when third-party cookies are blocked, to loading the application's
+    Trade-off (docs/specs/auth0-wire.md §5.3): the verifier is checked only when the cookie is
+    present. Auth0 falls back, when third-party cookies are blocked, to loading the application's
     ``cross_origin_loc`` page in an iframe to fetch the verifier from the application's
     storage (``co_verifier_request`` / ``co_verifier_response``); nopass does not implement
     that fallback. Without the cookie a ticket is therefore a bearer credential for the user

@@ -1,4 +1,5 @@
-"""The rate limits and SMS fraud controls of security.md §6, as policy over a ``RateLimiter``.
+"""The rate limits and SMS fraud controls of docs/specs/security.md §6, as policy over a
+``RateLimiter``.
 
     limit                          default     counted per                  refusal
     start_per_ip_per_hour          50 / h      client IP (allowlist exempt) 429 api_limit

@@ -1,4 +1,4 @@
-"""What ``GET /client/{client_id}.js`` tells Lock about a client (auth0-wire.md §5.8)."""
+"""What ``GET /client/{client_id}.js`` tells Lock about a client (docs/specs/auth0-wire.md §5.8)."""
 
 from __future__ import annotations
 

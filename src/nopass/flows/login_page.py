@@ -1,5 +1,5 @@
-"""The hosted login page behind ``GET /authorize`` (issue 4 item 3; interface.md "The hosted
-login page"; auth0-wire.md §4, §12.9; security.md §6), without HTTP.
+"""The hosted login page behind ``GET /authorize`` (issue 4 item 3; docs/specs/interface.md "The
+hosted login page"; docs/specs/auth0-wire.md §4, §12.9; docs/specs/security.md §6), without HTTP.
 
 A visit is a *login transaction*: a random token kept in the browser's cookie and stored as its
 SHA-256, with the validated authorization request, for 30 minutes. The page sends a code (or a
@@ -28,7 +28,7 @@ from nopass.core.keyring import opaque_hash
 from nopass.core.models import AuditEvent, Connection, LoginTransaction, TenantConfig, User
 from nopass.core.otp import new_id
 from nopass.core.ports import RequestInfo
-from nopass.flows.authorize import (
+from nopass.flows.authorization_request import (
     AuthorizationResponse,
     AuthorizeFailed,
     AuthorizeRequest,

@@ -21,7 +21,7 @@ from urllib.parse import urlencode, urlsplit, urlunsplit
 from nopass.core.errors import InvalidIdTokenHint, RedirectRejected
 from nopass.core.keyring import opaque_hash
 from nopass.core.models import AuditEvent, Client, Resolved, TenantConfig
-from nopass.flows.authorize import BrowserDeps
+from nopass.flows.authorization_request import BrowserDeps
 from nopass.tokens.jwt import unverified_kid, verify_id_token_hint
 
 log = logging.getLogger("nopass.logout")

@@ -1,4 +1,4 @@
-"""``/passwordless/verify_redirect``: the magic link (auth0-wire.md §4, §12.9).
+"""``/passwordless/verify_redirect``: the magic link (docs/specs/auth0-wire.md §4, §12.9).
 
 GET and HEAD only show a confirmation page (mail scanners fetch links; they must burn
 nothing). The POST from that page checks and consumes the code with the same counters as the
@@ -9,8 +9,7 @@ connection sets ``magic_link_confirmation: false``.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from nopass.core.errors import (
     CodeRejected,
@@ -22,9 +21,10 @@ from nopass.core.errors import (
 from nopass.core.keyring import opaque_hash
 from nopass.core.models import AuditEvent, Connection, TenantConfig
 from nopass.core.options import EmailOptions
-from nopass.flows.authorize import (
+from nopass.flows.authorization_request import (
     AuthorizationResponse,
     AuthorizeFailed,
+    AuthorizeParams,
     AuthorizeRequest,
     BrowserDeps,
     parse_authorize,
@@ -32,7 +32,25 @@ from nopass.flows.authorize import (
 from nopass.flows.code_check import BROWSER_FAILURES, CodeAttempt, normalize_identifier
 from nopass.flows.session import sign_in
 
-LINK_PARAMETERS = ("verification_code", "connection", "client_id", "email", "phone_number")
+
+@dataclass(frozen=True, slots=True)
+class LinkParams:
+    """A magic link's parameters as sent (``api/commands.py`` builds it): the link's own, and
+    the authorization request it carries (its ``connection`` is the link's, not a request
+    parameter)."""
+
+    authorize: AuthorizeParams
+    connection: str | None = None
+    email: str | None = None
+    phone_number: str | None = None
+    verification_code: str | None = None
+
+    def identifier(self, field: str) -> str | None:
+        """The identifier of the channel whose link parameter is ``field``."""
+        return self.email if field == "email" else self.phone_number
+
+
+LINK_PARAMETERS = ("verification_code", "connection", "email", "phone_number")
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,28 +69,26 @@ class LinkOutcome:
     request: AuthorizeRequest | None = None
 
 
-def read_link(params: Mapping[str, str | list[str]], config: TenantConfig) -> MagicLink:
+def read_link(params: LinkParams, config: TenantConfig) -> MagicLink:
     """Validate a link's parameters. Raises ``RedirectRejected`` (HTML page) or, once the
     redirect is known good, ``AuthorizeFailed`` (back to the client)."""
-    auth = {k: v for k, v in params.items() if k not in LINK_PARAMETERS}
-    auth["client_id"] = params.get("client_id", "")
-    if not auth.get("response_type"):
-        auth["response_type"] = "code"
+    auth = params.authorize
+    if auth.response_type is None:
+        auth = replace(auth, response_type="code")
     request = parse_authorize(auth, config)
-    name = params.get("connection")
-    connection = config.connections.get(name) if isinstance(name, str) else None
+    name = params.connection
+    connection = config.connections.get(name) if name is not None else None
     if connection is None or not connection.is_passwordless:
         raise AuthorizeFailed(request, ConnectionProblem(ConnectionIssue.NOT_FOUND))
     if request.client_id not in connection.enabled_clients:
         raise AuthorizeFailed(request, ConnectionProblem(ConnectionIssue.DISABLED))
-    raw = params.get(connection.channel.field)
-    code = params.get("verification_code")
-    identifier = normalize_identifier(connection, raw) if isinstance(raw, str) else None
+    raw = params.identifier(connection.channel.field)
+    identifier = normalize_identifier(connection, raw) if raw is not None else None
     return MagicLink(
         request=request,
         connection=connection,
         identifier=identifier,
-        code=code if isinstance(code, str) else "",
+        code=params.verification_code or "",
     )
 
 

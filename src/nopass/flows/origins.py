@@ -1,5 +1,5 @@
-"""Which browser origins may call nopass (auth0-wire.md §1.5): a client's Allowed Web Origins
-(``web_origins``), Allowed Origins for CORS (``allowed_origins``) and the origins of its
+"""Which browser origins may call nopass (docs/specs/auth0-wire.md §1.5): a client's Allowed Web
+Origins (``web_origins``), Allowed Origins for CORS (``allowed_origins``) and the origins of its
 callbacks. Origins compare as ``scheme://host[:port]``, lower-cased, default port dropped."""
 
 from __future__ import annotations

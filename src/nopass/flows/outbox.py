@@ -1,7 +1,7 @@
 """The outbox worker's one step: deliver due email, retry with back-off, give up loudly.
 
-Kratos' courier pattern (security.md §5): the message row was committed with the code, so a
-crash loses nothing; each row is claimed by one conditional update, so no two live workers (or
+Kratos' courier pattern (docs/specs/security.md §5): the message row was committed with the code, so
+a crash loses nothing; each row is claimed by one conditional update, so no two live workers (or
 processes) send the same message at once. Delivery is at least once: a message whose sender
 died mid-send (its claim's lease ran out) is sent again, with the same Message-ID, up to
 ``max_lost_claims`` times; the transport releases a claim at once when it cannot connect.

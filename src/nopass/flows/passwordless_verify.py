@@ -1,7 +1,7 @@
-"""``POST /passwordless/verify`` (auth0-wire.md §5.1, §12.10): auth0.js checks a code before it
-sends the browser to ``/passwordless/verify_redirect`` with the same code, so the check must not
-consume it. Failures count toward the code's 3 attempts and the identity's window, as on every
-other endpoint (``flows.code_check``)."""
+"""``POST /passwordless/verify`` (docs/specs/auth0-wire.md §5.1, §12.10): auth0.js checks a code
+before it sends the browser to ``/passwordless/verify_redirect`` with the same code, so the check
+must not consume it. Failures count toward the code's 3 attempts and the identity's window, as on
+every other endpoint (``flows.code_check``)."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from nopass.core.errors import (
 from nopass.core.models import TenantConfig
 from nopass.core.ports import RequestInfo
 from nopass.flows.audit import login_event
-from nopass.flows.authorize import BrowserDeps
+from nopass.flows.authorization_request import BrowserDeps
 from nopass.flows.client_auth import ClientCredentials, authenticate_client
 from nopass.flows.code_check import VERIFY_FAILURES, CodeAttempt, realm_connection
 from nopass.flows.limits import limit_ip

@@ -9,7 +9,12 @@ from nopass.core.keyring import opaque_hash
 from nopass.core.models import AuditEvent, Session, TenantConfig, User
 from nopass.core.otp import new_id
 from nopass.core.ports import UnitOfWork
-from nopass.flows.authorize import AuthorizationResponse, AuthorizeRequest, BrowserDeps, respond
+from nopass.flows.authorization_request import (
+    AuthorizationResponse,
+    AuthorizeRequest,
+    BrowserDeps,
+    respond,
+)
 from nopass.flows.code_check import LoginResult
 
 SESSION_LIFETIME = timedelta(days=7)

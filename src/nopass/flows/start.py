@@ -1,7 +1,7 @@
 """``POST /passwordless/start``: issue a one-time code (and its link) and deliver it.
 
-Follows auth0-wire.md §2 with the house decisions of §12.2-12.5: the checks run in the order of
-§12.2 and the first failure wins; the code is stored only as an HMAC; a new start voids the
+Follows docs/specs/auth0-wire.md §2 with the house decisions of §12.2-12.5: the checks run in the
+order of §12.2 and the first failure wins; the code is stored only as an HMAC; a new start voids the
 identity's pending codes; email goes through the durable outbox in the same transaction as the
 code, SMS is sent synchronously after the commit and a provider failure voids the code.
 The rate limits and SMS fraud controls (``flows.limits``) run after client authentication and
@@ -133,7 +133,8 @@ def build_link(
     code: str,
     auth_params: Mapping[str, str],
 ) -> str:
-    """The magic link of auth0-wire.md §4.1: authParams first, then the fixed parameters."""
+    """The magic link of docs/specs/auth0-wire.md §4.1: authParams first, then the fixed
+    parameters."""
     params = dict(auth_params)
     for fixed in ("verification_code", "connection", "client_id", "email", "phone_number"):
         params.pop(fixed, None)

@@ -1,8 +1,8 @@
 """``POST /oauth/token``: the passwordless OTP grant and the refresh-token grant.
 
-auth0-wire.md §3 with the house decisions of §12.6-12.8; refresh rotation with reuse detection
-per RFC 9700 §4.14. Order of checks: grant_type → client_id → grant parameters → client exists
-→ client authentication → grant allowed for the client → realm → scope/audience → the code.
+docs/specs/auth0-wire.md §3 with the house decisions of §12.6-12.8; refresh rotation with reuse
+detection per RFC 9700 §4.14. Order of checks: grant_type → client_id → grant parameters → client
+exists → client authentication → grant allowed for the client → realm → scope/audience → the code.
 """
 
 from __future__ import annotations

@@ -6,9 +6,9 @@ the caller's clock, and the key's TTL only collects it some time after its windo
 breaker (``hit_guarded``) is read, tripped and counted in that same script.
 
 Redis is a convenience, never a single point of failure and never a way around a limit
-(security.md §6): when it cannot be reached, the call is answered by the database backend, and
-the next calls go there too for ``retry_seconds`` before Redis is tried again. The outage is
-logged once, and so is the recovery. Attempt counters of codes never live here.
+(docs/specs/security.md §6): when it cannot be reached, the call is answered by the database
+backend, and the next calls go there too for ``retry_seconds`` before Redis is tried again. The
+outage is logged once, and so is the recovery. Attempt counters of codes never live here.
 """
 
 from __future__ import annotations

@@ -1,5 +1,5 @@
-"""Counters in the database, shared by every process on it (security.md §6: "without Redis, a
-multi-process serve keeps them in the database").
+"""Counters in the database, shared by every process on it (docs/specs/security.md §6: "without
+Redis, a multi-process serve keeps them in the database").
 
 A call runs in the caller's unit of work when it passes one (``within``: the counts then
 commit or roll back with the request's own writes), else in one short transaction of its own.

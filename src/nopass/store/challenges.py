@@ -1,4 +1,4 @@
-"""One-time codes in SQL. Verification is one conditional statement (security.md §6):
+"""One-time codes in SQL. Verification is one conditional statement (docs/specs/security.md §6):
 
     UPDATE challenges SET attempts = attempts + 1,
                           consumed_at = CASE WHEN code_hmac = :guess AND NOT phantom

@@ -181,8 +181,8 @@ async def _load_all(
 def test_identities(
     entries: Iterable[Any], connections: Mapping[str, Connection]
 ) -> tuple[TestIdentity, ...]:
-    """The tenant's ``test_identities`` (interface.md), identifiers normalised the way a typed
-    one is (a lower-case email address; E.164 as is). Entries that name no connection or
+    """The tenant's ``test_identities`` (docs/specs/interface.md), identifiers normalised the way a
+    typed one is (a lower-case email address; E.164 as is). Entries that name no connection or
     carry no usable expiry are left out: they can never be used."""
     found: list[TestIdentity] = []
     for entry in entries or ():

@@ -3,8 +3,8 @@
 Users write ``sqlite:///PATH`` or ``postgresql://...``; the async driver is picked here.
 
 Every wait on the database is bounded, so that an unreachable database makes a request fail
-(503, security.md §6 "Fail closed") within seconds instead of hanging: PostgreSQL connects
-time out after ``connect_timeout`` and statements after ``command_timeout``; a SQLite
+(503, docs/specs/security.md §6 "Fail closed") within seconds instead of hanging: PostgreSQL
+connects time out after ``connect_timeout`` and statements after ``command_timeout``; a SQLite
 transaction waits at most ``busy_timeout`` for the write lock. Pooled PostgreSQL connections
 are pinged before use, so the pool recovers by itself once the database is back.
 """

@@ -1,5 +1,6 @@
-"""Per-identity failure windows (security.md §6: 10 failures per 15 minutes, then 429 until the
-window passes; a success resets; new codes do not). Always in the database, never per process."""
+"""Per-identity failure windows (docs/specs/security.md §6: 10 failures per 15 minutes, then 429
+until the window passes; a success resets; new codes do not). Always in the database, never per
+process."""
 
 from __future__ import annotations
 

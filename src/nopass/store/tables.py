@@ -348,7 +348,7 @@ class RefreshTokenRow(Base):
 
 
 class FailureWindowRow(Base):
-    """Failed verifications of one identity in the current window (security.md §6)."""
+    """Failed verifications of one identity in the current window (docs/specs/security.md §6)."""
 
     __tablename__ = "failure_windows"
     tenant_id: Mapped[str] = mapped_column(
@@ -418,8 +418,8 @@ class LoginTransactionRow(Base):
 
 
 class LoginTicketRow(Base):
-    """A ``/co/authenticate`` login ticket (auth0-wire.md §5.2-5.3, §12.11): 5 minutes, once,
-    bound to its client; ``co_verifier`` is checked when the browser presents its cookie."""
+    """A ``/co/authenticate`` login ticket (docs/specs/auth0-wire.md §5.2-5.3, §12.11): 5 minutes,
+    once, bound to its client; ``co_verifier`` is checked when the browser presents its cookie."""
 
     __tablename__ = "login_tickets"
     id: Mapped[str] = mapped_column(String(24), primary_key=True)

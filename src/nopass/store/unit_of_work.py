@@ -82,7 +82,8 @@ class SqlOutboxRepo:
 def seal_payload(
     keyring: Keyring, message_id: str, message: Message, *, code: str | None, link: str | None
 ) -> str:
-    """Messages carry codes and links, so the stored body is encrypted (security.md §6)."""
+    """Messages carry codes and links, so the stored body is encrypted (docs/specs/security.md
+    §6)."""
     body = {
         "subject": message.subject,
         "text": message.text,

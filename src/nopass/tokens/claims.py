@@ -1,5 +1,5 @@
 """Claims of ID tokens (OIDC Core §2, §5.4 scope mapping) and access tokens (RFC 9068), in
-the shapes Auth0 issues (auth0-wire.md §6.5-6.6, §12.8)."""
+the shapes Auth0 issues (docs/specs/auth0-wire.md §6.5-6.6, §12.8)."""
 
 from __future__ import annotations
 

@@ -22,7 +22,7 @@ from nopass.core.errors import (
 )
 from nopass.core.keyring import opaque_hash
 from nopass.core.models import User
-from nopass.flows.authorize import AuthorizeFailed, AuthorizeRequest, parse_authorize
+from nopass.flows.authorization_request import AuthorizeFailed, AuthorizeRequest, parse_authorize
 from nopass.flows.cross_origin import (
     TICKET_LIFETIME,
     IssuedTicket,
@@ -40,6 +40,7 @@ from tests.support.flows import (
     WEB_CALLBACK,
     WEB_ORIGIN,
     World,
+    authorize,
     tenant_config,
 )
 
@@ -204,7 +205,7 @@ async def test_answer_ticket_opens_a_session_and_answers_a_code(flows: World) ->
         "response_type": "code",
         "state": "xyz",
     }
-    request = parse_authorize(params, flows.config)
+    request = parse_authorize(authorize(params), flows.config)
     response, session = await answer_ticket(
         flows.browser_deps,
         flows.config,

@@ -20,7 +20,7 @@ from nopass.core.errors import (
 )
 from nopass.core.keyring import opaque_hash
 from nopass.core.models import Connection, LoginTransaction
-from nopass.flows.authorize import AuthorizeFailed, AuthorizeRequest, parse_authorize
+from nopass.flows.authorization_request import AuthorizeFailed, AuthorizeRequest, parse_authorize
 from nopass.flows.login_page import (
     RESEND_COOLDOWN,
     TRANSACTION_LIFETIME,
@@ -43,6 +43,7 @@ from tests.support.flows import (
     WEB,
     WEB_CALLBACK,
     World,
+    authorize,
     tenant_config,
 )
 
@@ -51,7 +52,9 @@ SENDER = Sender(origin=ORIGIN, info=REQUEST, language="en")
 
 def web_request(**params: str) -> AuthorizeRequest:
     return parse_authorize(
-        {"client_id": WEB, "redirect_uri": WEB_CALLBACK, "response_type": "code", **params},
+        authorize(
+            {"client_id": WEB, "redirect_uri": WEB_CALLBACK, "response_type": "code", **params}
+        ),
         tenant_config(),
     )
 

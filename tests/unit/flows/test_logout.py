@@ -11,7 +11,7 @@ import pytest
 
 from nopass.core.errors import RedirectRejected
 from nopass.core.models import AuditEvent, User
-from nopass.flows.authorize import parse_authorize, respond
+from nopass.flows.authorization_request import parse_authorize, respond
 from nopass.flows.logout import LoggedOut, end_session, legacy_target, rp_logout
 from tests.support.flows import (
     ISSUER,
@@ -22,6 +22,7 @@ from tests.support.flows import (
     WEB_CALLBACK,
     WEB_LOGOUT,
     World,
+    authorize,
 )
 
 AUDIT = AuditEvent(tenant_id=TENANT_ID, type="", ip=REQUEST.ip, user_agent=REQUEST.user_agent)
@@ -34,7 +35,14 @@ async def signed_in(flows: World) -> tuple[User, str]:
 
 async def web_id_token(flows: World, user: User) -> str:
     request = parse_authorize(
-        {"client_id": WEB, "redirect_uri": WEB_CALLBACK, "response_type": "id_token", "nonce": "n"},
+        authorize(
+            {
+                "client_id": WEB,
+                "redirect_uri": WEB_CALLBACK,
+                "response_type": "id_token",
+                "nonce": "n",
+            }
+        ),
         flows.config,
     )
     now = flows.clock.now()

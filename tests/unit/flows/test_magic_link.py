@@ -14,9 +14,9 @@ from nopass.core.errors import (
     RedirectRejected,
 )
 from nopass.core.keyring import opaque_hash
-from nopass.flows.authorize import AuthorizeFailed
+from nopass.flows.authorization_request import AuthorizeFailed
 from nopass.flows.magic_link import MagicLink, confirmation_needed, read_link, redeem_link
-from tests.support.flows import EMAIL, ISSUER, NATIVE, REQUEST, SMS, WEB, World
+from tests.support.flows import EMAIL, ISSUER, NATIVE, REQUEST, SMS, WEB, World, link_query
 
 CALLBACK = "https://app.acme.example/callback"
 PKCE = {
@@ -44,7 +44,7 @@ async def redeem(flows: World, link: MagicLink) -> tuple[dict[str, str], str]:
 
 async def test_a_sent_link_reads_back_as_its_request_and_code(flows: World) -> None:
     challenge_id, params = await sent_link(flows)
-    link = read_link(params, flows.config)
+    link = read_link(link_query(params), flows.config)
     assert (link.connection.name, link.identifier, link.code) == (
         EMAIL,
         "ann@example.com",
@@ -60,7 +60,7 @@ async def test_a_sent_link_reads_back_as_its_request_and_code(flows: World) -> N
 
 async def test_redeeming_consumes_the_code_and_signs_the_browser_in(flows: World) -> None:
     challenge_id, params = await sent_link(flows)
-    answer, session = await redeem(flows, read_link(params, flows.config))
+    answer, session = await redeem(flows, read_link(link_query(params), flows.config))
     [user] = flows.users()
     assert answer["state"] == "st-1"
     [code] = flows.store.tables.authorization_codes.values()
@@ -74,7 +74,7 @@ async def test_redeeming_consumes_the_code_and_signs_the_browser_in(flows: World
 
 async def test_a_link_works_once(flows: World) -> None:
     _, params = await sent_link(flows)
-    link = read_link(params, flows.config)
+    link = read_link(link_query(params), flows.config)
     await redeem(flows, link)
     with pytest.raises(AuthorizeFailed) as failed:
         await redeem(flows, link)
@@ -87,7 +87,7 @@ async def test_a_tampered_code_is_counted_and_signs_nobody_in(flows: World) -> N
     challenge_id, params = await sent_link(flows)
     params["verification_code"] = "000000" if params["verification_code"] != "000000" else "1"
     with pytest.raises(AuthorizeFailed) as failed:
-        await redeem(flows, read_link(params, flows.config))
+        await redeem(flows, read_link(link_query(params), flows.config))
     cause = failed.value.cause
     assert isinstance(cause, CodeRejected) and cause.reason is CodeFailure.WRONG
     assert flows.challenge(challenge_id).attempts == 1 and flows.failure_count() == 1
@@ -98,7 +98,7 @@ async def test_a_tampered_code_is_counted_and_signs_nobody_in(flows: World) -> N
 async def test_a_link_without_its_identity_fails_like_a_wrong_code(flows: World) -> None:
     challenge_id, params = await sent_link(flows)
     del params["email"]
-    link = read_link(params, flows.config)
+    link = read_link(link_query(params), flows.config)
     assert link.identifier is None
     with pytest.raises(AuthorizeFailed):
         await redeem(flows, link)
@@ -116,7 +116,7 @@ async def test_a_link_to_an_unusable_connection_goes_back_to_the_client(
     if not change:
         flows.set_enabled(EMAIL, frozenset({WEB}))
     with pytest.raises(AuthorizeFailed) as failed:
-        read_link({**params, **change}, flows.config)
+        read_link(link_query({**params, **change}), flows.config)
     cause = failed.value.cause
     assert isinstance(cause, ConnectionProblem) and cause.issue is issue
 
@@ -129,17 +129,17 @@ async def test_a_link_with_a_bad_redirect_never_redirects(
 ) -> None:
     _, params = await sent_link(flows)
     with pytest.raises(RedirectRejected):
-        read_link({**params, **change}, flows.config)
+        read_link(link_query({**params, **change}), flows.config)
 
 
 async def test_the_confirmation_page_is_skipped_only_for_this_very_code(flows: World) -> None:
     challenge_id, params = await sent_link(flows)
-    link = read_link(params, flows.config)
+    link = read_link(link_query(params), flows.config)
     assert confirmation_needed(link, None, challenge_id)  # a mail scanner's GET
     assert confirmation_needed(link, "another-challenge", challenge_id)
     assert not confirmation_needed(link, challenge_id, challenge_id)
     flows.set_options(EMAIL, magic_link_confirmation=False)
-    assert not confirmation_needed(read_link(params, flows.config), None, challenge_id)
+    assert not confirmation_needed(read_link(link_query(params), flows.config), None, challenge_id)
 
 
 async def test_a_link_names_its_phone_number_for_sms(flows: World) -> None:
@@ -150,5 +150,5 @@ async def test_a_link_names_its_phone_number_for_sms(flows: World) -> None:
         "phone_number": "+15551234567",
         "verification_code": "123456",
     }
-    link = read_link(params, flows.config)
+    link = read_link(link_query(params), flows.config)
     assert (link.identifier, link.code) == ("+15551234567", "123456")

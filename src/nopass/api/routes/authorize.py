@@ -1,5 +1,5 @@
-"""The hosted login page: ``GET /authorize`` (issue 4 item 3; interface.md "The hosted login
-page", binding markup), its forms under ``/login``; logging out is in ``routes/logout.py``.
+"""The hosted login page: ``GET /authorize`` (issue 4 item 3; docs/specs/interface.md "The hosted
+login page", binding markup), its forms under ``/login``; logging out is in ``routes/logout.py``.
 
 Pages work without JavaScript, load nothing from elsewhere and carry a strict CSP with a
 per-response nonce (``api/pages.py``). Every form posts here with a CSRF token bound to the
@@ -15,7 +15,6 @@ from dataclasses import dataclass
 from fastapi import APIRouter, Request
 from starlette.responses import RedirectResponse, Response
 
-from nopass.api.authorization import SEE_OTHER, send_response
 from nopass.api.body import read_body
 from nopass.api.browser import (
     SESSION_COOKIE,
@@ -25,10 +24,12 @@ from nopass.api.browser import (
     failure_response,
     session_cookie,
 )
+from nopass.api.commands import authorize_params, login_ticket
 from nopass.api.deps import Services, ServicesDep, TenantDep
 from nopass.api.i18n import Texts, choose_language, texts
 from nopass.api.pages import origin_of, page
 from nopass.api.request_info import request_info
+from nopass.api.response_modes import SEE_OTHER, send_response
 from nopass.core.channel import Channel
 from nopass.core.errors import (
     CodeFailure,
@@ -45,7 +46,12 @@ from nopass.core.errors import (
     ServiceUnavailable,
 )
 from nopass.core.models import AuditEvent, Connection, LoginTransaction, Resolved
-from nopass.flows.authorize import AuthorizeFailed, AuthorizeRequest, parse_authorize
+from nopass.flows.authorization_request import (
+    AuthorizeFailed,
+    AuthorizeParams,
+    AuthorizeRequest,
+    parse_authorize,
+)
 from nopass.flows.cross_origin import answer_ticket, verifier_cookie_name
 from nopass.flows.login_page import (
     TRANSACTION_LIFETIME,
@@ -83,17 +89,6 @@ class _View:
     @property
     def client_name(self) -> str:
         return self.tenant.config.clients[self.tx.client_id].name
-
-
-def _query(request: Request) -> dict[str, str | list[str]]:
-    params: dict[str, str | list[str]] = {}
-    for key, value in request.query_params.multi_items():
-        existing = params.get(key)
-        if existing is None:
-            params[key] = value
-        else:
-            params[key] = [*([existing] if isinstance(existing, str) else existing), value]
-    return params
 
 
 def _field(form: dict[str, object], name: str) -> str | None:
@@ -197,7 +192,9 @@ def _view_of(
 ) -> _View | Response:
     t = _language(request, tx.params.get("ui_locales"))
     try:
-        auth = parse_authorize(tx.params, tenant.config)  # the configuration may have changed
+        auth = parse_authorize(
+            AuthorizeParams.of(tx.params), tenant.config
+        )  # the configuration may have changed
     except RedirectRejected as exc:
         return error_page(exc)
     except AuthorizeFailed as exc:
@@ -263,16 +260,16 @@ def _retry(exc: RateLimited) -> dict[str, str]:
 
 @router.get("/authorize")
 async def authorize(request: Request, services: ServicesDep, tenant: TenantDep) -> Response:
-    params = _query(request)
+    query = request.query_params.multi_items()
     try:
-        auth = parse_authorize(params, tenant.config)
+        auth = parse_authorize(authorize_params(query), tenant.config)
+        ticket = login_ticket(query)
     except RedirectRejected as exc:
         return error_page(exc)
     except AuthorizeFailed as exc:
         return send_response(failure_response(exc), after_post=False)
     audit = _audit(request, services, tenant, auth.client_id)
-    ticket = params.get("login_ticket")
-    if isinstance(ticket, str):  # auth0.js after /co/authenticate (auth0-wire.md §5.3)
+    if ticket is not None:  # auth0.js after /co/authenticate (docs/specs/auth0-wire.md §5.3)
         return await _ticket_login(request, services, tenant, auth, ticket, audit)
     try:
         if auth.prompt != "login":

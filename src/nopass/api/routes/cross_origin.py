@@ -1,4 +1,4 @@
-"""The auth0.js and Lock endpoints: ``POST /passwordless/verify`` (auth0-wire.md §5.1,
+"""The auth0.js and Lock endpoints: ``POST /passwordless/verify`` (docs/specs/auth0-wire.md §5.1,
 §12.10), ``POST|OPTIONS /co/authenticate`` (§5.2, §1.5, §12.11) and
 ``GET /client/{client_id}.js`` (§5.8)."""
 

@@ -1,19 +1,20 @@
-"""``GET|HEAD|POST /passwordless/verify_redirect`` (auth0-wire.md §4.2, §12.9)."""
+"""``GET|HEAD|POST /passwordless/verify_redirect`` (docs/specs/auth0-wire.md §4.2, §12.9)."""
 
 from __future__ import annotations
 
 from fastapi import APIRouter, Request
 from starlette.responses import Response
 
-from nopass.api.authorization import send_response
-from nopass.api.body import parse_form
+from nopass.api.body import read_form
 from nopass.api.browser import TX_COOKIE, error_page, failure_response, session_cookie
+from nopass.api.commands import link_params
 from nopass.api.deps import ServicesDep, TenantDep
 from nopass.api.pages import origin_of, page
 from nopass.api.request_info import request_info
-from nopass.core.errors import RedirectRejected
+from nopass.api.response_modes import send_response
+from nopass.core.errors import BodyUnreadable, RedirectRejected
 from nopass.core.models import AuditEvent, Resolved
-from nopass.flows.authorize import AuthorizeFailed
+from nopass.flows.authorization_request import AuthorizeFailed
 from nopass.flows.magic_link import (
     MagicLink,
     confirmation_needed,
@@ -26,23 +27,10 @@ router = APIRouter()
 PATH = "/passwordless/verify_redirect"
 
 
-def _params(request: Request) -> dict[str, str | list[str]]:
-    params: dict[str, str | list[str]] = {}
-    for key, value in request.query_params.multi_items():
-        existing = params.get(key)
-        params[key] = (
-            value
-            if existing is None
-            else [*([existing] if isinstance(existing, str) else existing), value]
-        )
-    return params
-
-
 @router.api_route(PATH, methods=["GET", "HEAD"])
 async def show_link(request: Request, services: ServicesDep, tenant: TenantDep) -> Response:
-    params = _params(request)
     try:
-        link = read_link(params, tenant.config)
+        link = read_link(link_params(request.query_params.multi_items()), tenant.config)
     except RedirectRejected as exc:
         return error_page(exc)
     except AuthorizeFailed as exc:
@@ -68,9 +56,10 @@ async def show_link(request: Request, services: ServicesDep, tenant: TenantDep) 
 
 @router.post(PATH)
 async def use_link(request: Request, services: ServicesDep, tenant: TenantDep) -> Response:
-    params: dict[str, str | list[str]] = dict(parse_form(await request.body()))  # type: ignore[arg-type]
     try:
-        link = read_link(params, tenant.config)
+        link = read_link(link_params(await read_form(request)), tenant.config)
+    except BodyUnreadable:  # more than 64 KiB, or not a form
+        return error_page(RedirectRejected("unreadable_form"))
     except RedirectRejected as exc:
         return error_page(exc)
     except AuthorizeFailed as exc:

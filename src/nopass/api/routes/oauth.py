@@ -1,4 +1,5 @@
-"""``POST /oauth/token`` and ``POST /oauth/revoke`` (auth0-wire.md §3, RFC 6749 §5, RFC 7009)."""
+"""``POST /oauth/token`` and ``POST /oauth/revoke`` (docs/specs/auth0-wire.md §3, RFC 6749 §5, RFC
+7009)."""
 
 from __future__ import annotations
 

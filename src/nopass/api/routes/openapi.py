@@ -1,8 +1,8 @@
 """``GET /openapi.json``: the hand-written OpenAPI 3 description of the JSON endpoints.
 
-Written by hand rather than generated: routes read raw bodies (JSON or form, auth0-wire.md
-§1.2) and answer Auth0's shapes, which the framework cannot infer. ``tests/api/
-test_schemathesis.py`` holds the server to it.
+Written by hand rather than generated: routes read raw bodies (JSON or form,
+docs/specs/auth0-wire.md §1.2) and answer Auth0's shapes, which the framework cannot infer.
+``tests/api/ test_schemathesis.py`` holds the server to it.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""``POST /passwordless/start`` (auth0-wire.md §2, §12.2-12.4)."""
+"""``POST /passwordless/start`` (docs/specs/auth0-wire.md §2, §12.2-12.4)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""SMS providers of passwordless ``sms`` connections (auth0-wire.md §6.2).
+"""SMS providers of passwordless ``sms`` connections (docs/specs/auth0-wire.md §6.2).
 
 ``SmsRouter`` picks the sender named by the connection's ``provider``: Auth0's
 ``"twilio"`` or ``"sms_gateway"`` (custom gateway). A connection without ``provider`` uses

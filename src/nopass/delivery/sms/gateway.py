@@ -2,7 +2,7 @@
 
 Follows Auth0 docs "Set Up Custom SMS Gateway for Passwordless Connections"
 (``auth0/docs`` ``articles/connections/passwordless/guides/use-sms-gateway-passwordless.md``;
-auth0-wire.md §6.2 and §2.5 rows 12-13):
+docs/specs/auth0-wire.md §6.2 and §2.5 rows 12-13):
 
 * ``POST options.gateway_url`` with JSON ``{"recipient", "body", "sender"}``, plus
   ``"req": {"ip", "user-agent"}`` when ``options.forward_req_info`` is true (the docs show

@@ -1,12 +1,12 @@
 """Send text messages with Twilio, Auth0's default passwordless SMS provider.
 
 Connection options as in Auth0 docs "Configure Passwordless SMS" / ``_setup-sms-twilio.md``
-(auth0-wire.md §6.2): ``twilio_sid``, ``twilio_token``, and ``from`` (an E.164 sender) or
+(docs/specs/auth0-wire.md §6.2): ``twilio_sid``, ``twilio_token``, and ``from`` (an E.164 sender) or
 ``messaging_service_sid`` (preferred when both are set). The call is Twilio's
 "Create a Message" (``POST /2010-04-01/Accounts/{AccountSid}/Messages.json``, form-encoded,
 HTTP basic auth). A Twilio error document ``{"code", "message", "status"}`` becomes
 ``DeliveryFailure.REJECTED`` so the API can answer Auth0's
-``sms_provider_error`` "<message> (Code: <code>)" (auth0-wire.md §2.5 row 11).
+``sms_provider_error`` "<message> (Code: <code>)" (docs/specs/auth0-wire.md §2.5 row 11).
 """
 
 from __future__ import annotations

@@ -12,7 +12,7 @@ import pytest
 from nopass.core.errors import AuthorizeInvalid, AuthorizeProblem, RedirectRejected, UnknownAudience
 from nopass.core.keyring import opaque_hash
 from nopass.core.models import ResourceServer, SigningKey
-from nopass.flows.authorize import (
+from nopass.flows.authorization_request import (
     CODE_LIFETIME,
     IMPLICIT_ACCESS_LIFETIME,
     AuthorizationResponse,
@@ -23,7 +23,7 @@ from nopass.flows.authorize import (
     respond,
 )
 from nopass.flows.issue import at_hash
-from tests.support.flows import ISSUER, NATIVE, SMS, T0, WEB, WEB_CALLBACK, World
+from tests.support.flows import ISSUER, NATIVE, SMS, T0, WEB, WEB_CALLBACK, World, authorize
 
 NATIVE_CALLBACK = "https://app.acme.example/callback"
 CHALLENGE = "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM"
@@ -34,7 +34,7 @@ IMPLICIT = {**CODE, "response_type": "token id_token", "nonce": "n-1"}
 
 def failure(params: Mapping[str, str | list[str]], flows: World) -> AuthorizeFailed:
     with pytest.raises(AuthorizeFailed) as failed:
-        parse_authorize({**params, "state": "st"}, flows.config)
+        parse_authorize(authorize({**params, "state": "st"}), flows.config)
     assert failed.value.request.state == "st"  # it goes back to the client with its state
     return failed.value
 
@@ -46,19 +46,21 @@ def problem(params: Mapping[str, str | list[str]], flows: World) -> AuthorizePro
 
 
 def test_a_code_request_is_parsed_with_its_defaults(flows: World) -> None:
-    request = parse_authorize(CODE, flows.config)
+    request = parse_authorize(authorize(CODE), flows.config)
     assert (request.response_type, request.response_mode, request.scope) == (
         "code",
         "query",
         "openid",
     )
-    implicit = parse_authorize({**IMPLICIT, "response_type": "token id_token"}, flows.config)
+    implicit = parse_authorize(
+        authorize({**IMPLICIT, "response_type": "token id_token"}), flows.config
+    )
     assert (implicit.response_type, implicit.response_mode) == ("id_token token", "fragment")
 
 
 def test_a_client_with_one_callback_needs_no_redirect_uri(flows: World) -> None:
     params = {k: v for k, v in CODE.items() if k != "redirect_uri"}
-    assert parse_authorize(params, flows.config).redirect_uri == WEB_CALLBACK
+    assert parse_authorize(authorize(params), flows.config).redirect_uri == WEB_CALLBACK
 
 
 @pytest.mark.parametrize(
@@ -76,7 +78,7 @@ def test_requests_that_must_not_redirect(
     flows: World, params: dict[str, str | list[str]], reason: str
 ) -> None:
     with pytest.raises(RedirectRejected) as rejected:
-        parse_authorize({**params, "state": "st"}, flows.config)
+        parse_authorize(authorize({**params, "state": "st"}), flows.config)
     assert rejected.value.reason == reason
 
 
@@ -125,7 +127,10 @@ def test_tokens_are_never_sent_in_the_query(flows: World, response_type: str) ->
 def test_a_connection_not_enabled_for_the_client_goes_back(flows: World) -> None:
     flows.set_enabled(SMS, frozenset({NATIVE}))
     assert problem({**CODE, "connection": SMS}, flows) is AuthorizeProblem.CONNECTION
-    assert parse_authorize({**CODE, "connection": "email"}, flows.config).connection == "email"
+    assert (
+        parse_authorize(authorize({**CODE, "connection": "email"}), flows.config).connection
+        == "email"
+    )
 
 
 def test_an_unknown_audience_goes_back(flows: World) -> None:
@@ -139,7 +144,7 @@ def test_a_public_client_with_s256_pkce_is_accepted(flows: World) -> None:
         "code_challenge": CHALLENGE,
         "code_challenge_method": "S256",
     }
-    request = parse_authorize(params, flows.config)
+    request = parse_authorize(authorize(params), flows.config)
     assert (request.redirect_uri, request.code_challenge) == (NATIVE_CALLBACK, CHALLENGE)
 
 
@@ -155,7 +160,7 @@ async def answer(flows: World, request: AuthorizeRequest) -> AuthorizationRespon
 
 async def test_a_code_response_stores_the_code_by_its_hash(flows: World) -> None:
     request = parse_authorize(
-        {**CODE, "state": "st", "scope": "openid email offline_access", "nonce": "n"},
+        authorize({**CODE, "state": "st", "scope": "openid email offline_access", "nonce": "n"}),
         flows.config,
     )
     response = await answer(flows, request)
@@ -180,7 +185,7 @@ async def test_an_implicit_response_carries_tokens_and_stores_no_code(
     flows: World, signing_key: SigningKey
 ) -> None:
     request = parse_authorize(
-        {**IMPLICIT, "state": "st", "scope": "openid email offline_access"}, flows.config
+        authorize({**IMPLICIT, "state": "st", "scope": "openid email offline_access"}), flows.config
     )
     response = await answer(flows, request)
     params = response.params
@@ -202,7 +207,7 @@ async def test_an_implicit_response_carries_tokens_and_stores_no_code(
 
 
 async def test_an_id_token_only_response_has_no_access_token(flows: World) -> None:
-    request = parse_authorize({**IMPLICIT, "response_type": "id_token"}, flows.config)
+    request = parse_authorize(authorize({**IMPLICIT, "response_type": "id_token"}), flows.config)
     params = (await answer(flows, request)).params
     assert set(params) == {"id_token"}
 
@@ -212,10 +217,10 @@ async def test_an_apis_lifetime_is_capped_for_implicit_and_kept_for_code(flows: 
         identifier=API, name="API", token_lifetime=30000, allow_offline_access=False
     )
     flows.config = replace(flows.config, resource_servers={API: api})
-    implicit = parse_authorize({**IMPLICIT, "audience": API}, flows.config)
+    implicit = parse_authorize(authorize({**IMPLICIT, "audience": API}), flows.config)
     assert int((await answer(flows, implicit)).params["expires_in"]) == IMPLICIT_ACCESS_LIFETIME
     code = parse_authorize(
-        {**CODE, "audience": API, "scope": "openid offline_access"}, flows.config
+        authorize({**CODE, "audience": API, "scope": "openid offline_access"}), flows.config
     )
     await answer(flows, code)
     [record] = flows.store.tables.authorization_codes.values()
@@ -223,7 +228,7 @@ async def test_an_apis_lifetime_is_capped_for_implicit_and_kept_for_code(flows: 
 
 
 def test_an_error_response_keeps_the_state(flows: World) -> None:
-    request = parse_authorize({**CODE, "state": "st"}, flows.config)
+    request = parse_authorize(authorize({**CODE, "state": "st"}), flows.config)
     response = error_response(request, "access_denied", "no")
     assert response.params == {"error": "access_denied", "error_description": "no", "state": "st"}
     assert response.redirect_uri == WEB_CALLBACK

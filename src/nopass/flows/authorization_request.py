@@ -90,6 +90,36 @@ class AuthorizeRequest:
         return cls(**{k: v for k, v in params.items() if k in names})
 
 
+@dataclass(frozen=True, slots=True)
+class AuthorizeParams:
+    """An authorization request as the client sent it: each parameter at most once, as text,
+    empty read as absent, nothing validated yet (``api/commands.py`` builds it from a query;
+    ``of`` from a stored transaction's parameters). ``parse_authorize`` judges it."""
+
+    client_id: str | None = None
+    redirect_uri: str | None = None
+    response_type: str | None = None
+    response_mode: str | None = None
+    scope: str | None = None
+    state: str | None = None
+    nonce: str | None = None
+    audience: str | None = None
+    code_challenge: str | None = None
+    code_challenge_method: str | None = None
+    prompt: str | None = None
+    connection: str | None = None
+    ui_locales: str | None = None
+    login_hint: str | None = None
+    send: str | None = None
+
+    @classmethod
+    def of(cls, params: Mapping[str, str]) -> AuthorizeParams:
+        return cls(**{k: v or None for k, v in params.items() if k in AUTHORIZE_PARAMETERS})
+
+
+AUTHORIZE_PARAMETERS = tuple(AuthorizeParams.__dataclass_fields__)
+
+
 class AuthorizeFailed(Exception):
     """A failure to report back through a validated request's redirect, with its ``state``."""
 
@@ -108,13 +138,6 @@ class AuthorizationResponse:
     params: dict[str, str]
 
 
-def _one(params: Mapping[str, str | list[str]], name: str) -> str | None:
-    value = params.get(name)
-    if isinstance(value, list):
-        raise RedirectRejected("repeated_parameter", uri=name)
-    return value or None
-
-
 def checked_redirect(client: Client, redirect_uri: str | None) -> str:
     """The exact callback to use, or ``RedirectRejected``. Without a ``redirect_uri`` a
     client with exactly one callback gets that one."""
@@ -127,18 +150,16 @@ def checked_redirect(client: Client, redirect_uri: str | None) -> str:
     return redirect_uri
 
 
-def parse_authorize(
-    params: Mapping[str, str | list[str]], config: TenantConfig
-) -> AuthorizeRequest:
-    client_id = _one(params, "client_id")
+def parse_authorize(params: AuthorizeParams, config: TenantConfig) -> AuthorizeRequest:
+    client_id = params.client_id
     if client_id is None:
         raise RedirectRejected("missing_client_id")
     client = config.clients.get(client_id)
     if client is None:
         raise RedirectRejected("unknown_client", client_id=client_id)
-    redirect_uri = checked_redirect(client, _one(params, "redirect_uri"))
-    raw_type = " ".join(sorted((_one(params, "response_type") or "").split()))
-    mode = _one(params, "response_mode")
+    redirect_uri = checked_redirect(client, params.redirect_uri)
+    raw_type = " ".join(sorted((params.response_type or "").split()))
+    mode = params.response_mode
     default_mode = "query" if raw_type == "code" else "fragment"
     usable_mode = mode in RESPONSE_MODES and not (mode == "query" and default_mode != "query")
     request = AuthorizeRequest(
@@ -146,17 +167,17 @@ def parse_authorize(
         redirect_uri=redirect_uri,
         response_type=raw_type if raw_type in RESPONSE_TYPES else "code",
         response_mode=mode if mode is not None and usable_mode else default_mode,
-        scope=_one(params, "scope") or "openid",
-        state=_one(params, "state"),
-        nonce=_one(params, "nonce"),
-        audience=_one(params, "audience"),
-        code_challenge=_one(params, "code_challenge"),
-        code_challenge_method=_one(params, "code_challenge_method"),
-        prompt=_one(params, "prompt"),
-        connection=_one(params, "connection"),
-        ui_locales=_one(params, "ui_locales"),
-        login_hint=_one(params, "login_hint"),
-        send=_one(params, "send"),
+        scope=params.scope or "openid",
+        state=params.state,
+        nonce=params.nonce,
+        audience=params.audience,
+        code_challenge=params.code_challenge,
+        code_challenge_method=params.code_challenge_method,
+        prompt=params.prompt,
+        connection=params.connection,
+        ui_locales=params.ui_locales,
+        login_hint=params.login_hint,
+        send=params.send,
     )
     # From here on errors can go back to the client: the request knows where.
     try:

@@ -8,7 +8,7 @@ from urllib.parse import quote, urlencode
 from starlette.responses import RedirectResponse, Response
 
 from nopass.api.pages import origin_of, page
-from nopass.flows.authorize import AuthorizationResponse
+from nopass.flows.authorization_request import AuthorizationResponse
 
 SEE_OTHER = 303  # after a credential POST (RFC 9700 §4.12); a GET redirects with 302
 FOUND = 302
