@@ -161,6 +161,18 @@ class ResourceServer:
     name: str
     token_lifetime: int
     allow_offline_access: bool
+    scopes: tuple[str, ...] = ()  # the permissions a client grant may hand out
+
+
+@dataclass(frozen=True, slots=True)
+class ClientGrant:
+    """A client's permission to get client-credentials tokens for one API (``audience``),
+    with at most ``scope``."""
+
+    id: str  # cgr_ + 16 alphanumerics
+    client_id: str
+    audience: str
+    scope: tuple[str, ...]
 
 
 @dataclass(frozen=True, slots=True)
@@ -172,6 +184,13 @@ class TenantConfig:
     connections: Mapping[str, Connection]
     email_provider: EmailProvider | None
     resource_servers: Mapping[str, ResourceServer] = field(default_factory=dict)
+    client_grants: tuple[ClientGrant, ...] = ()
+
+    def client_grant(self, client_id: str, audience: str) -> ClientGrant | None:
+        for grant in self.client_grants:
+            if grant.client_id == client_id and grant.audience == audience:
+                return grant
+        return None
 
 
 @dataclass(frozen=True, slots=True)
@@ -273,6 +292,9 @@ class User:
     last_login: datetime | None = None
     last_ip: str | None = None
     logins_count: int = 0
+    app_metadata: Mapping[str, Any] = field(default_factory=dict)
+    user_metadata: Mapping[str, Any] = field(default_factory=dict)
+    blocked: bool = False  # by an administrator: every sign-in refused
 
 
 @dataclass(frozen=True, slots=True)

@@ -22,6 +22,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from nopass.core.models import (
     AuthMethod,
     Client,
+    ClientGrant,
     Connection,
     EmailProvider,
     Resolved,
@@ -38,6 +39,7 @@ from nopass.store.options import (
     refresh_token_policy,
 )
 from nopass.store.tables import (
+    ClientGrantRow,
     ClientRow,
     ConfigStateRow,
     ConnectionClientRow,
@@ -120,6 +122,7 @@ async def _load_all(
     enabled = (await conn.execute(select(table(ConnectionClientRow)))).all()
     providers = (await conn.execute(select(table(EmailProviderRow)))).all()
     apis = (await conn.execute(select(table(ResourceServerRow)))).all()
+    grants = (await conn.execute(select(table(ClientGrantRow)).order_by("id"))).all()
 
     enabled_by_conn: dict[str, set[str]] = defaultdict(set)
     for row in enabled:
@@ -156,6 +159,14 @@ async def _load_all(
             name=row.name,
             token_lifetime=row.token_lifetime,
             allow_offline_access=row.allow_offline_access,
+            scopes=tuple(scope["value"] for scope in row.scopes),
+        )
+    grants_by_tenant: dict[str, list[ClientGrant]] = defaultdict(list)
+    for row in grants:
+        grants_by_tenant[row.tenant_id].append(
+            ClientGrant(
+                id=row.id, client_id=row.client_id, audience=row.audience, scope=tuple(row.scope)
+            )
         )
     configs = {
         row.id: TenantConfig(
@@ -171,6 +182,7 @@ async def _load_all(
             connections=conns_by_tenant[row.id],
             email_provider=provider_by_tenant.get(row.id),
             resource_servers=apis_by_tenant[row.id],
+            client_grants=tuple(grants_by_tenant[row.id]),
         )
         for row in tenants
     }

@@ -22,6 +22,7 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
+    false,
     text,
 )
 from sqlalchemy.engine import Dialect
@@ -163,6 +164,20 @@ class ResourceServerRow(Base):
     name: Mapped[str] = mapped_column(String(255))
     token_lifetime: Mapped[int] = mapped_column(Integer, default=86400)
     allow_offline_access: Mapped[bool] = mapped_column(Boolean, default=False)
+    scopes: Mapped[list[Any]] = mapped_column(default=list, server_default=text("'[]'"))
+
+
+class ClientGrantRow(Base):
+    """A client's permission to get client-credentials tokens for one audience."""
+
+    __tablename__ = "client_grants"
+    __table_args__ = (UniqueConstraint("tenant_id", "client_id", "audience"),)
+    id: Mapped[str] = mapped_column(String(24), primary_key=True)  # cgr_ + 16 alphanumerics
+    tenant_id: Mapped[str] = _tenant_fk()
+    client_id: Mapped[str] = mapped_column(String(128))
+    audience: Mapped[str] = mapped_column(String(512))
+    scope: Mapped[list[Any]] = mapped_column(default=list)
+    created_at: Mapped[datetime]
 
 
 class EmailProviderRow(Base):
@@ -182,6 +197,8 @@ class UserRow(Base):
     __table_args__ = (
         UniqueConstraint("tenant_id", "connection_id", "identifier"),
         UniqueConstraint("tenant_id", "user_id"),
+        Index("ix_users_tenant_created", "tenant_id", "created_at", "user_id"),
+        Index("ix_users_tenant_identifier", "tenant_id", "identifier"),
     )
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     tenant_id: Mapped[str] = _tenant_fk()
@@ -196,6 +213,9 @@ class UserRow(Base):
     last_login: Mapped[datetime | None]
     last_ip: Mapped[str | None] = mapped_column(String(64))
     logins_count: Mapped[int] = mapped_column(Integer, default=0)
+    app_metadata: Mapped[dict[str, Any]] = mapped_column(default=dict, server_default=text("'{}'"))
+    user_metadata: Mapped[dict[str, Any]] = mapped_column(default=dict, server_default=text("'{}'"))
+    blocked: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
 
 
 class ChallengeRow(Base):

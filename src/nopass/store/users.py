@@ -88,6 +88,9 @@ def _user(row: Any) -> User:
         last_login=row.last_login,
         last_ip=row.last_ip,
         logins_count=row.logins_count,
+        app_metadata=row.app_metadata,
+        user_metadata=row.user_metadata,
+        blocked=row.blocked,
     )
 
 
