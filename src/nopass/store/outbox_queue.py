@@ -58,14 +58,14 @@ _SENT_VALUES: dict[str, Any] = {
     "last_error": None,
 }
 # A message that went out is settled even if its lease ran out meanwhile (pending again, or
-# claimed by another sender): that spares a resend, or settles the one under way.
-_UNSETTLED = ("sending", "pending")
-_SENT = (
-    update(_T).where(_T.c.id == bindparam("b_id"), _T.c.status.in_(_UNSETTLED)).values(_SENT_VALUES)
-)
+# claimed by another sender): that spares a resend, or settles the one under way. Spelled
+# without IN (...): a literal list is an expanding parameter, which prebuilt plans leave to
+# SQLAlchemy.
+_UNSETTLED = or_(_T.c.status == "sending", _T.c.status == "pending")
+_SENT = update(_T).where(_T.c.id == bindparam("b_id"), _UNSETTLED).values(_SENT_VALUES)
 _ALL_SENT = (
     update(_T)
-    .where(_T.c.id.in_(bindparam("b_ids", expanding=True)), _T.c.status.in_(_UNSETTLED))
+    .where(_T.c.id.in_(bindparam("b_ids", expanding=True)), _UNSETTLED)
     .values(_SENT_VALUES)
 )
 LOST = "the sender stopped mid-delivery (its claim ran out)"

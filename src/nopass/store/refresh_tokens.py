@@ -9,9 +9,11 @@ from sqlalchemy import insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from nopass.core.models import RefreshGrant
+from nopass.store.prebuilt import run
 from nopass.store.tables import RefreshTokenRow, table
 
 _T = table(RefreshTokenRow)
+_ADD = insert(_T)  # one per login with offline_access: prebuilt (store/prebuilt.py)
 
 
 def _grant(row: Any) -> RefreshGrant:
@@ -34,20 +36,19 @@ class SqlRefreshTokenRepo:
         self._conn = conn
 
     async def add(self, tenant_id: str, grant: RefreshGrant, token_hash: str) -> None:
-        await self._conn.execute(
-            insert(_T).values(
-                id=grant.id,
-                tenant_id=tenant_id,
-                token_hash=token_hash,
-                family_id=grant.family_id,
-                client_id=grant.client_id,
-                user_id=grant.user_id,
-                scope=grant.scope,
-                audience=grant.audience,
-                created_at=grant.created_at,
-                expires_at=grant.expires_at,
-            )
-        )
+        values = {
+            "id": grant.id,
+            "tenant_id": tenant_id,
+            "token_hash": token_hash,
+            "family_id": grant.family_id,
+            "client_id": grant.client_id,
+            "user_id": grant.user_id,
+            "scope": grant.scope,
+            "audience": grant.audience,
+            "created_at": grant.created_at,
+            "expires_at": grant.expires_at,
+        }
+        await run(self._conn, _ADD, values)
 
     async def find(self, tenant_id: str, token_hash: str) -> RefreshGrant | None:
         row = (

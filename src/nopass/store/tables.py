@@ -213,9 +213,10 @@ class UserRow(Base):
     last_login: Mapped[datetime | None]
     last_ip: Mapped[str | None] = mapped_column(String(64))
     logins_count: Mapped[int] = mapped_column(Integer, default=0)
-    app_metadata: Mapped[dict[str, Any]] = mapped_column(default=dict, server_default=text("'{}'"))
-    user_metadata: Mapped[dict[str, Any]] = mapped_column(default=dict, server_default=text("'{}'"))
-    blocked: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    # Server-side defaults only, so the login's upsert stays prebuilt (see lost_claims).
+    app_metadata: Mapped[dict[str, Any]] = mapped_column(server_default=text("'{}'"))
+    user_metadata: Mapped[dict[str, Any]] = mapped_column(server_default=text("'{}'"))
+    blocked: Mapped[bool] = mapped_column(Boolean, server_default=false())
 
 
 class ChallengeRow(Base):
@@ -265,7 +266,9 @@ class OutboxRow(Base):
     status: Mapped[str] = mapped_column(String(16))
     attempts: Mapped[int] = mapped_column(Integer, default=0)  # claims so far (a fence)
     # Claims whose lease ran out (the sender died or stalled): bounded by the retry policy.
-    lost_claims: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    # Server-side defaults only: a Python-side default would take the insert off the prebuilt
+    # path (store/prebuilt.py; tests/integration/test_login_statements.py).
+    lost_claims: Mapped[int] = mapped_column(Integer, server_default="0")
     next_attempt_at: Mapped[datetime]
     lease_until: Mapped[datetime | None]
     last_error: Mapped[str | None] = mapped_column(Text)
