@@ -44,3 +44,15 @@ def test_smoke_run_writes_the_report(tmp_path: Path) -> None:
                 assert endpoints[name]["non_2xx"] == 0, (name, endpoints[name])
     report = (tmp_path / "latest.md").read_text()
     assert "Whole email-code logins" in report
+
+
+def test_calls_counts_a_login_with_every_statement_prebuilt() -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("NOPASS_")}
+    args = [sys.executable, "-m", "bench.calls", "--logins", "5"]
+    done = subprocess.run(
+        args, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300, check=False
+    )
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    assert "through SQLAlchemy's execution, per login: 0.00" in done.stdout, done.stdout
+    statements = float(done.stdout.split("SQL statements per login: ")[1].split()[0])
+    assert 10 < statements < 40, done.stdout
