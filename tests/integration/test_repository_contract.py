@@ -23,6 +23,7 @@ from sqlalchemy import text
 from nopass.config_file import parse_config
 from nopass.core.keyring import Keyring
 from nopass.core.models import (
+    AuditEvent,
     AuthorizationCode,
     Challenge,
     LoginTicket,
@@ -282,6 +283,44 @@ async def test_a_login_creates_the_user_then_counts_it(store: Backend) -> None:
         assert await work.users.exists(tenant, connection, "a@example.com")
         assert await work.users.get(tenant, "email|1") == again
         assert await work.users.get(tenant, "email|2") is None
+
+
+# ---------------------------------------------------------------------- audit log
+
+
+async def test_the_audit_log_reads_back_by_log_id_page_user_and_checkpoint(
+    store: Backend,
+) -> None:
+    acme, globex = store.acme.tenant, store.globex.tenant
+    async with store.work() as work:
+        for n in range(5):
+            user = "email|ann" if n % 2 == 0 else "email|bob"
+            event = AuditEvent(acme, "s", user_id=user, ip="192.0.2.1", details={"n": n})
+            await work.audit.add(event, T0 + timedelta(seconds=n))
+        await work.audit.add(AuditEvent(globex, "s", user_id="email|ann"), T0)
+        await work.commit()
+    async with store.read() as work:
+        newest, total = await work.audit.page(
+            acme, user_id=None, newest_first=True, offset=0, limit=3
+        )
+        assert total == 5 and [e.event.details["n"] for e in newest] == [4, 3, 2]
+        ids = [e.log_id for e in newest]
+        assert ids == sorted(ids, reverse=True) and all(len(i) == 20 for i in ids)
+        assert newest[0].date == T0 + timedelta(seconds=4)
+        anns, ann_total = await work.audit.page(
+            acme, user_id="email|ann", newest_first=False, offset=1, limit=5
+        )
+        assert ann_total == 3 and [e.event.details["n"] for e in anns] == [2, 4]
+        assert await work.audit.get(acme, ids[0]) == newest[0]
+        assert await work.audit.get(globex, ids[0]) is None  # another tenant's id
+        assert await work.audit.get(acme, "not-a-log-id") is None
+        first_two = await work.audit.after(acme, None, 2)
+        assert [e.event.details["n"] for e in first_two] == [0, 1]
+        rest = await work.audit.after(acme, first_two[-1].log_id, 10)
+        assert [e.event.details["n"] for e in rest] == [2, 3, 4]
+        assert await work.audit.after(acme, rest[-1].log_id, 10) == []
+        [theirs] = await work.audit.after(globex, None, 10)
+        assert theirs.event.tenant_id == globex
 
 
 # ---------------------------------------------------------------------- failure windows

@@ -278,6 +278,30 @@ class AuditEvent:
         )
 
 
+LOG_ID_DIGITS = 20
+
+
+@dataclass(frozen=True, slots=True)
+class LoggedEvent:
+    """An audit event as stored: ``log_id`` is its number as fixed-width decimal, so log ids
+    sort as they were written and a checkpoint (``from``) is "after this one"."""
+
+    log_id: str
+    date: datetime
+    event: AuditEvent
+
+    @staticmethod
+    def id_of(number: int) -> str:
+        return f"{number:0{LOG_ID_DIGITS}d}"
+
+    @staticmethod
+    def number_of(log_id: str) -> int | None:
+        """The stored number of a log id; None for anything that is not one."""
+        if not (log_id.isascii() and log_id.isdigit()) or len(log_id) > LOG_ID_DIGITS:
+            return None
+        return int(log_id)
+
+
 @dataclass(frozen=True, slots=True)
 class User:
     """A passwordless user: one per (tenant, connection, identifier)."""

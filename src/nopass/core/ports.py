@@ -21,6 +21,7 @@ from nopass.core.models import (
     Challenge,
     Connection,
     EmailProvider,
+    LoggedEvent,
     LoginTicket,
     LoginTransaction,
     Message,
@@ -163,6 +164,20 @@ class OutboxRepo(Protocol):
 
 class AuditRepo(Protocol):
     async def add(self, event: AuditEvent, now: datetime) -> None: ...
+
+    async def get(self, tenant_id: str, log_id: str) -> LoggedEvent | None: ...
+
+    async def page(
+        self, tenant_id: str, *, user_id: str | None, newest_first: bool, offset: int, limit: int
+    ) -> tuple[list[LoggedEvent], int]:
+        """A page of the tenant's events (only ``user_id``'s when given), by log id, and how
+        many there are in all."""
+        ...
+
+    async def after(self, tenant_id: str, log_id: str | None, limit: int) -> list[LoggedEvent]:
+        """Up to ``limit`` events written after ``log_id`` (from the first when None), oldest
+        first: the checkpoint reading of ``GET /api/v2/logs?from=``."""
+        ...
 
 
 class AssertionRepo(Protocol):

@@ -281,6 +281,7 @@ class AuditEventRow(Base):
     __table_args__ = (
         Index("ix_audit_events_tenant_created", "tenant_id", "created_at"),
         Index("ix_audit_events_tenant_type", "tenant_id", "type"),
+        Index("ix_audit_events_tenant_user", "tenant_id", "user_id", "id"),  # a user's logs
     )
     id: Mapped[int] = mapped_column(
         BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True

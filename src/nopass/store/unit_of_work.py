@@ -17,8 +17,9 @@ from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from nopass.core.keyring import Keyring
-from nopass.core.models import AuditEvent, Message
+from nopass.core.models import Message
 from nopass.core.otp import new_id
+from nopass.store.audit_log import SqlAuditRepo
 from nopass.store.authorization_codes import SqlAuthorizationCodeRepo
 from nopass.store.challenges import SqlChallengeRepo
 from nopass.store.failure_windows import SqlFailureWindowRepo
@@ -27,14 +28,13 @@ from nopass.store.login_tickets import SqlLoginTicketRepo
 from nopass.store.prebuilt import run
 from nopass.store.refresh_tokens import SqlRefreshTokenRepo
 from nopass.store.sessions import SqlSessionRepo, SqlTransactionRepo
-from nopass.store.tables import AuditEventRow, ClientAssertionRow, OutboxRow, table
+from nopass.store.tables import ClientAssertionRow, OutboxRow, table
 from nopass.store.users import SqlUserRepo
 
 OUTBOX_CONTEXT = "outbox"
 # Built once: the values travel as parameters (building a statement per call costs more CPU
 # than running it).
 ADD_OUTBOX = insert(table(OutboxRow))
-ADD_AUDIT = insert(table(AuditEventRow))
 # Plain statements rather than SQLAlchemy's nested transactions, which cost a greenlet switch
 # and their bookkeeping at each end (the start flow opens one per request).
 SAVEPOINT = text("SAVEPOINT nopass_work")
@@ -93,30 +93,6 @@ def seal_payload(
         "link": link,
     }
     return keyring.seal(json.dumps(body).encode(), context=f"{OUTBOX_CONTEXT}:{message_id}")
-
-
-class SqlAuditRepo:
-    def __init__(self, conn: AsyncConnection) -> None:
-        self._conn = conn
-
-    async def add(self, event: AuditEvent, now: datetime) -> None:
-        await run(
-            self._conn,
-            ADD_AUDIT,
-            {
-                "tenant_id": event.tenant_id,
-                "type": event.type,
-                "created_at": now,
-                "description": event.description,
-                "ip": event.ip,
-                "user_agent": (event.user_agent or "")[:512] or None,
-                "client_id": event.client_id,
-                "connection": event.connection,
-                "user_name": event.user_name,
-                "user_id": event.user_id,
-                "details": dict(event.details),
-            },
-        )
 
 
 class SqlAssertionRepo:

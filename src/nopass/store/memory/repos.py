@@ -14,7 +14,7 @@ from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
-from nopass.core.models import AuditEvent, Challenge, Message, User
+from nopass.core.models import AuditEvent, Challenge, LoggedEvent, Message, User
 from nopass.core.otp import MAX_ATTEMPTS, new_id
 from nopass.store.memory.tables import (
     AuditRecord,
@@ -278,6 +278,36 @@ class MemoryAuditRepo:
             event, user_agent=(event.user_agent or "")[:512] or None, details=dict(event.details)
         )
         tables.audit.append(AuditRecord(event=stored, created_at=now))
+
+    def _numbered(self, tenant_id: str) -> list[tuple[int, AuditRecord]]:
+        """The tenant's events with their numbers (the append-only list's positions + 1)."""
+        records = self._work.reading().audit
+        return [(n, r) for n, r in enumerate(records, 1) if r.event.tenant_id == tenant_id]
+
+    async def get(self, tenant_id: str, log_id: str) -> LoggedEvent | None:
+        number = LoggedEvent.number_of(log_id)
+        found = [_logged(n, r) for n, r in self._numbered(tenant_id) if n == number]
+        return found[0] if found else None
+
+    async def page(
+        self, tenant_id: str, *, user_id: str | None, newest_first: bool, offset: int, limit: int
+    ) -> tuple[list[LoggedEvent], int]:
+        chosen = [
+            (n, r)
+            for n, r in self._numbered(tenant_id)
+            if user_id is None or r.event.user_id == user_id
+        ]
+        ordered = chosen[::-1] if newest_first else chosen
+        return [_logged(n, r) for n, r in ordered[offset : offset + limit]], len(chosen)
+
+    async def after(self, tenant_id: str, log_id: str | None, limit: int) -> list[LoggedEvent]:
+        start = LoggedEvent.number_of(log_id) or 0 if log_id is not None else 0
+        later = [(n, r) for n, r in self._numbered(tenant_id) if n > start]
+        return [_logged(n, r) for n, r in later[:limit]]
+
+
+def _logged(number: int, record: AuditRecord) -> LoggedEvent:
+    return LoggedEvent(log_id=LoggedEvent.id_of(number), date=record.created_at, event=record.event)
 
 
 class MemoryAssertionRepo:

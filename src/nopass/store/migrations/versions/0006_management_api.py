@@ -1,4 +1,4 @@
-"""management api: client grants, user metadata and blocks, resource server scopes
+"""management api: client grants, user metadata and blocks, resource server scopes, logs by user
 
 Revision ID: 0006
 Revises: 0005
@@ -59,6 +59,8 @@ def upgrade() -> None:
         )
         batch_op.create_index("ix_users_tenant_created", ["tenant_id", "created_at", "user_id"])
         batch_op.create_index("ix_users_tenant_identifier", ["tenant_id", "identifier"])
+    with op.batch_alter_table("audit_events", schema=None) as batch_op:
+        batch_op.create_index("ix_audit_events_tenant_user", ["tenant_id", "user_id", "id"])
     with op.batch_alter_table("resource_servers", schema=None) as batch_op:
         batch_op.add_column(
             sa.Column("scopes", sa.JSON(), server_default=EMPTY_LIST, nullable=False)
@@ -66,6 +68,8 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
+    with op.batch_alter_table("audit_events", schema=None) as batch_op:
+        batch_op.drop_index("ix_audit_events_tenant_user")
     with op.batch_alter_table("resource_servers", schema=None) as batch_op:
         batch_op.drop_column("scopes")
     with op.batch_alter_table("users", schema=None) as batch_op:
