@@ -231,7 +231,9 @@ SCALARS = st.one_of(
     st.integers(0, 6),
     st.sampled_from(["admin", "Admin", "5", "true", "gold"]),
 )
-LEAVES = st.one_of(SCALARS, st.lists(SCALARS, max_size=3))
+LEAVES = st.one_of(
+    SCALARS, st.lists(SCALARS, max_size=3), st.lists(st.lists(SCALARS, max_size=2), max_size=2)
+)
 OBJECTS = st.dictionaries(st.sampled_from(["tier", "roles", "n"]), LEAVES, max_size=2)
 META = st.dictionaries(
     st.sampled_from(["roles", "plan", "n", "flag", "x"]),
