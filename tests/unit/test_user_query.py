@@ -9,9 +9,31 @@ from typing import Any
 
 import pytest
 
+from nopass.core import lucene
 from nopass.core.errors import InvalidQuery
-from nopass.core.lucene import And, Between, Exists, Flag, Match, Not, Or, Pattern
-from nopass.core.user_query import Sort, check_window, matches, parse_query, parse_sort
+from nopass.core.lucene import (
+    And,
+    Between,
+    Exists,
+    Field,
+    Flag,
+    Kind,
+    Match,
+    Not,
+    Or,
+    Pattern,
+    Schema,
+)
+from nopass.core.models import User
+from nopass.core.user_query import (
+    Sort,
+    check_window,
+    matches,
+    ordered,
+    parse_query,
+    parse_sort,
+    search_view,
+)
 
 B, V, P = Flag("blocked", True), Flag("email_verified", True), Flag("phone_verified", True)
 
@@ -238,3 +260,60 @@ def test_case_folding_is_ascii_only_as_in_sql() -> None:
     view = {"user_id": "email|1", "name": "Émile", "identities": []}
     assert matches(parse_query("name:émile"), view) is False
     assert matches(parse_query("name:ÉMILE"), view) is True
+
+
+def test_search_view_is_the_user_object_without_absent_fields() -> None:
+    created = day(2024, 1, 1)
+    user = User(
+        tenant_id="t",
+        user_id="sms|abc",
+        connection_id="c",
+        identifier="+15550001",
+        profile={"phone_number": "+15550001", "phone_verified": True},
+        created_at=created,
+        updated_at=created,
+        app_metadata={"plan": "gold"},
+    )
+    view = search_view(user, "sms")
+    assert view == {
+        "phone_number": "+15550001",
+        "phone_verified": True,
+        "user_id": "sms|abc",
+        "identities": [{"connection": "sms", "provider": "sms", "user_id": "abc"}],
+        "created_at": created,
+        "updated_at": created,
+        "blocked": False,
+        "app_metadata": {"plan": "gold"},
+        "user_metadata": {},
+    }
+    assert matches(parse_query("NOT _exists_:logins_count AND identities.provider:sms"), view)
+
+
+def test_ordered_puts_absent_values_last_either_way_and_breaks_ties_by_user_id() -> None:
+    views = [
+        {"user_id": "b", "name": "x"},
+        {"user_id": "a"},
+        {"user_id": "c", "name": "x"},
+        {"user_id": "d", "name": "w"},
+    ]
+    assert [v["user_id"] for v in ordered(views, Sort("name"))] == ["d", "b", "c", "a"]
+    assert [v["user_id"] for v in ordered(views, Sort("name", True))] == ["c", "b", "d", "a"]
+
+
+def test_the_parser_takes_another_field_table() -> None:
+    """The log search (management-api.md §4.1): its own fields, all case-sensitive."""
+    logs = Schema(
+        fields={
+            "type": Field("type", Kind.STRING, ("type",)),
+            "user_name": Field("user_name", Kind.STRING, ("user_name",)),
+            "date": Field("date", Kind.DATE, ("date",)),
+        },
+        default_fields=("type", "user_name"),
+    )
+    tree = lucene.parse("type:s* AND date:[2018-12-18 TO *]", logs)
+    assert tree == And((Pattern("type", ("s", "")), Between("date", day(2018, 12, 18), None)))
+    event = {"type": "seccft", "user_name": "Jane", "date": "2019-01-01T01:00:00.000Z"}
+    assert lucene.matches(tree, event, logs)
+    assert not lucene.matches(lucene.parse("jane", logs), event, logs)
+    with pytest.raises(InvalidQuery, match="unknown field 'email'"):
+        lucene.parse("email:x", logs)
