@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from nopass.core import lucene
+from nopass.core import lucene, lucene_parser
 from nopass.core.errors import InvalidQuery
 from nopass.core.lucene import (
     And,
@@ -310,10 +310,10 @@ def test_the_parser_takes_another_field_table() -> None:
         },
         default_fields=("type", "user_name"),
     )
-    tree = lucene.parse("type:s* AND date:[2018-12-18 TO *]", logs)
+    tree = lucene_parser.parse("type:s* AND date:[2018-12-18 TO *]", logs)
     assert tree == And((Pattern("type", ("s", "")), Between("date", day(2018, 12, 18), None)))
     event = {"type": "seccft", "user_name": "Jane", "date": "2019-01-01T01:00:00.000Z"}
     assert lucene.matches(tree, event, logs)
-    assert not lucene.matches(lucene.parse("jane", logs), event, logs)
+    assert not lucene.matches(lucene_parser.parse("jane", logs), event, logs)
     with pytest.raises(InvalidQuery, match="unknown field 'email'"):
-        lucene.parse("email:x", logs)
+        lucene_parser.parse("email:x", logs)

@@ -1,5 +1,5 @@
 """The user search of ``GET /api/v2/users``: ``q`` and ``sort`` (docs/specs management-api.md
-§3.2; syntax in ``nopass.core.lucene``).
+§3.2; syntax in ``nopass.core.lucene_parser``).
 
 Case rules: ``email``, ``name``, ``given_name``, ``family_name`` and ``nickname`` compare
 without regard to ASCII case; every other field is case-sensitive. ``app_metadata.<path>``
@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from nopass.core import lucene
+from nopass.core import lucene, lucene_parser
 from nopass.core.errors import InvalidQuery
 from nopass.core.lucene import Field, Kind, Node, Schema
 from nopass.core.models import User
@@ -67,7 +67,7 @@ USERS = Schema(
 
 def parse_query(q: str | None) -> Node | None:
     """The tree of a user search ``q``; ``None`` (everything) when absent or blank."""
-    return None if q is None else lucene.parse(q, USERS)
+    return None if q is None else lucene_parser.parse(q, USERS)
 
 
 def matches(query: Node | None, view: Mapping[str, Any]) -> bool:
