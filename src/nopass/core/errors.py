@@ -34,7 +34,8 @@
     ├── AuthorizeInvalid          an authorization request refused through its redirect
     ├── AuthorizationCodeRejected the code grant's code, redirect_uri or PKCE verifier
     ├── CrossOriginRefused        /co/authenticate refusals (origin, disabled, type, realm)
-    └── ResendTooSoon             the hosted page's resend cooldown
+    ├── ResendTooSoon             the hosted page's resend cooldown
+    └── InvalidQuery              a search ``q`` or ``sort`` outside the supported subset
 """
 
 from __future__ import annotations
@@ -359,3 +360,11 @@ class ResendTooSoon(NopassError):
     def __init__(self, retry_after: int) -> None:
         super().__init__(f"resend allowed in {retry_after} s")
         self.retry_after = retry_after
+
+
+class InvalidQuery(NopassError):
+    """A search query (``q``) or ``sort`` the search does not support; the message says why."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
