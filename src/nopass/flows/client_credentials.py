@@ -19,11 +19,11 @@ from typing import TYPE_CHECKING
 
 from nopass.core.errors import (
     AudienceRequired,
+    ClientAuthenticationFailed,
     GrantNotAllowed,
     InvalidScope,
     NoClientGrant,
     UnknownAudience,
-    UnknownClient,
 )
 from nopass.core.management import (
     MANAGEMENT_API_NAME,
@@ -96,8 +96,8 @@ async def client_credentials(
     cmd: TokenCommand, grant: ClientCredentialsGrant, config: TenantConfig, deps: TokenDeps
 ) -> TokenSet:
     client = config.clients.get(cmd.client_id)
-    if client is None:
-        raise UnknownClient(cmd.client_id)
+    if client is None:  # §2.1: answered like a wrong secret
+        raise ClientAuthenticationFailed("unknown client")
     if not client.is_confidential:  # RFC 6749 §4.4: confidential clients only
         raise GrantNotAllowed(CLIENT_CREDENTIALS_GRANT)
     origin = cmd.issuer.rstrip("/")

@@ -19,7 +19,6 @@ from nopass.core.errors import (
     InvalidScope,
     NoClientGrant,
     UnknownAudience,
-    UnknownClient,
     UnsupportedParameter,
 )
 from nopass.core.management import MANAGEMENT_TOKEN_LIFETIME
@@ -192,7 +191,7 @@ async def test_private_key_jwt(machine: World, client_keys: KeyPair) -> None:
 
 
 async def test_refusals_before_authentication_write_nothing(machine: World) -> None:
-    with pytest.raises(UnknownClient):
+    with pytest.raises(ClientAuthenticationFailed):  # not UnknownClient: told like a bad secret
         await machine.client_credentials(client_id="nobody")
     with pytest.raises(ClientAuthenticationFailed):
         await machine.client_credentials(client_secret="wrong-secret-0123456789")
