@@ -27,7 +27,7 @@ from tests.support.config import (
     WEB_SECRET,
     machine_config,
 )
-from tests.support.harness import Harness, running_app
+from tests.support.harness import Harness, prepare_database, running_app
 from tests.support.tokens import KeyPair, generate_keypair, jwks_of, verify_with
 
 ORIGIN = "http://127.0.0.1:8123"
@@ -271,3 +271,20 @@ async def test_a_client_without_the_grant_type_is_refused(app: Harness) -> None:
     assert (response.status_code, response.json()) == (status, answer)
     [event] = await app.rows("SELECT type, client_id FROM audit_events")
     assert (event["type"], event["client_id"]) == ("feccft", WEB_ID)
+
+
+async def test_another_tenant_knows_neither_the_client_nor_its_grants(database_url: str) -> None:
+    other = machine_config("http://beta.example:8123", name="beta")
+    for client in other["clients"]:
+        client["client_id"] = "beta-" + client["client_id"]
+    for grant in other["client_grants"]:
+        grant["client_id"] = "Machine App"
+    await prepare_database(database_url, other)
+    async with running_app(database_url, machine_config(ORIGIN)) as app:
+        form = {**FORM, "client_secret": MACHINE_SECRET}
+        at_beta = await post(app, data=form, headers={"Host": "beta.example:8123"})
+        assert (at_beta.status_code, at_beta.json()) == (401, UNAUTHORIZED)
+        beta_management = "http://beta.example:8123/api/v2/"
+        response = await post(app, data={**form, "audience": beta_management})
+        assert response.status_code == 403
+        assert response.json()["error_description"] == f"Service not found: {beta_management}"
