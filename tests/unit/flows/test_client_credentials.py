@@ -197,11 +197,11 @@ async def test_refusals_before_authentication_write_nothing(machine: World) -> N
         await machine.client_credentials(client_secret="wrong-secret-0123456789")
     with pytest.raises(ClientAuthenticationFailed):
         await machine.client_credentials(client_secret=None)
-    with pytest.raises(GrantNotAllowed):  # a public client, whatever its grant types
-        machine.add_machine_client(auth_method=AuthMethod.NONE)
-        await machine.client_credentials(client_secret=None)
     with pytest.raises(GrantNotAllowed):
         await machine.client_credentials(client_id=NATIVE)
+    machine.add_machine_client(auth_method=AuthMethod.NONE)
+    with pytest.raises(GrantNotAllowed):  # a public client, whatever its grant types
+        await machine.client_credentials(client_secret=None)
     assert machine.events() == []
     nothing_but_audit(machine)
 
@@ -211,8 +211,8 @@ async def test_refusals_of_an_authenticated_client_are_audited(machine: World) -
         await machine.client_credentials(client_id=WEB, client_secret=WEB_SECRET)
     with pytest.raises(UnknownAudience):
         await machine.client_credentials(audience="https://unknown.example/")
+    machine.add_machine_client({API: ("read:things",)})
     with pytest.raises(NoClientGrant):
-        machine.add_machine_client({API: ("read:things",)})
         await machine.client_credentials(audience=MANAGEMENT)
     with pytest.raises(AudienceRequired):
         await machine.client_credentials(audience=None)
