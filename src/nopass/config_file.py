@@ -21,6 +21,7 @@ from liquid.exceptions import LiquidError
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from nopass.core import options as domain
+from nopass.core.management import MANAGEMENT_API_NAME, MANAGEMENT_SCOPES, management_audience
 from nopass.core.models import PASSWORDLESS_OTP_GRANT
 from nopass.core.otp import MAX_LENGTH, MAX_LIFETIME, MIN_LENGTH, MIN_LIFETIME
 
@@ -153,11 +154,44 @@ class TenantSpec(_Strict):
         return origins
 
 
+class ResourceServerScope(_Strict):
+    """A permission an API defines, which client grants may hand out (Auth0's shape)."""
+
+    value: Annotated[str, Field(pattern=r"^\S{1,280}$")]
+    description: Annotated[str, Field(max_length=500)] | None = None
+
+
 class ResourceServerSpec(_Strict):
     identifier: Annotated[str, Field(min_length=1, max_length=512)]
     name: str
     token_lifetime: int = Field(domain.DEFAULT_ACCESS_TOKEN_LIFETIME, ge=60, le=2592000)
     allow_offline_access: bool = False
+    scopes: list[ResourceServerScope] = Field(default_factory=list)
+
+    @field_validator("scopes")
+    @classmethod
+    def _unique_scopes(cls, value: list[ResourceServerScope]) -> list[ResourceServerScope]:
+        seen: set[str] = set()
+        for scope in value:
+            if scope.value in seen:
+                raise ValueError(f"duplicate scope {scope.value!r}")
+            seen.add(scope.value)
+        return value
+
+    def stored(self) -> dict[str, Any]:
+        """The ``resource_servers`` row's values (scopes as ``[{value, description}]``)."""
+        values = self.model_dump(exclude={"scopes"})
+        values["scopes"] = [s.model_dump(exclude_none=True) for s in self.scopes]
+        return values
+
+
+class ClientGrantSpec(_Strict):
+    """Auth0's client grant: a confidential client (its name or client_id) may get
+    client-credentials tokens for ``audience`` with at most ``scope``."""
+
+    client_id: Annotated[str, Field(min_length=1, max_length=255)]
+    audience: Annotated[str, Field(min_length=1, max_length=512)]
+    scope: list[Annotated[str, Field(pattern=r"^\S{1,280}$")]]
 
 
 class JwtConfiguration(_Strict):
@@ -257,6 +291,12 @@ class ClientSpec(_Strict):
             )
         if method == "none" and self.client_secret is not None:
             raise ValueError("client_secret is only for confidential clients")
+        if method == "none" and "client_credentials" in self.effective_grant_types:
+            raise _Nested(
+                "grant_types",
+                "client_credentials is only for confidential clients "
+                "(token_endpoint_auth_method is none)",
+            )
         return self
 
     @property
@@ -416,6 +456,7 @@ class ConfigFile(_Strict):
     clients: list[ClientSpec] = Field(default_factory=list)
     connections: list[ConnectionSpec] = Field(default_factory=list)
     email_provider: EmailProviderSpec | None = None
+    client_grants: list[ClientGrantSpec] = Field(default_factory=list)
 
     @model_validator(mode="after")
     def _references(self) -> ConfigFile:
@@ -430,6 +471,7 @@ class ConfigFile(_Strict):
                     raise ConfigFileError(
                         f"connections[{i}].enabled_clients: unknown client {ref!r}"
                     )
+        self._client_grants()
         names = {c.name for c in self.connections}
         for i, ident in enumerate(self.tenant.test_identities):
             if ident.connection not in names:
@@ -438,6 +480,48 @@ class ConfigFile(_Strict):
                     f"{ident.connection!r}"
                 )
         return self
+
+    def _client_grants(self) -> None:
+        """Each grant names a client of the file that is confidential, an API of the file or
+        the built-in Management API at one of the tenant's domains, and only scopes that
+        API defines; one grant per (client, audience)."""
+        apis = {r.identifier: tuple(s.value for s in r.scopes) for r in self.resource_servers}
+        builtin = {management_audience(origin): MANAGEMENT_SCOPES for origin in self.tenant.domains}
+        for i, api in enumerate(self.resource_servers):
+            if api.identifier in builtin:
+                raise ConfigFileError(
+                    f"resource_servers[{i}].identifier: {api.identifier!r} is the built-in "
+                    f"{MANAGEMENT_API_NAME}"
+                )
+        clients = {c.name: c for c in self.clients}
+        clients.update({c.client_id: c for c in self.clients if c.client_id})
+        seen: set[tuple[str, str]] = set()
+        for i, grant in enumerate(self.client_grants):
+            where = f"client_grants[{i}]"
+            client = clients.get(grant.client_id)
+            if client is None:
+                raise ConfigFileError(f"{where}.client_id: unknown client {grant.client_id!r}")
+            if client.auth_method == "none":
+                raise ConfigFileError(
+                    f"{where}.client_id: client {client.name!r} is public "
+                    "(token_endpoint_auth_method none); client grants are for confidential "
+                    "clients"
+                )
+            scopes = {**apis, **builtin}.get(grant.audience)
+            if scopes is None:
+                raise ConfigFileError(f"{where}.audience: unknown API {grant.audience!r}")
+            for scope in grant.scope:
+                if scope not in scopes:
+                    raise ConfigFileError(
+                        f"{where}.scope: {scope!r} is not a scope of {grant.audience!r}"
+                    )
+            key = (client.name, grant.audience)
+            if key in seen:
+                raise ConfigFileError(
+                    f"{where}: duplicate grant for client {client.name!r} and audience "
+                    f"{grant.audience!r}"
+                )
+            seen.add(key)
 
 
 def _unique(section: str, values: list[Any], key: str) -> None:

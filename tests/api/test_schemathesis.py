@@ -33,10 +33,10 @@ from schemathesis.specs.openapi.checks import (
 from nopass.api.routes.openapi import document
 from nopass.app import create_app
 from tests.support import harness
-from tests.support.config import JWT_ID, NATIVE_ID, WEB_ID, tenant_config
+from tests.support.config import JWT_ID, MACHINE_ID, NATIVE_ID, WEB_ID, machine_config
 
 ORIGIN = "http://127.0.0.1:8123"  # the seeded tenant's domain: requests carry it as Host
-CLIENTS = [NATIVE_ID, WEB_ID, JWT_ID, "other-app-client-id", "no-such-client"]
+CLIENTS = [NATIVE_ID, WEB_ID, JWT_ID, MACHINE_ID, "other-app-client-id", "no-such-client"]
 CONNECTIONS = ["email", "sms", "legacy-db", "no-such-connection"]
 IDENTIFIERS = ["person@example.com", "+15550000001"]
 SPA_ORIGIN = "https://app.acme.example"  # allowed for cross-origin authentication
@@ -69,8 +69,9 @@ def narrowed(doc: dict[str, Any]) -> dict[str, Any]:
 
 
 def config() -> dict[str, Any]:
-    """The test tenant, with the Native App allowed to authenticate cross-origin."""
-    result = tenant_config(ORIGIN)
+    """The test tenant with a machine-to-machine client and its grants, the Native App
+    allowed to authenticate cross-origin."""
+    result = machine_config(ORIGIN)
     native = next(c for c in result["clients"] if c["client_id"] == NATIVE_ID)
     native.update(cross_origin_auth=True, web_origins=[SPA_ORIGIN])
     return result

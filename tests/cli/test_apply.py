@@ -163,7 +163,8 @@ async def test_apply_creates_tenant_prints_summary_and_is_idempotent(
     path = example_file(tmp_path, fmt)
 
     first = summary_of(apply_file(database_url, path))
-    assert set(first) == {"tenant", "clients", "connections"}
+    assert set(first) == {"tenant", "clients", "connections", "client_grants"}
+    assert first["client_grants"] == []
     assert first["tenant"] == "acme"
     assert first["connections"] == [
         {"name": "email", "strategy": "email"},

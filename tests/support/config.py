@@ -86,3 +86,43 @@ def tenant_config(
         ),
     }
     return config
+
+
+MACHINE_ID = "machine-app-client-id"
+MACHINE_SECRET = "machine-app-secret-0123456789abcdef"
+API_ID = "https://api.acme.example/"
+API_SCOPES = ("read:things", "write:things", "delete:things")
+
+
+def machine_config(origin: str, **kwargs: Any) -> dict[str, Any]:
+    """``tenant_config`` plus a confidential ``non_interactive`` client holding the
+    ``client_credentials`` grant type (secret ``MACHINE_SECRET``), an API ``API_ID`` that
+    defines ``API_SCOPES`` with a 2-hour token lifetime, and client grants: read:things and
+    write:things on the API, read:users and read:logs on the Management API at ``origin``."""
+    config = tenant_config(origin, **kwargs)
+    config["clients"].append(
+        {
+            "name": "Machine App",
+            "client_id": MACHINE_ID,
+            "app_type": "non_interactive",
+            "token_endpoint_auth_method": "client_secret_post",
+            "client_secret": MACHINE_SECRET,
+            "grant_types": ["client_credentials"],
+        }
+    )
+    config["resource_servers"] = [
+        {
+            "identifier": API_ID,
+            "name": "Acme API",
+            "token_lifetime": 7200,
+            "scopes": [{"value": s, "description": s.replace(":", " ")} for s in API_SCOPES],
+        }
+    ]
+    management = config["tenant"]["domains"][0].rstrip("/") + "/api/v2/"
+    if "://" not in management:
+        management = "https://" + management
+    config["client_grants"] = [
+        {"client_id": "Machine App", "audience": API_ID, "scope": ["read:things", "write:things"]},
+        {"client_id": MACHINE_ID, "audience": management, "scope": ["read:users", "read:logs"]},
+    ]
+    return config

@@ -35,10 +35,12 @@ from nopass.core.models import (
     AuthMethod,
     Challenge,
     Client,
+    ClientGrant,
     Connection,
     EmailProvider,
     Message,
     Resolved,
+    ResourceServer,
     SigningKey,
     Tenant,
     TenantConfig,
@@ -84,6 +86,10 @@ TEST_EMAIL, TEST_CODE = "review@acme.example", "424242"
 REQUEST = RequestInfo(ip="203.0.113.7", user_agent="unit-test")
 ROTATING = {"rotation_type": "rotating", "expiration_type": "non-expiring", "leeway": 0}
 RENDERER = TemplateRenderer()  # parsing its templates once is enough
+MACHINE, MACHINE_SECRET = "machine-app", "machine-app-secret-0123456789ab"  # client credentials
+API = "https://api.acme.example/"
+API_SCOPES = ("read:things", "write:things", "delete:things")
+MANAGEMENT = ORIGIN + "/api/v2/"
 
 
 def pairs(params: Mapping[str, str | list[str]]) -> list[tuple[str, str]]:
@@ -367,6 +373,75 @@ class World:
             request=REQUEST,
         )
         return await authenticate(cmd, self.config, self.browser_deps)
+
+    def add_machine_client(
+        self,
+        grants: Mapping[str, tuple[str, ...]] | None = None,
+        *,
+        auth_method: AuthMethod = AuthMethod.SECRET_POST,
+        public_keys: tuple[str, ...] = (),
+        grant_types: tuple[str, ...] = ("client_credentials",),
+        client_id: str = MACHINE,
+    ) -> None:
+        """A confidential ``non_interactive`` client (secret ``MACHINE_SECRET``) with client
+        grants ``{audience: scopes}`` (by default read:things on ``API`` and read:users on the
+        Management API), and the API ``API`` defining ``API_SCOPES``."""
+        machine = Client(
+            tenant_id=TENANT_ID,
+            client_id=client_id,
+            name="Machine App",
+            app_type="non_interactive",
+            auth_method=auth_method,
+            secret_hash=(
+                None if auth_method is AuthMethod.NONE else hash_client_secret(MACHINE_SECRET)
+            ),
+            grant_types=grant_types,
+            callbacks=(),
+            public_keys=public_keys,
+        )
+        if grants is None:
+            grants = {API: ("read:things",), MANAGEMENT: ("read:users",)}
+        self.add_api(API, API_SCOPES)
+        self.config = replace(
+            self.config,
+            clients={**self.config.clients, client_id: machine},
+            client_grants=(
+                *(g for g in self.config.client_grants if g.client_id != client_id),
+                *(
+                    ClientGrant(f"cgr_{client_id[:4]}{n:012d}", client_id, audience, scope)
+                    for n, (audience, scope) in enumerate(grants.items())
+                ),
+            ),
+        )
+
+    def add_api(
+        self, identifier: str, scopes: tuple[str, ...] = (), *, token_lifetime: int = 7200
+    ) -> None:
+        api = ResourceServer(
+            identifier=identifier,
+            name=identifier,
+            token_lifetime=token_lifetime,
+            allow_offline_access=False,
+            scopes=scopes,
+        )
+        apis = {**self.config.resource_servers, identifier: api}
+        self.config = replace(self.config, resource_servers=apis)
+
+    async def client_credentials(
+        self, basic: tuple[str, str] | None = None, **body: object
+    ) -> TokenSet:
+        """``grant_type=client_credentials`` by the machine client with its secret, for
+        ``API`` (``body`` overrides; a ``None`` value drops the field)."""
+        values = {
+            "grant_type": "client_credentials",
+            "client_id": MACHINE,
+            "client_secret": MACHINE_SECRET,
+            "audience": API,
+            **body,
+        }
+        present = {k: v for k, v in values.items() if v is not None}
+        cmd = token_command(present, basic, issuer=ISSUER, request=REQUEST)
+        return await exchange(cmd, self.config, self.token_deps)
 
     def _token(self, body: dict[str, object]) -> TokenCommand:
         return token_command(body, None, issuer=ISSUER, request=REQUEST)

@@ -14,7 +14,15 @@ EXAMPLE = Path(__file__).parents[2] / "examples" / "tenant.yaml"
 def test_example_file_is_valid() -> None:
     config = load_config_file(EXAMPLE)
     assert config.tenant.domains == ["http://127.0.0.1:8123", "https://login.acme.example"]
-    assert [c.auth_method for c in config.clients] == ["none", "client_secret_post"]
+    assert [c.auth_method for c in config.clients] == [
+        "none",
+        "client_secret_post",
+        "client_secret_post",
+    ]
+    assert [(g.client_id, g.scope) for g in config.client_grants] == [
+        ("Backend Service", ["read:orders"]),
+        ("Backend Service", ["read:users"]),
+    ]
     sms = config.connections[1].normalized_options()
     assert sms["from"] == "+15550001234"
     assert sms["provider"] == "sms_gateway"

@@ -23,6 +23,7 @@ from nopass.core.errors import (
     RequestRejected,
     UnknownProperties,
     UnsupportedGrantType,
+    UnsupportedParameter,
 )
 from nopass.core.models import PASSWORDLESS_OTP_GRANT
 from nopass.core.ports import RequestInfo
@@ -34,9 +35,11 @@ from nopass.flows.passwordless_verify import VerifyCommand
 from nopass.flows.revoke import RevokeCommand
 from nopass.flows.start import Sent, StartCommand
 from nopass.flows.token import (
+    CLIENT_CREDENTIALS_GRANT,
     REFRESH_GRANT,
     SUPPORTED_GRANTS,
     AuthorizationCodeGrant,
+    ClientCredentialsGrant,
     OtpGrant,
     RefreshTokenGrant,
     TokenCommand,
@@ -117,7 +120,7 @@ def credentials_of(body: Body, basic: Basic) -> ClientCredentials:
 def token_command(body: Body, basic: Basic, *, issuer: str, request: RequestInfo) -> TokenCommand:
     """``POST /oauth/token``: ``grant_type`` → ``client_id`` → the grant's parameters."""
     grant_type = required(body, "grant_type")
-    grant: OtpGrant | RefreshTokenGrant | AuthorizationCodeGrant
+    grant: OtpGrant | RefreshTokenGrant | AuthorizationCodeGrant | ClientCredentialsGrant
     if grant_type not in SUPPORTED_GRANTS:
         raise UnsupportedGrantType(grant_type)
     client_id = client_id_of(body, basic)
@@ -129,6 +132,8 @@ def token_command(body: Body, basic: Basic, *, issuer: str, request: RequestInfo
             scope=scope_of(body),
             audience=param(body, "audience"),
         )
+    elif grant_type == CLIENT_CREDENTIALS_GRANT:
+        grant = client_credentials_grant(body)
     elif grant_type == REFRESH_GRANT:
         grant = RefreshTokenGrant(
             refresh_token=required(body, "refresh_token"), scope=scope_of(body)
@@ -145,6 +150,16 @@ def token_command(body: Body, basic: Basic, *, issuer: str, request: RequestInfo
         grant=grant,
         issuer=issuer,
         request=request,
+    )
+
+
+def client_credentials_grant(body: Body) -> ClientCredentialsGrant:
+    """``audience`` (or ``resource``) and ``scope``; ``organization`` only as null or absent:
+    nopass has no organizations, and a token without ``org_id`` must not pass for one."""
+    if param(body, "organization") is not None:
+        raise UnsupportedParameter("organization")
+    return ClientCredentialsGrant(
+        audience=first_of(body, "audience", "resource"), scope=scope_of(body)
     )
 
 

@@ -10,6 +10,7 @@ from starlette.responses import PlainTextResponse, Response
 from nopass.api.responses import JSON, auth0_error
 from nopass.core.channel import Channel
 from nopass.core.errors import (
+    AudienceRequired,
     AuthorizationCodeRejected,
     AuthorizeInvalid,
     AuthorizeProblem,
@@ -34,6 +35,7 @@ from nopass.core.errors import (
     InvalidScope,
     InvalidType,
     MissingProperty,
+    NoClientGrant,
     NopassError,
     OriginNotAllowed,
     RateLimited,
@@ -47,6 +49,7 @@ from nopass.core.errors import (
     UnknownProperties,
     UnknownRealm,
     UnsupportedGrantType,
+    UnsupportedParameter,
 )
 from nopass.core.models import RateLimitStatus
 
@@ -188,6 +191,11 @@ CODE_GRANT_TEXT = {
     ),
     CodeGrantFailure.PKCE: "Failed to verify code verifier",
 }
+NO_AUDIENCE_TEXT = "No audience parameter was provided, and no default audience has been configured"
+NO_CLIENT_GRANT_TEXT = (
+    'Client is not authorized to access "{audience}". You need to create a "client-grant" '
+    "associated to this API."
+)
 BLOCKED_TEXT = "Your account has been blocked after multiple consecutive login attempts."
 NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
 
@@ -207,6 +215,8 @@ def _token_error(exc: NopassError) -> JSON:
             return auth0_error(400, "invalid_request", f"Missing required parameter: {exc.field}")
         case InvalidType():
             return auth0_error(400, "invalid_request", f"Invalid parameter: {exc.field}")
+        case UnsupportedParameter():
+            return auth0_error(400, "invalid_request", f"Unsupported parameter: {exc.field}")
         case RequestRejected():
             return auth0_error(400, "invalid_request", "Invalid request body")
         case UnsupportedGrantType():
@@ -234,6 +244,11 @@ def _token_error(exc: NopassError) -> JSON:
             )
         case UnknownAudience():
             return auth0_error(403, "access_denied", f"Service not found: {exc.audience}")
+        case AudienceRequired():
+            return auth0_error(403, "access_denied", NO_AUDIENCE_TEXT)
+        case NoClientGrant():
+            text = NO_CLIENT_GRANT_TEXT.format(audience=exc.audience)
+            return auth0_error(403, "access_denied", text)
         case InvalidScope():
             return auth0_error(400, "invalid_scope", exc.message)
         case InvalidRefreshToken():

@@ -10,7 +10,8 @@
     │   ├── MissingProperty       a required property is absent (or null)
     │   ├── InvalidType           a property has the wrong JSON type
     │   ├── InvalidFormat         a property is malformed (email, phone number)
-    │   └── InvalidEnum           a property is not one of the allowed values
+    │   ├── InvalidEnum           a property is not one of the allowed values
+    │   └── UnsupportedParameter  a parameter nopass does not implement (``organization``)
     ├── BodyTimedOut              the request's body did not all arrive within its deadline
     ├── ClientDisconnected        the client left before its answer: there is nobody to answer
     ├── UnknownClient             no such client_id in the tenant
@@ -26,6 +27,8 @@
     ├── RateLimited               a rate limit or an SMS fraud control refused the request
     ├── CountryNotAllowed         an SMS to a country the connection does not allow
     ├── UnknownAudience           no resource server with that identifier
+    ├── AudienceRequired          client credentials without audience or tenant default
+    ├── NoClientGrant             the client has no client grant for the audience
     ├── InvalidScope              scope of the wrong type, or wider than granted
     ├── InvalidRefreshToken       unknown, revoked, expired or reused refresh token
     ├── InvalidAccessToken        a bearer token that must not be honoured
@@ -99,6 +102,11 @@ class InvalidEnum(RequestRejected):
     def __init__(self, field: str, value: str) -> None:
         super().__init__(field, f"{field} is not an allowed value")
         self.value = value
+
+
+class UnsupportedParameter(RequestRejected):
+    def __init__(self, field: str) -> None:
+        super().__init__(field, f"{field} is not supported")
 
 
 class BodyTimedOut(NopassError):
@@ -238,6 +246,22 @@ class CountryNotAllowed(NopassError):
 class UnknownAudience(NopassError):
     def __init__(self, audience: str) -> None:
         super().__init__(f"no API {audience!r}")
+        self.audience = audience
+
+
+class AudienceRequired(NopassError):
+    """A client-credentials request named no audience and the tenant has no default."""
+
+    def __init__(self) -> None:
+        super().__init__("no audience and no default audience")
+
+
+class NoClientGrant(NopassError):
+    """The client holds no client grant for the audience it asked a token for."""
+
+    def __init__(self, client_id: str, audience: str) -> None:
+        super().__init__(f"client {client_id!r} has no client grant for {audience!r}")
+        self.client_id = client_id
         self.audience = audience
 
 

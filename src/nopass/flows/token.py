@@ -1,4 +1,5 @@
-"""``POST /oauth/token``: the passwordless OTP grant and the refresh-token grant.
+"""``POST /oauth/token``: the passwordless OTP grant, the refresh-token and authorization-code
+grants, and the client-credentials grant (``flows/client_credentials.py``).
 
 docs/specs/auth0-wire.md §3 with the house decisions of §12.6-12.8; refresh rotation with reuse
 detection per RFC 9700 §4.14. Order of checks: grant_type → client_id → grant parameters → client
@@ -40,6 +41,10 @@ from nopass.core.otp import new_id
 from nopass.core.ports import KeyStore, RequestInfo, UnitOfWork, UnitOfWorkFactory
 from nopass.flows.audit import login_event
 from nopass.flows.client_auth import ClientCredentials, authenticate_client
+from nopass.flows.client_credentials import (
+    CLIENT_CREDENTIALS_GRANT as CLIENT_CREDENTIALS_GRANT,
+    client_credentials,
+)
 from nopass.flows.code_check import (
     OTP_GRANT_FAILURES,
     CodeAttempt,
@@ -51,7 +56,7 @@ from nopass.flows.limits import Limits, limit_ip
 
 REFRESH_GRANT = "refresh_token"
 CODE_GRANT = "authorization_code"
-SUPPORTED_GRANTS = (PASSWORDLESS_OTP_GRANT, REFRESH_GRANT, CODE_GRANT)
+SUPPORTED_GRANTS = (PASSWORDLESS_OTP_GRANT, REFRESH_GRANT, CODE_GRANT, CLIENT_CREDENTIALS_GRANT)
 DEFAULT_SCOPE = "openid"
 REFRESH_TOKEN_PREFIX = "v1."  # noqa: S105 (a format prefix)
 
@@ -85,12 +90,20 @@ class AuthorizationCodeGrant:
 
 
 @dataclass(frozen=True, slots=True)
+class ClientCredentialsGrant:
+    """``grant_type=client_credentials`` (RFC 6749 §4.4, docs/specs/management-api.md §2.1)."""
+
+    audience: str | None  # ``audience`` or ``resource``; None: the tenant's default_audience
+    scope: tuple[str, ...] | None  # None: not sent (everything the client grant holds)
+
+
+@dataclass(frozen=True, slots=True)
 class TokenCommand:
     """A parsed ``/oauth/token`` request (``api/commands.py`` builds it)."""
 
     client_id: str
     credentials: ClientCredentials
-    grant: OtpGrant | RefreshTokenGrant | AuthorizationCodeGrant
+    grant: OtpGrant | RefreshTokenGrant | AuthorizationCodeGrant | ClientCredentialsGrant
     issuer: str
     request: RequestInfo
 
@@ -143,6 +156,8 @@ async def exchange(cmd: TokenCommand, config: TenantConfig, deps: TokenDeps) -> 
             return await _code_grant(cmd, cmd.grant, config, deps)
         case RefreshTokenGrant():
             return await _refresh_grant(cmd, cmd.grant, config, deps)
+        case ClientCredentialsGrant():
+            return await client_credentials(cmd, cmd.grant, config, deps)
 
 
 def pkce_matches(verifier: str, challenge: str) -> bool:

@@ -7,6 +7,7 @@ actually changed, so applying the same file twice writes nothing the second time
 from __future__ import annotations
 
 import secrets
+import string
 from datetime import datetime
 from typing import Any
 from urllib.parse import urlsplit
@@ -19,6 +20,7 @@ from nopass.core.keyring import client_secret_matches, hash_client_secret
 from nopass.core.otp import new_id
 from nopass.store.config import bump_revision
 from nopass.store.tables import (
+    ClientGrantRow,
     ClientRow,
     ConnectionClientRow,
     ConnectionRow,
@@ -68,6 +70,7 @@ class _Applier:
         await self._resource_servers(tenant_id, cfg, prune)
         clients = await self._clients(tenant_id, cfg, prune)
         connections = await self._connections(tenant_id, cfg, clients, prune)
+        grants = await self._client_grants(tenant_id, cfg, clients, prune)
         await self._email_provider(tenant_id, cfg)
         if self.changed:
             await bump_revision(self.conn)
@@ -75,6 +78,7 @@ class _Applier:
             "tenant": cfg.tenant.name,
             "clients": [clients[c.name][1] for c in cfg.clients],
             "connections": connections,
+            "client_grants": grants,
         }
 
     async def _write(self, stmt: Any) -> None:
@@ -142,7 +146,7 @@ class _Applier:
             for r in (await self.conn.execute(select(t).where(t.c.tenant_id == tenant_id))).all()
         }
         for spec in cfg.resource_servers:
-            values = spec.model_dump()
+            values = spec.stored()
             row = current.pop(spec.identifier, None)
             if row is None:
                 await self._write(insert(t).values(tenant_id=tenant_id, **values))
@@ -285,6 +289,56 @@ class _Applier:
                 await self._write(delete(t).where(t.c.id == row.id))
         return summary
 
+    async def _client_grants(
+        self,
+        tenant_id: str,
+        cfg: ConfigFile,
+        clients: dict[str, tuple[str, dict[str, str]]],
+        prune: bool,
+    ) -> list[dict[str, Any]]:
+        """Like resource servers: each (client, audience) of the file is created or its scope
+        updated; with ``prune``, the tenant's other grants go. A grant of a pruned client or
+        API goes with it (a grant is meaningless without both)."""
+        t = table(ClientGrantRow)
+        by_ref = {name: cid for name, (cid, _) in clients.items()}
+        by_ref.update({cid: cid for cid, _ in clients.values()})
+        current = {
+            (r.client_id, r.audience): r
+            for r in (await self.conn.execute(select(t).where(t.c.tenant_id == tenant_id))).all()
+        }
+        summary: list[dict[str, Any]] = []
+        for spec in cfg.client_grants:
+            client_id = by_ref[spec.client_id]
+            row = current.pop((client_id, spec.audience), None)
+            if row is None:
+                grant_id = _grant_id()
+                await self._write(
+                    insert(t).values(
+                        id=grant_id,
+                        tenant_id=tenant_id,
+                        client_id=client_id,
+                        audience=spec.audience,
+                        scope=spec.scope,
+                        created_at=self.now,
+                    )
+                )
+            else:
+                grant_id = str(row.id)
+                if list(row.scope) != spec.scope:
+                    await self._write(update(t).where(t.c.id == grant_id).values(scope=spec.scope))
+            summary.append(
+                {
+                    "id": grant_id,
+                    "client_id": client_id,
+                    "audience": spec.audience,
+                    "scope": spec.scope,
+                }
+            )
+        if prune:
+            for row in current.values():
+                await self._write(delete(t).where(t.c.id == row.id))
+        return summary
+
     async def _email_provider(self, tenant_id: str, cfg: ConfigFile) -> None:
         t = table(EmailProviderRow)
         row = (await self.conn.execute(select(t).where(t.c.tenant_id == tenant_id))).first()
@@ -302,6 +356,14 @@ class _Applier:
             await self._write(insert(t).values(tenant_id=tenant_id, **values))
         elif any(getattr(row, k) != v for k, v in values.items()):
             await self._write(update(t).where(t.c.tenant_id == tenant_id).values(**values))
+
+
+GRANT_ID_ALPHABET = string.ascii_letters + string.digits
+
+
+def _grant_id() -> str:
+    """``cgr_`` + 16 alphanumerics, as Auth0's (docs/specs/management-api.md §2.3)."""
+    return "cgr_" + "".join(secrets.choice(GRANT_ID_ALPHABET) for _ in range(16))
 
 
 async def apply_config(

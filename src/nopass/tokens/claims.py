@@ -76,3 +76,34 @@ def access_token_claims(
         "client_id": client_id,
         "jti": token_id,
     }
+
+
+CLIENT_SUBJECT_SUFFIX = "@clients"
+CLIENT_CREDENTIALS_GTY = "client-credentials"
+
+
+def client_credentials_claims(
+    *,
+    issuer: str,
+    audience: str,
+    client_id: str,
+    scope: str,
+    issued_at: int,
+    lifetime: int,
+    token_id: str,
+) -> dict[str, Any]:
+    """A machine-to-machine access token (docs/specs/management-api.md §2.2): the client is
+    its own subject, ``<client_id>@clients``; ``aud`` is one string; ``gty`` tells the grant.
+    ``client_id`` and ``jti`` are RFC 9068 §2.2's, as in every ``at+jwt`` nopass signs."""
+    return {
+        "iss": issuer,
+        "sub": client_id + CLIENT_SUBJECT_SUFFIX,
+        "aud": audience,
+        "iat": issued_at,
+        "exp": issued_at + lifetime,
+        "scope": scope,
+        "gty": CLIENT_CREDENTIALS_GTY,
+        "azp": client_id,
+        "client_id": client_id,
+        "jti": token_id,
+    }

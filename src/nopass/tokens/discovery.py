@@ -25,6 +25,7 @@ def openid_configuration(issuer: str) -> dict[str, Any]:
             "authorization_code",
             "implicit",
             "refresh_token",
+            "client_credentials",
         ],
         "subject_types_supported": ["public"],
         "id_token_signing_alg_values_supported": ["RS256"],
