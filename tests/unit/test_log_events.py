@@ -1,4 +1,4 @@
-"""Audit events in Auth0's log event shape (docs/specs: management-api.md §4.3)."""
+"""Audit events in Auth0's log event shape (docs/specs/management-api.md §4.3)."""
 
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 """The user search syntax (core/lucene.py, core/user_query.py): every construct of the
 subset parses to its tree, everything outside it is refused with a message, and ``matches``
-follows the case, metadata, range and wildcard rules of management-api.md §3.2."""
+follows the case, metadata, range and wildcard rules of docs/specs/management-api.md §3.2."""
 
 from __future__ import annotations
 
@@ -301,7 +301,7 @@ def test_ordered_puts_absent_values_last_either_way_and_breaks_ties_by_user_id()
 
 
 def test_the_parser_takes_another_field_table() -> None:
-    """The log search (management-api.md §4.1): its own fields, all case-sensitive."""
+    """The log search (docs/specs/management-api.md §4.1): its own fields, all case-sensitive."""
     logs = Schema(
         fields={
             "type": Field("type", Kind.STRING, ("type",)),

@@ -1,4 +1,4 @@
-"""Audit events in Auth0's log event shape (docs/specs: management-api.md §4.3).
+"""Audit events in Auth0's log event shape (docs/specs/management-api.md §4.3).
 
 Every field the recording shows is present; what nopass does not know is ``""`` or ``null``
 exactly where Auth0's recorded event has them (``connection: null``, ``connection_id: ""``,

@@ -1,7 +1,7 @@
 """The Lucene query subset of Auth0's searches: its tree, a table of fields, and the tree
 evaluated over a plain-dict view (no I/O).
 
-Auth0's user search (docs/specs: management-api.md §3.2) and log search (§4.1) take the same
+Auth0's user search (docs/specs/management-api.md §3.2) and log search (§4.1) take the same
 syntax over different fields; a ``Schema`` names the fields, their kinds and case rules.
 ``nopass.core.lucene_parser.parse`` turns a ``q`` string into the tree, ``matches`` here
 evaluates it, and the SQL store translates it into a WHERE clause.

@@ -1,6 +1,6 @@
 """The syntax of the Lucene query subset of Auth0's searches (no I/O).
 
-Auth0's user search (docs/specs: management-api.md §3.2) and log search (§4.1) take the same
+Auth0's user search (docs/specs/management-api.md §3.2) and log search (§4.1) take the same
 syntax over different fields (a ``nopass.core.lucene.Schema``); ``parse`` turns a ``q``
 string into the small frozen tree of ``nopass.core.lucene``.
 

@@ -1,4 +1,4 @@
-"""The user search of ``GET /api/v2/users``: ``q`` and ``sort`` (docs/specs management-api.md
+"""The user search of ``GET /api/v2/users``: ``q`` and ``sort`` (docs/specs/management-api.md
 §3.2; syntax in ``nopass.core.lucene_parser``).
 
 Case rules: ``email``, ``name``, ``given_name``, ``family_name`` and ``nickname`` compare

@@ -158,7 +158,8 @@ class _Sql:
         return self.text(spec).is_not(None)
 
     def number(self, name: str) -> ColumnElement[Any]:
-        if name == "logins_count":  # absent before a first login (management-api.md §3.1)
+        # absent before a first login (docs/specs/management-api.md §3.1)
+        if name == "logins_count":
             return case((_T.c.logins_count > 0, _T.c.logins_count))
         return _T.c[name]
 
