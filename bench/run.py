@@ -51,9 +51,9 @@ class Plan:
     workers: int = 2
 
 
-SMOKE = Plan(
-    warmup=0.5,
-    seconds=1.5,
+SMOKE = Plan(  # long enough that a login completes on a loaded 2-core CI machine
+    warmup=1.0,
+    seconds=5.0,
     open_seconds=1.0,
     endpoint_seconds=1.0,
     concurrency=4,
