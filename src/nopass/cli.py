@@ -177,7 +177,7 @@ class Tls:
         }
 
 
-def _tls(args: argparse.Namespace) -> Tls | None:
+def serve_tls(args: argparse.Namespace) -> Tls | None:
     """The TLS options of ``serve``, checked before anything starts: each file can be read,
     and the key loads (with its password) and matches the certificate. A problem is a
     one-line error, exit status 2."""
@@ -219,7 +219,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     # The dev outbox page shows codes: only `nopass dev` may turn it on, never the environment.
     if os.environ.pop("NOPASS_DEV_MODE", None) is not None:
         print("warning: NOPASS_DEV_MODE is ignored by `nopass serve`", file=sys.stderr)
-    tls = _tls(args)
+    tls = serve_tls(args)
     settings = _settings(require_secret=True)
     engine = create_engine(settings.database_url)
 

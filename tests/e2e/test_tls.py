@@ -21,7 +21,7 @@ from tests.support.harness import prepare_database
 from tests.support.live import LiveServer, live_server, nopass_env
 from tests.support.services import free_port
 from tests.support.smtp import SmtpSink
-from tests.support.tls import TlsFiles
+from tests.support.tls import KEY_PASSWORD, TlsFiles
 from tests.support.tokens import API, email_code, login_config, mails_to
 
 pytestmark = pytest.mark.slow
@@ -36,14 +36,20 @@ def https_config(port: int, smtp_port: int | None = None) -> dict[str, Any]:
     return config
 
 
-@pytest.mark.parametrize("workers", [1, 2])
+@pytest.mark.parametrize(("workers", "encrypted"), [(1, False), (2, True)])
 async def test_serves_https_only_with_its_certificate(
-    sqlite_url: str, tls_files: TlsFiles, tmp_path: Path, workers: int
+    sqlite_url: str, tls_files: TlsFiles, tmp_path: Path, workers: int, encrypted: bool
 ) -> None:
+    """With two workers the key is the encrypted one, its password in the environment."""
     port = free_port()
     await prepare_database(sqlite_url, https_config(port))
     env = nopass_env(sqlite_url)
-    with live_server(env, tmp_path, port=port, workers=workers, tls=tls_files) as server:
+    key = tls_files.key
+    if encrypted:
+        env["NOPASS_SSL_KEYFILE_PASSWORD"] = KEY_PASSWORD
+        key = tls_files.encrypted_key
+    serving = live_server(env, tmp_path, port=port, workers=workers, tls=tls_files, tls_key=key)
+    with serving as server:
         assert server.url == f"https://127.0.0.1:{port}"
         assert f"Uvicorn running on https://127.0.0.1:{port}" in server.logs()
         async with httpx.AsyncClient(verify=tls_files.trusting()) as https:

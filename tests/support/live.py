@@ -121,12 +121,15 @@ def live_server(
     workers: int = 1,
     args: tuple[str, ...] = (),
     tls: TlsFiles | None = None,
+    tls_key: Path | None = None,
 ) -> Iterator[LiveServer]:
     """``nopass serve`` on ``port``; with ``tls``, over HTTPS only, with its certificate and
-    key (``--ssl-certfile``, ``--ssl-keyfile``), waited for with its CA."""
+    key (``--ssl-certfile``, ``--ssl-keyfile``: ``tls_key``, else ``tls.key``), waited for
+    with its CA."""
     port = port or free_port()
     if tls is not None:
-        args = ("--ssl-certfile", str(tls.cert), "--ssl-keyfile", str(tls.key), *args)
+        key = str(tls_key or tls.key)
+        args = ("--ssl-certfile", str(tls.cert), "--ssl-keyfile", key, *args)
     log_path = log_dir / f"nopass-{port}-{time.monotonic_ns()}.log"
     with log_path.open("wb") as log:
         process = subprocess.Popen(
