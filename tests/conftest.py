@@ -10,6 +10,9 @@ import pytest
 from tests.support.services import free_port, throwaway_database
 from tests.support.sms_gateway import Gateway, serve_gateway
 from tests.support.smtp import SmtpSink
+from tests.support.tls import ca_bundle, tls_files
+
+__all__ = ["ca_bundle", "tls_files"]  # fixtures of tests/support/tls.py, for every test
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])

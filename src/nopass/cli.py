@@ -9,7 +9,9 @@ import contextlib
 import json
 import os
 import signal
+import ssl
 import sys
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -32,6 +34,7 @@ EXIT_USAGE = 2
 DEV_TENANT = "dev"
 
 APP = "nopass.app:create_app_from_env"  # the uvicorn factory of every worker
+KEY_PASSWORD_ENV = "NOPASS_SSL_KEYFILE_PASSWORD"  # noqa: S105 (a variable name, no secret)
 
 
 class CliError(Exception):
@@ -158,10 +161,65 @@ Then read the code at {base}/dev/outbox
     return _run_server(settings, host="127.0.0.1", port=args.port, workers=1)
 
 
+@dataclass(frozen=True, slots=True)
+class Tls:
+    """``nopass serve``'s certificate and key, handed to uvicorn as its ``ssl_*`` options."""
+
+    certfile: str
+    keyfile: str | None
+    password: str | None
+
+    def options(self) -> dict[str, Any]:
+        return {
+            "ssl_certfile": self.certfile,
+            "ssl_keyfile": self.keyfile,
+            "ssl_keyfile_password": self.password,
+        }
+
+
+def serve_tls(args: argparse.Namespace) -> Tls | None:
+    """The TLS options of ``serve``, checked before anything starts: each file can be read,
+    and the key loads (with its password) and matches the certificate. A problem is a
+    one-line error, exit status 2."""
+    password = args.ssl_keyfile_password or os.environ.get(KEY_PASSWORD_ENV) or None
+    if args.ssl_certfile is None:
+        if args.ssl_keyfile is not None or args.ssl_keyfile_password is not None:
+            raise CliError("error: --ssl-keyfile and its password need --ssl-certfile", EXIT_USAGE)
+        return None
+    for flag, path in (("--ssl-certfile", args.ssl_certfile), ("--ssl-keyfile", args.ssl_keyfile)):
+        if path is None:
+            continue
+        try:
+            Path(path).read_bytes()
+        except OSError as exc:
+            reason = exc.strerror or type(exc).__name__
+            raise CliError(f"error: {flag}: cannot read {path}: {reason}", EXIT_USAGE) from None
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    try:
+        # A callable, so that an encrypted key without a password fails instead of OpenSSL
+        # asking for one on the terminal.
+        context.load_cert_chain(
+            args.ssl_certfile, args.ssl_keyfile, password=lambda: (password or "").encode()
+        )
+    except ssl.SSLError as exc:
+        if exc.reason == "KEY_VALUES_MISMATCH":
+            message = "the key does not match the certificate"
+        elif args.ssl_keyfile is None:
+            message = "the file holds no usable certificate and key (give --ssl-keyfile?)"
+        else:
+            message = (
+                "the certificate or the key cannot be loaded (not PEM, or an encrypted key "
+                "with a wrong or missing --ssl-keyfile-password)"
+            )
+        raise CliError(f"error: --ssl-certfile/--ssl-keyfile: {message}", EXIT_USAGE) from None
+    return Tls(args.ssl_certfile, args.ssl_keyfile, password)
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
     # The dev outbox page shows codes: only `nopass dev` may turn it on, never the environment.
     if os.environ.pop("NOPASS_DEV_MODE", None) is not None:
         print("warning: NOPASS_DEV_MODE is ignored by `nopass serve`", file=sys.stderr)
+    tls = serve_tls(args)
     settings = _settings(require_secret=True)
     engine = create_engine(settings.database_url)
 
@@ -173,10 +231,12 @@ def cmd_serve(args: argparse.Namespace) -> int:
             await engine.dispose()
 
     asyncio.run(prepare())
-    return _run_server(settings, host=args.host, port=args.port, workers=args.workers)
+    return _run_server(settings, host=args.host, port=args.port, workers=args.workers, tls=tls)
 
 
-def _run_server(settings: Settings, *, host: str, port: int, workers: int) -> int:
+def _run_server(
+    settings: Settings, *, host: str, port: int, workers: int, tls: Tls | None = None
+) -> int:
     import uvicorn
 
     from nopass.logconfig import uvicorn_log_config
@@ -199,6 +259,7 @@ def _run_server(settings: Settings, *, host: str, port: int, workers: int) -> in
         "timeout_graceful_shutdown": 30,
         "loop": "uvloop",
         "http": "nopass.api.http_protocol:OneWriteHttpToolsProtocol",  # httptools, one write each
+        **(tls.options() if tls is not None else {}),
     }
     if workers == 1:
         uvicorn.run(APP, **options)
@@ -208,7 +269,8 @@ def _run_server(settings: Settings, *, host: str, port: int, workers: int) -> in
     # Each worker on a socket of its own, so that connections spread over them (workers.py).
     config = uvicorn.Config(APP, **options)
     with contextlib.suppress(KeyboardInterrupt):
-        ReusePortMultiprocess(config, worker_sockets(host, port, workers, config.backlog)).run()
+        sockets = worker_sockets(host, port, workers, config.backlog, tls=tls is not None)
+        ReusePortMultiprocess(config, sockets).run()
     return 0
 
 
@@ -336,6 +398,23 @@ def build_parser() -> argparse.ArgumentParser:
         type=_positive,
         default=1,
         help="worker processes, each on a socket of its own (default 1)",
+    )
+    p.add_argument(
+        "--ssl-certfile",
+        metavar="FILE",
+        help="serve HTTPS only, with this PEM certificate (chain); the Management API SDKs "
+        "always call https://DOMAIN",
+    )
+    p.add_argument(
+        "--ssl-keyfile",
+        metavar="FILE",
+        help="the certificate's PEM private key (omit when --ssl-certfile holds it too)",
+    )
+    p.add_argument(
+        "--ssl-keyfile-password",
+        metavar="PASSWORD",
+        help=f"password of an encrypted key (default: ${KEY_PASSWORD_ENV}, which keeps it "
+        "out of the process list)",
     )
     p.set_defaults(func=cmd_serve)
 

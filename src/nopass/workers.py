@@ -33,10 +33,13 @@ __all__ = ["ReusePortMultiprocess", "worker_sockets"]
 log = logging.getLogger("uvicorn.error")
 
 
-def worker_sockets(host: str, port: int, count: int, backlog: int) -> list[socket.socket]:
+def worker_sockets(
+    host: str, port: int, count: int, backlog: int, *, tls: bool = False
+) -> list[socket.socket]:
     """``count`` sockets listening on ``host``:``port`` with ``SO_REUSEPORT`` (port 0: one
     free port for all), inheritable by the workers; exits as uvicorn does when the address
-    is taken."""
+    is taken. ``tls``: the workers speak HTTPS on them (uvicorn's ``ssl_*`` options), which
+    the log line says."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     try:
         with socket.socket(family, socket.SOCK_STREAM) as probe:  # no SO_REUSEPORT: exclusive
@@ -56,7 +59,8 @@ def worker_sockets(host: str, port: int, count: int, backlog: int) -> list[socke
         log.error(exc)
         sys.exit(STARTUP_FAILURE)
     shown = f"[{host}]" if family == socket.AF_INET6 else host
-    log.info("Uvicorn running on http://%s:%d (Press CTRL+C to quit)", shown, port)
+    scheme = "https" if tls else "http"
+    log.info("Uvicorn running on %s://%s:%d (Press CTRL+C to quit)", scheme, shown, port)
     return sockets
 
 

@@ -6,6 +6,7 @@ import asyncio
 import json
 import signal
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +19,7 @@ from tests.support.harness import prepare_database
 from tests.support.live import live_server, nopass_cli, nopass_env
 from tests.support.services import free_port
 from tests.support.sms_gateway import Gateway
+from tests.support.tls import TlsFiles
 
 PHONE = "+15557654321"
 
@@ -48,6 +50,60 @@ def test_serve_refuses_a_bad_setting_by_its_name(
     assert problem in line
     assert value not in line.removeprefix(f"configuration error: {variable}")
     assert list(tmp_path.iterdir()) == []  # nothing made, nothing migrated
+
+
+def _tls_refusal(tmp_path: Path, *args: str, **env: str) -> str:
+    """``nopass serve`` with TLS ``args``: refused (exit 2, one line) before anything starts."""
+    database = tmp_path / f"db-{time.monotonic_ns()}"
+    database.mkdir()
+    environment = nopass_env(f"sqlite:///{database / 'nopass.db'}", **env)
+    port = str(free_port())
+    result = nopass_cli("serve", "--port", port, *args, env=environment, cwd=database, timeout=20)
+    line = usage_error(result)
+    assert list(database.iterdir()) == []  # refused before the database was touched
+    return line
+
+
+def test_serve_refuses_tls_files_it_cannot_use(tmp_path: Path, tls_files: TlsFiles) -> None:
+    cert, key = str(tls_files.cert), str(tls_files.key)
+    missing = str(tmp_path / "missing.pem")
+    unreadable = tmp_path / "unreadable.pem"  # a directory cannot be read as a file
+    unreadable.mkdir()
+    garbage = tmp_path / "garbage.pem"
+    garbage.write_text("not a certificate\n")
+    cases = {
+        ("--ssl-certfile", missing, "--ssl-keyfile", key): (
+            f"error: --ssl-certfile: cannot read {missing}: No such file or directory"
+        ),
+        ("--ssl-certfile", cert, "--ssl-keyfile", missing): (
+            f"error: --ssl-keyfile: cannot read {missing}: No such file or directory"
+        ),
+        ("--ssl-certfile", str(unreadable), "--ssl-keyfile", key): (
+            f"error: --ssl-certfile: cannot read {unreadable}: Is a directory"
+        ),
+        ("--ssl-certfile", cert, "--ssl-keyfile", str(tls_files.other_key), "--workers", "2"): (
+            "error: --ssl-certfile/--ssl-keyfile: the key does not match the certificate"
+        ),
+        ("--ssl-certfile", str(garbage), "--ssl-keyfile", key): "cannot be loaded",
+        ("--ssl-certfile", cert, "--ssl-keyfile", str(tls_files.encrypted_key)): (
+            "wrong or missing --ssl-keyfile-password"
+        ),
+        (
+            "--ssl-certfile",
+            cert,
+            "--ssl-keyfile",
+            str(tls_files.encrypted_key),
+            "--ssl-keyfile-password",
+            "not-the-password",
+        ): "wrong or missing --ssl-keyfile-password",
+        ("--ssl-certfile", cert): "holds no usable certificate and key",
+        ("--ssl-keyfile", key): "error: --ssl-keyfile and its password need --ssl-certfile",
+    }
+    with ThreadPoolExecutor(max_workers=3) as pool:
+        lines = dict(zip(cases, pool.map(lambda a: _tls_refusal(tmp_path, *a), cases), strict=True))
+    for args, expected in cases.items():
+        assert expected in lines[args], (args, lines[args])
+        assert "not-the-password" not in lines[args]
 
 
 @pytest.mark.slow

@@ -3,9 +3,9 @@ work (``nopass.store.memory``) and on the SQL one on SQLite and PostgreSQL, so t
 flow unit tests run on decide exactly as the database does.
 
 Covered: a code's attempts (3, expiry, phantoms, consumed once), ``check``, ``void``,
-``void_pending`` and ``latest``; users; failure windows; refresh-token rotation and family
-revocation; single-use authorization codes, login tickets and ``jti``s; sessions and login
-transactions; tenant isolation; commit, rollback and savepoint visibility.
+``void_pending`` and ``latest``; users, blocked ones too; failure windows; refresh-token
+rotation and family revocation; single-use authorization codes, login tickets and ``jti``s;
+sessions and login transactions; tenant isolation; commit, rollback and savepoint visibility.
 """
 
 from __future__ import annotations
@@ -255,7 +255,7 @@ async def test_a_login_creates_the_user_then_counts_it(store: Backend) -> None:
     tenant, connection = store.acme.tenant, store.acme.connection
     async with store.work() as work:
         assert not await work.users.exists(tenant, connection, "a@example.com")
-        first, created = await work.users.record_login(
+        counted = await work.users.record_login(
             tenant,
             connection,
             "a@example.com",
@@ -264,7 +264,7 @@ async def test_a_login_creates_the_user_then_counts_it(store: Backend) -> None:
             ip="192.0.2.1",
             now=T0,
         )
-        again, created_again = await work.users.record_login(
+        counted_again = await work.users.record_login(
             tenant,
             connection,
             "a@example.com",
@@ -273,6 +273,8 @@ async def test_a_login_creates_the_user_then_counts_it(store: Backend) -> None:
             ip="192.0.2.2",
             now=T0 + timedelta(minutes=1),
         )
+        assert counted is not None and counted_again is not None
+        (first, created), (again, created_again) = counted, counted_again
         await work.commit()
     assert (created, created_again) == (True, False)
     assert (first.user_id, first.logins_count, first.last_ip) == ("email|1", 1, "192.0.2.1")
@@ -321,6 +323,61 @@ async def test_the_audit_log_reads_back_by_log_id_page_user_and_checkpoint(
         assert await work.audit.after(acme, rest[-1].log_id, 10) == []
         [theirs] = await work.audit.after(globex, None, 10)
         assert theirs.event.tenant_id == globex
+
+
+async def test_a_blocked_user_is_found_but_neither_counted_nor_recreated(store: Backend) -> None:
+    tenant, connection = store.acme.tenant, store.acme.connection
+    async with store.work() as work:
+        assert await work.users.find(tenant, connection, "a@example.com") is None
+        assert await work.users.set_blocked(tenant, "email|1", True, now=T0) is None
+        counted = await work.users.record_login(
+            tenant, connection, "a@example.com", new_user_id="email|1", profile={}, ip=None, now=T0
+        )
+        assert counted is not None
+        later = T0 + timedelta(minutes=1)
+        blocked = await work.users.set_blocked(tenant, "email|1", True, now=later)
+        await work.commit()
+    assert blocked is not None and blocked.blocked and blocked.updated_at == later
+    assert blocked.logins_count == 1 and blocked.last_login == T0
+    async with store.work() as work:
+        again = T0 + timedelta(minutes=2)
+        assert (
+            await work.users.record_login(
+                tenant,
+                connection,
+                "a@example.com",
+                new_user_id="email|2",
+                profile={},
+                ip="192.0.2.2",
+                now=again,
+            )
+            is None
+        )
+        assert (
+            await work.users.count_login(tenant, connection, "a@example.com", ip=None, now=again)
+            is None
+        )
+        assert await work.users.find(tenant, connection, "a@example.com") == blocked
+        # Another tenant cannot block or unblock it.
+        assert (
+            await work.users.set_blocked(store.globex.tenant, "email|1", False, now=again) is None
+        )
+        await work.commit()
+    async with store.read() as work:
+        assert await work.users.get(tenant, "email|1") == blocked  # nothing was written
+        assert await work.users.get(tenant, "email|2") is None
+        assert (
+            await work.users.find(store.globex.tenant, store.globex.connection, "a@example.com")
+            is None
+        )
+    async with store.work() as work:
+        unblocked = await work.users.set_blocked(tenant, "email|1", False, now=again)
+        recounted = await work.users.count_login(
+            tenant, connection, "a@example.com", ip=None, now=again
+        )
+        await work.commit()
+    assert unblocked is not None and not unblocked.blocked
+    assert recounted is not None and recounted.logins_count == 2
 
 
 # ---------------------------------------------------------------------- failure windows

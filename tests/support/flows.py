@@ -449,7 +449,7 @@ class World:
     async def sign_up(self, connection: str = EMAIL, identifier: str = "ann@example.com") -> User:
         """An existing user, as a first login leaves it."""
         async with self.store() as work:
-            user, _ = await work.users.record_login(
+            counted = await work.users.record_login(
                 TENANT_ID,
                 self.config.connections[connection].id,
                 identifier,
@@ -458,8 +458,20 @@ class World:
                 ip=None,
                 now=self.clock.now(),
             )
+            assert counted is not None
+            user = counted[0]
             await work.commit()
         return user
+
+    async def block(self, user: User, blocked: bool = True) -> User:
+        """Block (or unblock) ``user``, as an administrator would (``UserRepo.set_blocked``)."""
+        async with self.store() as work:
+            changed = await work.users.set_blocked(
+                TENANT_ID, user.user_id, blocked, now=self.clock.now()
+            )
+            await work.commit()
+        assert changed is not None and changed.blocked is blocked
+        return changed
 
     def set_options(self, connection: str, **options: object) -> None:
         """Change a connection's options, as an operator would between two requests."""

@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
+import ssl
 import subprocess
 import sys
 import time
@@ -17,6 +18,7 @@ import httpx
 
 from tests.support.harness import TEST_SECRET
 from tests.support.services import free_port
+from tests.support.tls import TlsFiles
 
 
 @dataclass
@@ -24,10 +26,11 @@ class LiveServer:
     port: int
     process: subprocess.Popen[bytes]
     log_path: Path
+    scheme: str = "http"  # https when served with --ssl-certfile
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return f"{self.scheme}://127.0.0.1:{self.port}"
 
     @property
     def domain(self) -> str:
@@ -90,13 +93,20 @@ def nopass_cli(
     )
 
 
-def wait_until_live(url: str, process: subprocess.Popen[bytes], timeout: float = 30.0) -> None:
+def wait_until_live(
+    url: str,
+    process: subprocess.Popen[bytes],
+    timeout: float = 30.0,
+    *,
+    verify: ssl.SSLContext | bool = True,
+) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if process.poll() is not None:
             raise RuntimeError(f"nopass exited early with {process.returncode}")
         with contextlib.suppress(httpx.HTTPError):
-            if httpx.get(f"{url}/health/live", timeout=1.0).status_code == 200:
+            answer = httpx.get(f"{url}/health/live", timeout=1.0, verify=verify)
+            if answer.status_code == 200:
                 return
         time.sleep(0.1)
     raise RuntimeError("nopass did not become live in time")
@@ -110,8 +120,16 @@ def live_server(
     port: int | None = None,
     workers: int = 1,
     args: tuple[str, ...] = (),
+    tls: TlsFiles | None = None,
+    tls_key: Path | None = None,
 ) -> Iterator[LiveServer]:
+    """``nopass serve`` on ``port``; with ``tls``, over HTTPS only, with its certificate and
+    key (``--ssl-certfile``, ``--ssl-keyfile``: ``tls_key``, else ``tls.key``), waited for
+    with its CA."""
     port = port or free_port()
+    if tls is not None:
+        key = str(tls_key or tls.key)
+        args = ("--ssl-certfile", str(tls.cert), "--ssl-keyfile", key, *args)
     log_path = log_dir / f"nopass-{port}-{time.monotonic_ns()}.log"
     with log_path.open("wb") as log:
         process = subprocess.Popen(
@@ -131,9 +149,10 @@ def live_server(
             stderr=subprocess.STDOUT,
             cwd=log_dir,
         )
-    server = LiveServer(port=port, process=process, log_path=log_path)
+    scheme = "https" if tls is not None else "http"
+    server = LiveServer(port=port, process=process, log_path=log_path, scheme=scheme)
     try:
-        wait_until_live(server.url, process)
+        wait_until_live(server.url, process, verify=tls.trusting() if tls is not None else True)
         yield server
     finally:
         server.stop()

@@ -50,6 +50,7 @@ from nopass.core.errors import (
     UnknownRealm,
     UnsupportedGrantType,
     UnsupportedParameter,
+    UserBlocked,
 )
 from nopass.core.models import RateLimitStatus
 
@@ -197,6 +198,7 @@ NO_CLIENT_GRANT_TEXT = (
     "associated to this API."
 )
 BLOCKED_TEXT = "Your account has been blocked after multiple consecutive login attempts."
+USER_BLOCKED_TEXT = "user is blocked"  # §3.5, §5.1
 NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
 
 
@@ -242,6 +244,8 @@ def _token_error(exc: NopassError) -> JSON:
             return auth0_error(
                 429, "too_many_attempts", BLOCKED_TEXT, {"Retry-After": str(exc.retry_after)}
             )
+        case UserBlocked():
+            return auth0_error(401, "unauthorized", USER_BLOCKED_TEXT)
         case UnknownAudience():
             return auth0_error(403, "access_denied", f"Service not found: {exc.audience}")
         case AudienceRequired():
@@ -303,6 +307,8 @@ def authorize_error(exc: Exception) -> tuple[str, str]:
             return LINK_CODE_ERROR[exc.reason], CODE_TEXT[exc.reason]
         case IdentityBlocked():
             return "too_many_attempts", BLOCKED_TEXT
+        case UserBlocked():
+            return "unauthorized", USER_BLOCKED_TEXT
         case RateLimited():
             return "too_many_requests", TOO_MANY_REQUESTS
         case UnknownAudience():
@@ -346,6 +352,8 @@ def verify_error(exc: NopassError) -> JSON:
             return auth0_error(
                 429, "too_many_attempts", BLOCKED_TEXT, {"Retry-After": str(exc.retry_after)}
             )
+        case UserBlocked():
+            return auth0_error(401, "unauthorized", USER_BLOCKED_TEXT)
     return auth0_error(500, "server_error", "Internal error")
 
 
@@ -385,6 +393,8 @@ def co_authenticate_error(exc: NopassError) -> Response:
             return auth0_error(
                 429, "too_many_attempts", CO_BLOCKED_TEXT, {"Retry-After": str(exc.retry_after)}
             )
+        case UserBlocked():
+            return auth0_error(403, "blocked_user", "Blocked user")  # §5.2's table
     return auth0_error(500, "server_error", "Internal error")
 
 

@@ -24,6 +24,7 @@
     ├── GrantNotAllowed           the client lacks the grant
     ├── CodeRejected              wrong / expired / exhausted one-time code
     ├── IdentityBlocked           the identity's failure window is full
+    ├── UserBlocked               an administrator blocked the user: every sign-in is refused
     ├── RateLimited               a rate limit or an SMS fraud control refused the request
     ├── CountryNotAllowed         an SMS to a country the connection does not allow
     ├── UnknownAudience           no resource server with that identifier
@@ -222,6 +223,16 @@ class IdentityBlocked(NopassError):
     def __init__(self, retry_after: int) -> None:
         super().__init__("too many failed attempts for this identity")
         self.retry_after = retry_after
+
+
+class UserBlocked(NopassError):
+    """An administrator blocked the user (``User.blocked``): every sign-in path refuses it,
+    Auth0's ``401 unauthorized`` "user is blocked" (docs/specs/auth0-wire.md §3.5, §5.1;
+    ``/co/authenticate`` answers ``403 blocked_user``, §5.2)."""
+
+    def __init__(self, user_id: str | None = None) -> None:
+        super().__init__("user is blocked")
+        self.user_id = user_id
 
 
 class RateLimited(NopassError):

@@ -79,12 +79,27 @@ class UserRepo(Protocol):
         profile: Mapping[str, Any],
         ip: str | None,
         now: datetime,
-    ) -> tuple[User, bool]: ...
+    ) -> tuple[User, bool] | None:
+        """Create the user or count its login, in one statement: ``(user, created)``; None,
+        writing nothing, when the identity's user is blocked."""
+        ...
 
     async def count_login(
         self, tenant_id: str, connection_id: str, identifier: str, *, ip: str | None, now: datetime
     ) -> User | None:
-        """Count an existing user's login; None, writing nothing, when the identity has none."""
+        """Count an existing user's login; None, writing nothing, when the identity has none
+        or its user is blocked (``find`` tells which)."""
+        ...
+
+    async def find(self, tenant_id: str, connection_id: str, identifier: str) -> User | None:
+        """The identity's user, if it has one."""
+        ...
+
+    async def set_blocked(
+        self, tenant_id: str, user_id: str, blocked: bool, *, now: datetime
+    ) -> User | None:
+        """Block or unblock a user (``updated_at`` is ``now``); None when there is no such
+        user."""
         ...
 
 

@@ -15,7 +15,13 @@ and one guess budget per identity holds across all of them:
 5. a success gives the reserved failure back and, when the code is consumed, completes the
    login: creates the user at first login (never on a connection that disables signup: that
    fails like a wrong code), voids the identity's other codes, resets its window, and counts a
-   verified SMS for the conversion breaker.
+   verified SMS for the conversion breaker;
+6. a right code of a user an administrator blocked is refused with ``UserBlocked``: the login
+   is counted by one statement that leaves a blocked user alone (``UserRepo.record_login`` /
+   ``count_login``), and when it does, the consumption is undone (a savepoint), so nothing
+   is written but the audit event (``f`` "user is blocked") and the reserved IP failure is
+   given back. The code stays usable until it expires: unblocked in time, the user can still
+   sign in with it. ``confirm`` refuses the same user after its check, which wrote nothing.
 
 The caller commits after a success, together with what it issues (tokens, a session, a
 ticket), so a login is all or nothing.
@@ -33,6 +39,7 @@ from nopass.core.errors import (
     ConnectionIssue,
     ConnectionProblem,
     IdentityBlocked,
+    UserBlocked,
 )
 from nopass.core.keyring import Keyring
 from nopass.core.models import AuditEvent, Client, Connection, Tenant, TenantConfig, User
@@ -45,6 +52,8 @@ from nopass.ratelimit.base import Decision
 FAILURE_WINDOW = timedelta(minutes=15)
 TEST_IDENTITY_EVENT = "test_identity"
 TEST_IDENTITY_TEXT = "Signed in with a test identity's fixed code"
+USER_BLOCKED_EVENT = "f"
+USER_BLOCKED_TEXT = "user is blocked"
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,6 +108,13 @@ def realm_connection(config: TenantConfig, client: Client, name: str) -> Connect
 
 
 @dataclass(frozen=True, slots=True)
+class _Opened:
+    identifier: str
+    reservation: Decision | None
+    now: datetime
+
+
+@dataclass(frozen=True, slots=True)
 class _Decided:
     identifier: str
     challenge_id: str
@@ -118,12 +134,18 @@ class CodeCheck:
         """Consume the identity's latest code if ``attempt.code`` is it and sign the user in,
         in ``uow`` (the caller commits). Raises ``RateLimited``, ``IdentityBlocked`` or
         ``CodeRejected``, each committed with its audit events."""
-        decided = await self._decide(uow, tenant, attempt, consume=True)
+        opened = await self._open(uow, tenant, attempt)
         try:
-            login = await self._complete(uow, tenant, attempt, decided)
-        except CodeRejected as exc:
-            await self._failed(uow, tenant, attempt, decided.identifier, exc, decided.now)
+            # Undone when the user is blocked: its right code stays as it was.
+            async with uow.savepoint(keep=True):
+                login = await self._consume(uow, tenant, attempt, opened)
+        except UserBlocked as exc:
+            await self._refuse_blocked(uow, tenant, attempt, opened, exc)
             raise
+        if isinstance(login, CodeRejected):
+            await self._failed(uow, tenant, attempt, opened.identifier, login, opened.now)
+            raise login
+        decided = _Decided(opened.identifier, login.challenge_id, opened.reservation, opened.now)
         await self.limits.verified(
             decided.reservation,
             tenant,
@@ -140,7 +162,26 @@ class CodeCheck:
         a right code stays usable (the sign-in comes with the link that carries it), a wrong
         one counts as on every other entry point. Returns the challenge id; the caller
         commits. Raises as ``sign_in`` does."""
-        decided = await self._decide(uow, tenant, attempt, consume=False)
+        opened = await self._open(uow, tenant, attempt)
+        try:
+            challenge_id = await self._judge(
+                uow,
+                tenant,
+                attempt.connection,
+                opened.identifier,
+                attempt.code,
+                opened.now,
+                consume=False,
+            )
+        except CodeRejected as exc:
+            await self._failed(uow, tenant, attempt, opened.identifier, exc, opened.now)
+            raise
+        user = await uow.users.find(tenant.id, attempt.connection.id, opened.identifier)
+        if user is not None and user.blocked:
+            blocked = UserBlocked(user.user_id)
+            await self._refuse_blocked(uow, tenant, attempt, opened, blocked)
+            raise blocked
+        decided = _Decided(opened.identifier, challenge_id, opened.reservation, opened.now)
         await self.limits.verified(
             decided.reservation,
             tenant,
@@ -151,9 +192,9 @@ class CodeCheck:
         )
         return decided.challenge_id
 
-    async def _decide(
-        self, uow: UnitOfWork, tenant: Tenant, attempt: CodeAttempt, *, consume: bool
-    ) -> _Decided:
+    async def _open(self, uow: UnitOfWork, tenant: Tenant, attempt: CodeAttempt) -> _Opened:
+        """Reserve the IP's failure, read the identity and refuse it when its window is full
+        (rules 1-2); a failure is committed with its audit events."""
         reservation = await self.limits.reserve_verification(
             tenant, attempt.limit_ip, attempt.audit, uow
         )
@@ -166,13 +207,52 @@ class CodeCheck:
             if identifier is None:
                 raise CodeRejected(CodeFailure.WRONG, connection.channel)
             await self._check_window(uow, tenant, connection, identifier, now)
-            challenge_id = await self._judge(
-                uow, tenant, connection, identifier, attempt.code, now, consume=consume
-            )
         except (CodeRejected, IdentityBlocked) as exc:
             await self._failed(uow, tenant, attempt, identifier, exc, now)
             raise
-        return _Decided(identifier, challenge_id, reservation, now)
+        return _Opened(identifier, reservation, now)
+
+    async def _consume(
+        self, uow: UnitOfWork, tenant: Tenant, attempt: CodeAttempt, opened: _Opened
+    ) -> LoginResult | CodeRejected:
+        """Judge and consume the code and complete the login (rules 3, 5, 6). A rejected code
+        is returned, not raised, so that the savepoint around this keeps its counted guess;
+        ``UserBlocked`` is raised, so that the savepoint undoes the consumption."""
+        try:
+            challenge_id = await self._judge(
+                uow,
+                tenant,
+                attempt.connection,
+                opened.identifier,
+                attempt.code,
+                opened.now,
+                consume=True,
+            )
+            decided = _Decided(opened.identifier, challenge_id, opened.reservation, opened.now)
+            return await self._complete(uow, tenant, attempt, decided)
+        except CodeRejected as exc:
+            return exc
+
+    async def _refuse_blocked(
+        self,
+        uow: UnitOfWork,
+        tenant: Tenant,
+        attempt: CodeAttempt,
+        opened: _Opened,
+        exc: UserBlocked,
+    ) -> None:
+        """A blocked user's right code: give the IP's failure back, audit, commit."""
+        await self.limits.verified(
+            opened.reservation,
+            tenant,
+            attempt.connection,
+            opened.identifier,
+            signed_in=False,
+            uow=uow,
+        )
+        event = attempt.audit.but(USER_BLOCKED_EVENT, USER_BLOCKED_TEXT, user_id=exc.user_id)
+        await uow.audit.add(event, opened.now)
+        await uow.commit()
 
     async def _check_window(
         self,
@@ -259,9 +339,10 @@ class CodeCheck:
     ) -> tuple[User, bool]:
         """Count the login: ``(user, created)``. A connection that disables signup signs in
         existing users only; anyone else fails like a wrong code (signup was disabled after
-        the code was sent: a phantom code would not have matched)."""
+        the code was sent: a phantom code would not have matched). A blocked user raises
+        ``UserBlocked``, its row untouched."""
         if not connection.disable_signup:
-            return await uow.users.record_login(
+            counted = await uow.users.record_login(
                 tenant.id,
                 connection.id,
                 identifier,
@@ -270,10 +351,17 @@ class CodeCheck:
                 ip=attempt.user_ip,
                 now=now,
             )
+            if counted is None:
+                known = await uow.users.find(tenant.id, connection.id, identifier)
+                raise UserBlocked(known.user_id if known is not None else None)
+            return counted
         user = await uow.users.count_login(
             tenant.id, connection.id, identifier, ip=attempt.user_ip, now=now
         )
         if user is None:
+            known = await uow.users.find(tenant.id, connection.id, identifier)
+            if known is not None:  # a user that was not counted: blocked
+                raise UserBlocked(known.user_id)
             raise CodeRejected(CodeFailure.WRONG, connection.channel)
         return user, False
 

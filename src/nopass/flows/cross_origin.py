@@ -26,6 +26,7 @@ from nopass.core.errors import (
     RequestRejected,
     UnknownCredentialType,
     UnknownRealm,
+    UserBlocked,
 )
 from nopass.core.keyring import opaque_hash
 from nopass.core.models import (
@@ -310,6 +311,11 @@ async def answer_ticket(
             await uow.audit.add(audit.but("f", "Invalid login ticket"), now)
             await uow.commit()
             raise AuthorizeFailed(request, exc) from exc
+        if user.blocked:  # blocked since the ticket was issued: the ticket is spent
+            refused = UserBlocked(user.user_id)
+            await uow.audit.add(audit.but("f", str(refused), user_id=user.user_id), now)
+            await uow.commit()
+            raise AuthorizeFailed(request, refused)
         session = await open_session(uow, config.tenant.id, user, now)
         response = await respond(
             uow, deps.keys, config, issuer, request, user, auth_time=now, now=now

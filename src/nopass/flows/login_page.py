@@ -23,6 +23,7 @@ from nopass.core.errors import (
     AuthorizeProblem,
     MissingProperty,
     ResendTooSoon,
+    UserBlocked,
 )
 from nopass.core.keyring import opaque_hash
 from nopass.core.models import AuditEvent, Connection, LoginTransaction, TenantConfig, User
@@ -143,6 +144,11 @@ async def answer_from_session(
             await uow.commit()
             raise AuthorizeFailed(request, AuthorizeInvalid(AuthorizeProblem.LOGIN_REQUIRED))
         session, user = found
+        if user.blocked:  # blocked since this session began (the session stays, refused)
+            refused = UserBlocked(user.user_id)
+            await uow.audit.add(audit.but("f", str(refused), user_id=user.user_id), now)
+            await uow.commit()
+            raise AuthorizeFailed(request, refused)
         response = await respond(
             uow, deps.keys, config, issuer, request, user, auth_time=session.created_at, now=now
         )
@@ -279,8 +285,8 @@ async def verify_page_code(
 ) -> tuple[AuthorizationResponse, str]:
     """Check the typed code like the OTP grant does, then sign in and complete the
     transaction: ``(authorization response, session token)``. Raises ``CodeRejected`` or
-    ``IdentityBlocked`` (audited ``f``; the guess stays counted), or ``RateLimited`` when
-    the IP failed too often."""
+    ``IdentityBlocked`` (audited ``f``; the guess stays counted), ``UserBlocked`` (audited
+    ``f``; the code stays usable), or ``RateLimited`` when the IP failed too often."""
     tenant = config.tenant
     attempt = CodeAttempt(
         connection=connection,

@@ -17,6 +17,7 @@ from nopass.core.errors import (
     ConnectionProblem,
     IdentityBlocked,
     RateLimited,
+    UserBlocked,
 )
 from nopass.core.keyring import opaque_hash
 from nopass.core.models import AuditEvent, Connection, TenantConfig
@@ -125,7 +126,7 @@ async def redeem_link(
     async with deps.uow() as uow:
         try:
             login = await deps.codes.sign_in(uow, config.tenant, attempt)
-        except (CodeRejected, IdentityBlocked, RateLimited) as exc:
+        except (CodeRejected, IdentityBlocked, RateLimited, UserBlocked) as exc:
             raise AuthorizeFailed(link.request, exc) from exc
         response, session = await sign_in(
             uow, deps, config, issuer, link.request, login, audit=audit

@@ -25,6 +25,7 @@ from nopass.core.errors import (
     InvalidScope,
     UnknownAudience,
     UnknownClient,
+    UserBlocked,
 )
 from nopass.core.keyring import Keyring, opaque_hash
 from nopass.core.models import (
@@ -187,7 +188,7 @@ async def _code_grant(
                     raise AuthorizationCodeRejected(CodeGrantFailure.PKCE)
             elif verifier is None or not pkce_matches(verifier, stored.code_challenge):
                 raise AuthorizationCodeRejected(CodeGrantFailure.PKCE)
-        except AuthorizationCodeRejected as exc:
+        except (AuthorizationCodeRejected, UserBlocked) as exc:
             await uow.audit.add(audit.but("feacft", str(exc)), now)
             await uow.commit()
             raise
@@ -237,6 +238,8 @@ async def _redeem_code(
     user = await uow.users.get(tenant_id, stored.user_id)
     if user is None:
         raise AuthorizationCodeRejected(CodeGrantFailure.INVALID)
+    if user.blocked:  # blocked since the code was issued: the code is spent all the same
+        raise UserBlocked(user.user_id)
     return stored, user
 
 
@@ -340,7 +343,7 @@ async def _refresh_grant(
         audit = login_event(config.tenant.id, cmd.request, client, None, None)
         try:
             stored, user = await _redeem(uow, config, client, token, requested, now, audit)
-        except (InvalidRefreshToken, InvalidScope) as exc:
+        except (InvalidRefreshToken, InvalidScope, UserBlocked) as exc:
             await uow.audit.add(audit.but("fertft", str(exc)), now)
             await uow.commit()
             raise
@@ -399,6 +402,8 @@ async def _redeem(
     user = await uow.users.get(tenant_id, stored.user_id)
     if user is None:
         raise InvalidRefreshToken("the user no longer exists")
+    if user.blocked:  # refused, the token left as it was: it works again once unblocked
+        raise UserBlocked(user.user_id)
     if _rotating(client) or stored.rotated_at is not None:
         rotated_now = await uow.refresh_tokens.mark_rotated(tenant_id, stored.id, now)
         if not rotated_now and not in_leeway:  # another request rotated it meanwhile

@@ -29,11 +29,19 @@ GET = select(_T).where(
 # Read on every start and OTP guess of a connection that refuses signups: built per call,
 # it cost those answers some 0.8 ms of CPU more than the same answers elsewhere.
 EXISTS = select(exists().where(*_IDENTITY))
+FIND = select(_T).where(*_IDENTITY)
+SET_BLOCKED = (
+    update(_T)
+    .where(_T.c.tenant_id == bindparam("b_tenant_id"), _T.c.user_id == bindparam("b_user_id"))
+    .values(blocked=bindparam("b_blocked"), updated_at=bindparam("b_now", type_=UTCDateTime()))
+    .returning(*_T.c)
+)
 
 
 @functools.cache
 def _record_login(dialect: str) -> Any:
-    """Create the user or count its login, in one statement."""
+    """Create the user or count its login, in one statement; a blocked user's row is left
+    alone, and the statement returns no row."""
     insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
     now = bindparam("b_now", type_=UTCDateTime())
     stmt = insert(_T).values(
@@ -56,16 +64,18 @@ def _record_login(dialect: str) -> Any:
             "updated_at": stmt.excluded.updated_at,
             "logins_count": _T.c.logins_count + 1,
         },
+        where=_T.c.blocked.is_(False),
     ).returning(*_T.c)
 
 
 @functools.cache
 def _count_login() -> Any:
-    """Count an existing user's login (no user is created), in one statement."""
+    """Count an existing user's login (no user is created, a blocked one is left alone), in
+    one statement."""
     now = bindparam("b_now", type_=UTCDateTime())
     return (
         update(_T)
-        .where(*_IDENTITY)
+        .where(*_IDENTITY, _T.c.blocked.is_(False))
         .values(
             last_login=now,
             last_ip=bindparam("b_ip"),
@@ -118,9 +128,10 @@ class SqlUserRepo:
         profile: Mapping[str, Any],
         ip: str | None,
         now: datetime,
-    ) -> tuple[User, bool]:
+    ) -> tuple[User, bool] | None:
         """Create the user if needed (``new_user_id``, ``profile``) and count the login.
-        Returns the user and whether it was created by this call."""
+        Returns the user and whether it was created by this call; None, writing nothing,
+        when the user is blocked."""
         params = {
             "b_tenant_id": tenant_id,
             "b_user_id": new_user_id,
@@ -130,13 +141,16 @@ class SqlUserRepo:
             "b_now": now,
             "b_ip": ip,
         }
-        row = (await run(self._conn, _record_login(self._conn.dialect.name), params)).one()
+        row = (await run(self._conn, _record_login(self._conn.dialect.name), params)).first()
+        if row is None:  # the conflict's update skipped a blocked user
+            return None
         return _user(row), row.user_id == new_user_id  # a fresh id only on a new row
 
     async def count_login(
         self, tenant_id: str, connection_id: str, identifier: str, *, ip: str | None, now: datetime
     ) -> User | None:
-        """Count the login of an existing user; None (and nothing written) when there is none."""
+        """Count the login of an existing user; None (and nothing written) when there is none
+        or it is blocked."""
         params = {
             "b_tenant_id": tenant_id,
             "b_connection_id": connection_id,
@@ -145,6 +159,23 @@ class SqlUserRepo:
             "b_ip": ip,
         }
         row = (await run(self._conn, _count_login(), params)).first()
+        return _user(row) if row is not None else None
+
+    async def find(self, tenant_id: str, connection_id: str, identifier: str) -> User | None:
+        params = {"b_tenant_id": tenant_id, "b_connection_id": connection_id}
+        row = (await run(self._conn, FIND, {**params, "b_identifier": identifier})).first()
+        return _user(row) if row is not None else None
+
+    async def set_blocked(
+        self, tenant_id: str, user_id: str, blocked: bool, *, now: datetime
+    ) -> User | None:
+        params = {
+            "b_tenant_id": tenant_id,
+            "b_user_id": user_id,
+            "b_blocked": blocked,
+            "b_now": now,
+        }
+        row = (await run(self._conn, SET_BLOCKED, params)).first()
         return _user(row) if row is not None else None
 
     async def connection_names(self, tenant_id: str) -> dict[str, str]:

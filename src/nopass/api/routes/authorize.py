@@ -44,6 +44,7 @@ from nopass.core.errors import (
     RequestRejected,
     ResendTooSoon,
     ServiceUnavailable,
+    UserBlocked,
 )
 from nopass.core.models import AuditEvent, Connection, LoginTransaction, Resolved
 from nopass.flows.authorization_request import (
@@ -408,6 +409,8 @@ async def submit_code(request: Request, services: ServicesDep, tenant: TenantDep
         retry = {"Retry-After": str(exc.retry_after)}
         error = view.t("code.blocked", minutes=minutes)
         return _step_page(view, error=error, status=429, headers=retry)
+    except UserBlocked:
+        return _step_page(view, error=view.t("user.blocked"), status=401)
     except RateLimited as exc:
         return _step_page(view, error=_too_many(view, exc), status=429, headers=_retry(exc))
     cookies = [session_cookie(tenant, session), (TX_COOKIE, "", cookie_options(tenant, 0))]

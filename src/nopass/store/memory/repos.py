@@ -168,12 +168,14 @@ class MemoryUserRepo:
         profile: Mapping[str, Any],
         ip: str | None,
         now: datetime,
-    ) -> tuple[User, bool]:
-        """Create the user (``new_user_id``, ``profile``) or count its login."""
+    ) -> tuple[User, bool] | None:
+        """Create the user (``new_user_id``, ``profile``) or count its login; None, writing
+        nothing, when the user is blocked."""
         tables = await self._work.writing()
-        counted = await self.count_login(tenant_id, connection_id, identifier, ip=ip, now=now)
-        if counted is not None:
-            return counted, False
+        known = _find_user(tables, tenant_id, connection_id, identifier)
+        if known is not None:
+            counted = await self.count_login(tenant_id, connection_id, identifier, ip=ip, now=now)
+            return None if counted is None else (counted, False)
         user = User(
             tenant_id=tenant_id,
             user_id=new_user_id,
@@ -192,15 +194,30 @@ class MemoryUserRepo:
     async def count_login(
         self, tenant_id: str, connection_id: str, identifier: str, *, ip: str | None, now: datetime
     ) -> User | None:
-        """Count an existing user's login; None, writing nothing, when there is none."""
+        """Count an existing user's login; None, writing nothing, when there is none or it
+        is blocked."""
         tables = await self._work.writing()
         known = _find_user(tables, tenant_id, connection_id, identifier)
-        if known is None:
+        if known is None or known.blocked:
             return None
         user = replace(
             known, last_login=now, last_ip=ip, updated_at=now, logins_count=known.logins_count + 1
         )
         tables.users[(tenant_id, user.user_id)] = user
+        return user
+
+    async def find(self, tenant_id: str, connection_id: str, identifier: str) -> User | None:
+        return _find_user(self._work.reading(), tenant_id, connection_id, identifier)
+
+    async def set_blocked(
+        self, tenant_id: str, user_id: str, blocked: bool, *, now: datetime
+    ) -> User | None:
+        tables = await self._work.writing()
+        known = tables.users.get((tenant_id, user_id))
+        if known is None:
+            return None
+        user = replace(known, blocked=blocked, updated_at=now)
+        tables.users[(tenant_id, user_id)] = user
         return user
 
 
