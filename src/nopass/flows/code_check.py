@@ -50,6 +50,7 @@ from nopass.flows.limits import Limits
 from nopass.ratelimit.base import Decision
 
 FAILURE_WINDOW = timedelta(minutes=15)
+LOCKED_OUT = "Too many failed codes: the identity is blocked until its failure window passes"
 TEST_IDENTITY_EVENT = "test_identity"
 TEST_IDENTITY_TEXT = "Signed in with a test identity's fixed code"
 USER_BLOCKED_EVENT = "f"
@@ -376,10 +377,13 @@ class CodeCheck:
     ) -> None:
         """Count a rejected code against the identity, audit, and commit."""
         if isinstance(exc, CodeRejected):
-            if identifier is not None and tenant.rate_limits.failures_per_identity_per_15min:
-                await uow.failures.record_failure(
+            limit = tenant.rate_limits.failures_per_identity_per_15min
+            if identifier is not None and limit:
+                failures = await uow.failures.record_failure(
                     tenant.id, attempt.connection.id, identifier, FAILURE_WINDOW, now
                 )
+                if failures == limit:  # this failure filled the window: the identity is blocked
+                    await uow.audit.add(attempt.audit.but("limit_wc", LOCKED_OUT), now)
             types, text = attempt.failures.rejected, f"{exc.reason.value} verification code"
         else:
             types, text = attempt.failures.blocked, str(exc)

@@ -86,6 +86,7 @@ async def test_a_full_identity_window_blocks_with_retry_after(flows: World) -> N
     assert flows.challenge(challenge_id).attempts == 0  # the code was not looked at
     assert flows.failure_count() == 2 and flows.users() == []
     assert flows.event_types()[-1] == "fepotpft"
+    assert flows.event_types().count("limit_wc") == 1  # written by the failure that filled it
 
 
 async def test_only_the_latest_code_counts(flows: World) -> None:
@@ -184,12 +185,14 @@ async def test_each_entry_point_writes_its_failure_events(
     flows.config = tenant_config({"failures_per_identity_per_15min": 1})
     attempt = flows.attempt("000000", failures=failures)
     await rejected(flows, attempt)
-    assert flows.event_types() == list(failures.rejected)
-    [event] = flows.events()[:1]
+    # the one failure the window allows filled it: the identity is blocked (limit_wc), once
+    assert flows.event_types() == ["limit_wc", *failures.rejected]
+    [blocked, event] = flows.events()[:2]
     assert event.description == "wrong verification code" and event.user_name == "ann@example.com"
+    assert blocked.user_name == "ann@example.com" and blocked.connection == "email"
     with pytest.raises(IdentityBlocked):
         await sign_in(flows, attempt)
-    assert flows.event_types()[len(failures.rejected) :] == list(failures.blocked)
+    assert flows.event_types()[len(failures.rejected) + 1 :] == list(failures.blocked)
 
 
 async def test_a_failure_stays_committed_when_the_callers_transaction_fails(
