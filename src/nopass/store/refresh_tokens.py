@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import insert, select, update
+from sqlalchemy import delete, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from nopass.core.models import RefreshGrant
@@ -80,5 +80,11 @@ class SqlRefreshTokenRepo:
                 _T.c.revoked_at.is_(None),
             )
             .values(revoked_at=now)
+        )
+        return int(result.rowcount)
+
+    async def delete_for_user(self, tenant_id: str, user_id: str) -> int:
+        result = await self._conn.execute(
+            delete(_T).where(_T.c.tenant_id == tenant_id, _T.c.user_id == user_id)
         )
         return int(result.rowcount)

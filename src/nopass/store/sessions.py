@@ -6,7 +6,7 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import insert, select, update
+from sqlalchemy import delete, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from nopass.core.models import LoginTransaction, Session
@@ -55,6 +55,12 @@ class SqlSessionRepo:
             .where(_S.c.tenant_id == tenant_id, _S.c.token_hash == token_hash)
             .values(revoked_at=now)
         )
+
+    async def delete_for_user(self, tenant_id: str, user_id: str) -> int:
+        result = await self._conn.execute(
+            delete(_S).where(_S.c.tenant_id == tenant_id, _S.c.user_id == user_id)
+        )
+        return int(result.rowcount)
 
 
 def _transaction(row: Any) -> LoginTransaction:

@@ -81,6 +81,17 @@ class MemoryRefreshTokenRepo:
             )
         return len(family)
 
+    async def delete_for_user(self, tenant_id: str, user_id: str) -> int:
+        tables = await self._work.writing()
+        gone = [
+            key
+            for key, row in tables.refresh_tokens.items()
+            if row.tenant_id == tenant_id and row.grant.user_id == user_id
+        ]
+        for key in gone:
+            del tables.refresh_tokens[key]
+        return len(gone)
+
 
 class MemoryAuthorizationCodeRepo:
     def __init__(self, work: Work) -> None:
@@ -147,6 +158,17 @@ class MemorySessionRepo:
         for row in list(tables.sessions.values()):
             if (row.tenant_id, row.token_hash) == (tenant_id, token_hash):
                 tables.sessions[row.session.id] = replace(row, revoked_at=now)
+
+    async def delete_for_user(self, tenant_id: str, user_id: str) -> int:
+        tables = await self._work.writing()
+        gone = [
+            key
+            for key, row in tables.sessions.items()
+            if row.tenant_id == tenant_id and row.session.user_id == user_id
+        ]
+        for key in gone:
+            del tables.sessions[key]
+        return len(gone)
 
 
 class MemoryTransactionRepo:
