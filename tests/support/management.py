@@ -26,7 +26,7 @@ MACHINE = "machine-client-id"
 ALL = tuple(MANAGEMENT_SCOPES)
 
 
-def management_config(origin: str = ORIGIN, **limits: int) -> dict[str, Any]:
+def management_config(origin: str = ORIGIN, limits: dict[str, int] | None = None) -> dict[str, Any]:
     config = tenant_config(origin)
     if limits:
         config["tenant"]["rate_limits"] = limits
@@ -86,6 +86,9 @@ class Api:
 
 
 @asynccontextmanager
-async def management_app(database_url: str, **limits: int) -> AsyncIterator[Api]:
-    async with running_app(database_url, management_config(**limits)) as harness:
+async def management_app(
+    database_url: str, *, limits: dict[str, int] | None = None, **settings: Any
+) -> AsyncIterator[Api]:
+    config = management_config(limits=limits)
+    async with running_app(database_url, config, **settings) as harness:
         yield Api(harness, await tenant_key(harness))

@@ -26,6 +26,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
+from nopass.core.channel import Channel
 from nopass.core.clock import Clock
 from nopass.core.errors import (
     CodeFailure,
@@ -260,6 +261,23 @@ class CodeCheck:
         """Count the login: ``(user, created)``. A connection that disables signup signs in
         existing users only; anyone else fails like a wrong code (signup was disabled after
         the code was sent: a phantom code would not have matched)."""
+        user, created = await self._counted(uow, tenant, connection, identifier, attempt, now)
+        # A user created over the Management API is unverified until a code reaches them.
+        verified = "email_verified" if connection.channel is Channel.EMAIL else "phone_verified"
+        if user.profile.get(verified) is False:
+            user = replace(user, profile={**user.profile, verified: True})
+            await uow.users.replace(user)
+        return user, created
+
+    async def _counted(
+        self,
+        uow: UnitOfWork,
+        tenant: Tenant,
+        connection: Connection,
+        identifier: str,
+        attempt: CodeAttempt,
+        now: datetime,
+    ) -> tuple[User, bool]:
         if not connection.disable_signup:
             return await uow.users.record_login(
                 tenant.id,
