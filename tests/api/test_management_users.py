@@ -421,3 +421,28 @@ async def test_id_tokens_show_the_profile_and_a_login_verifies(api: Api) -> None
     after = (await api.call("GET", f"/users/{user['user_id']}")).json()
     assert after["email_verified"] is True and after["logins_count"] == 1
     assert ISO_MS.match(after["last_login"]) and after["last_ip"] == "203.0.113.7"
+
+
+async def test_list_a_users_sessions_and_refresh_tokens_by_checkpoint(api: Api) -> None:
+    ada = await create(api, email=EMAIL)
+    await seed_grants(api, ada["user_id"])
+    path = f"/users/{ada['user_id']}"
+    first = (await api.call("GET", f"{path}/sessions?take=1&include_totals=true")).json()
+    assert set(first) == {"sessions", "next"}
+    [session] = first["sessions"]
+    assert session["user_id"] == ada["user_id"]
+    assert ISO_MS.match(session["created_at"]) and ISO_MS.match(session["expires_at"])
+    last = (await api.call("GET", f"{path}/sessions?take=1&from={first['next']}")).json()
+    assert "next" not in last and len(last["sessions"]) == 1
+    assert last["sessions"][0]["id"] != session["id"]
+    tokens = (await api.call("GET", f"{path}/refresh-tokens")).json()
+    assert set(tokens) == {"tokens"} and len(tokens["tokens"]) == 2
+    assert {t["client_id"] for t in tokens["tokens"]} == {"c"}
+    assert all("token_hash" not in t for t in tokens["tokens"])
+    for tail in ("sessions", "refresh-tokens"):
+        response = await api.call("GET", f"/users/email|nobody/{tail}")
+        assert response.status_code == 404
+        response = await api.call("GET", f"{path}/{tail}?take=101")
+        assert response.json()["errorCode"] == "invalid_query_string"
+    response = await api.call("GET", f"{path}/sessions", scopes=["read:users"])
+    assert response.json()["message"] == "Insufficient scope, expected any of: read:sessions"

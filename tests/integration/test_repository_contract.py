@@ -705,3 +705,43 @@ async def test_a_users_sessions_and_refresh_tokens_are_deleted_together(store: B
         assert await read.sessions.find(store.acme.tenant, "hash-s1", T0) is None
         assert await read.sessions.find(store.acme.tenant, "hash-s2", T0) is not None
         assert await read.refresh_tokens.find(store.acme.tenant, "hash-r1") is None
+
+
+async def test_a_users_open_sessions_and_usable_refresh_tokens_by_checkpoint(
+    store: Backend,
+) -> None:
+    tenant = store.acme.tenant
+    later = T0 + timedelta(days=1)
+    async with store.work() as work:
+        for n in range(3):
+            session = Session(id=f"s{n}", user_id="email|1", created_at=T0, expires_at=later)
+            await work.sessions.add(tenant, session, f"hash-s{n}")
+            await work.refresh_tokens.add(tenant, grant(f"r{n}", family=f"f{n}"), f"hash-r{n}")
+        other = Session(id="s9", user_id="email|2", created_at=T0, expires_at=later)
+        await work.sessions.add(tenant, other, "hash-s9")
+        await work.sessions.revoke(tenant, "hash-s1", T0)
+        await work.refresh_tokens.revoke_family(tenant, "f1", T0)
+        await work.commit()
+    async with store.read() as read:
+        sessions = await read.sessions.list_for_user(tenant, "email|1", after=None, limit=5, now=T0)
+        assert [s.id for s in sessions] == ["s0", "s2"]
+        after = await read.sessions.list_for_user(tenant, "email|1", after="s0", limit=5, now=T0)
+        assert [s.id for s in after] == ["s2"]
+        expired = await read.sessions.list_for_user(
+            tenant, "email|1", after=None, limit=5, now=later
+        )
+        assert expired == []
+        tokens = await read.refresh_tokens.list_for_user(
+            tenant, "email|1", after=None, limit=1, now=T0
+        )
+        assert [t.id for t in tokens] == ["r0"]
+        rest = await read.refresh_tokens.list_for_user(
+            tenant, "email|1", after="r0", limit=5, now=T0
+        )
+        assert [t.id for t in rest] == ["r2"]
+        assert (
+            await read.sessions.list_for_user(
+                store.globex.tenant, "email|1", after=None, limit=5, now=T0
+            )
+            == []
+        )

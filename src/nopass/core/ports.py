@@ -160,6 +160,13 @@ class RefreshTokenRepo(Protocol):
         """Remove every refresh token of the user; how many there were."""
         ...
 
+    async def list_for_user(
+        self, tenant_id: str, user_id: str, *, after: str | None, limit: int, now: datetime
+    ) -> list[RefreshGrant]:
+        """The user's usable refresh tokens (not revoked, not rotated, unexpired) in ``id``
+        order, those after ``after`` (a checkpoint: the last id of the previous page)."""
+        ...
+
 
 class AuthorizationCodeRepo(Protocol):
     async def add(self, tenant_id: str, code: AuthorizationCode, code_hash: str) -> None: ...
@@ -180,6 +187,13 @@ class SessionRepo(Protocol):
 
     async def delete_for_user(self, tenant_id: str, user_id: str) -> int:
         """Remove every browser session of the user; how many there were."""
+        ...
+
+    async def list_for_user(
+        self, tenant_id: str, user_id: str, *, after: str | None, limit: int, now: datetime
+    ) -> list[Session]:
+        """The user's open sessions (not revoked, unexpired) in ``id`` order, those after
+        ``after`` (a checkpoint: the last id of the previous page)."""
         ...
 
 

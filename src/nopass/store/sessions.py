@@ -56,6 +56,23 @@ class SqlSessionRepo:
             .values(revoked_at=now)
         )
 
+    async def list_for_user(
+        self, tenant_id: str, user_id: str, *, after: str | None, limit: int, now: datetime
+    ) -> list[Session]:
+        stmt = select(_S).where(
+            _S.c.tenant_id == tenant_id,
+            _S.c.user_id == user_id,
+            _S.c.revoked_at.is_(None),
+            _S.c.expires_at > now,
+        )
+        if after is not None:
+            stmt = stmt.where(_S.c.id > after)
+        rows = await self._conn.execute(stmt.order_by(_S.c.id).limit(limit))
+        return [
+            Session(id=r.id, user_id=r.user_id, created_at=r.created_at, expires_at=r.expires_at)
+            for r in rows
+        ]
+
     async def delete_for_user(self, tenant_id: str, user_id: str) -> int:
         result = await self._conn.execute(
             delete(_S).where(_S.c.tenant_id == tenant_id, _S.c.user_id == user_id)

@@ -130,6 +130,21 @@ def page_params(query: Mapping[str, str]) -> tuple[int, int, bool]:
     return page, per_page, boolean(query, "include_totals", False)
 
 
+def checkpoint_params(query: Mapping[str, str]) -> tuple[str | None, int]:
+    """``from`` (an opaque checkpoint) and ``take`` (1..100, default 50)."""
+    return query.get("from") or None, integer(query, "take", DEFAULT_PER_PAGE, 1, MAX_PER_PAGE)
+
+
+def checkpoint_page(
+    name: str, items: Sequence[dict[str, Any]], next_checkpoint: str | None
+) -> dict[str, Any]:
+    """§1.4 shape 3: ``{<name>: [...], next}``, without ``next`` on the last page."""
+    body: dict[str, Any] = {name: list(items)}
+    if next_checkpoint is not None:
+        body["next"] = next_checkpoint
+    return body
+
+
 def offset_page(
     name: str, items: Sequence[dict[str, Any]], page: int, per_page: int, total: int | None
 ) -> list[dict[str, Any]] | dict[str, Any]:

@@ -9,6 +9,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
+from nopass.core.models import RefreshGrant, Session
 from nopass.flows.management.users import UserView
 
 PROFILE_FIELDS = (
@@ -54,4 +55,33 @@ def user_object(view: UserView) -> dict[str, Any]:
         body["app_metadata"] = dict(user.app_metadata)
     if user.user_metadata:
         body["user_metadata"] = dict(user.user_metadata)
+    return body
+
+
+def session_object(session: Session) -> dict[str, Any]:
+    """A browser session at nopass (the Python v6 ``SessionResponseContent`` names; nopass
+    does not track interactions, so ``updated_at`` and ``authenticated_at`` are its start)."""
+    created = iso(session.created_at)
+    return {
+        "id": session.id,
+        "user_id": session.user_id,
+        "created_at": created,
+        "updated_at": created,
+        "authenticated_at": created,
+        "expires_at": iso(session.expires_at),
+    }
+
+
+def refresh_token_object(grant: RefreshGrant) -> dict[str, Any]:
+    """A refresh token (never its value; the ``RefreshTokenResponseContent`` names)."""
+    body: dict[str, Any] = {
+        "id": grant.id,
+        "user_id": grant.user_id,
+        "created_at": iso(grant.created_at),
+        "client_id": grant.client_id,
+    }
+    if grant.expires_at is not None:
+        body["expires_at"] = iso(grant.expires_at)
+    if grant.audience:
+        body["resource_servers"] = [{"audience": grant.audience, "scopes": grant.scope}]
     return body

@@ -11,6 +11,8 @@ from starlette.responses import Response
 from nopass.api.deps import ServicesDep, TenantDep
 from nopass.api.management.frame import (
     FieldSelection,
+    checkpoint_page,
+    checkpoint_params,
     offset_page,
     page_params,
     query_error,
@@ -18,7 +20,11 @@ from nopass.api.management.frame import (
     scoped,
 )
 from nopass.api.management.user_commands import new_user, user_patch
-from nopass.api.management.user_object import user_object
+from nopass.api.management.user_object import (
+    refresh_token_object,
+    session_object,
+    user_object,
+)
 from nopass.api.responses import JSON
 from nopass.core.ports import USER_SORT_FIELDS, UserSort
 from nopass.flows.management import users
@@ -29,6 +35,8 @@ ReadUsers = Annotated[ApiCall, Depends(scoped("read:users"))]
 CreateUsers = Annotated[ApiCall, Depends(scoped("create:users"))]
 UpdateUsers = Annotated[ApiCall, Depends(scoped("update:users", "update:users_app_metadata"))]
 DeleteUsers = Annotated[ApiCall, Depends(scoped("delete:users"))]
+ReadSessions = Annotated[ApiCall, Depends(scoped("read:sessions"))]
+ReadRefreshTokens = Annotated[ApiCall, Depends(scoped("read:refresh_tokens"))]
 DeleteSessions = Annotated[ApiCall, Depends(scoped("delete:sessions"))]
 DeleteRefreshTokens = Annotated[ApiCall, Depends(scoped("delete:refresh_tokens"))]
 
@@ -129,3 +137,29 @@ async def delete_refresh_tokens(
 ) -> Response:
     await users.delete_refresh_tokens(tenant.config, user_id, call, services.management)
     return Response(status_code=202)
+
+
+@router.get("/users/{user_id}/sessions")
+async def list_sessions(
+    user_id: str, request: Request, call: ReadSessions, services: ServicesDep, tenant: TenantDep
+) -> Response:
+    after, take = checkpoint_params(request.query_params)
+    page = users.Checkpoint(after=after, take=take)
+    found, following = await users.list_sessions(tenant.config, user_id, page, services.management)
+    return JSON(checkpoint_page("sessions", [session_object(s) for s in found], following))
+
+
+@router.get("/users/{user_id}/refresh-tokens")
+async def list_refresh_tokens(
+    user_id: str,
+    request: Request,
+    call: ReadRefreshTokens,
+    services: ServicesDep,
+    tenant: TenantDep,
+) -> Response:
+    after, take = checkpoint_params(request.query_params)
+    page = users.Checkpoint(after=after, take=take)
+    found, following = await users.list_refresh_tokens(
+        tenant.config, user_id, page, services.management
+    )
+    return JSON(checkpoint_page("tokens", [refresh_token_object(g) for g in found], following))

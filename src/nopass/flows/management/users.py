@@ -21,7 +21,7 @@ from nopass.core.errors import (
     UserExists,
     UserNotFound,
 )
-from nopass.core.models import Connection, TenantConfig, User
+from nopass.core.models import Connection, RefreshGrant, Session, TenantConfig, User
 from nopass.core.ports import UnitOfWork, UserSort
 from nopass.core.profile import initial_profile, new_user_id
 from nopass.flows.management.caller import ApiCall, ManagementDeps
@@ -354,3 +354,36 @@ async def delete_refresh_tokens(
         await uow.audit.add(event, deps.clock.now())
         await uow.commit()
     return removed
+
+
+@dataclass(frozen=True, slots=True)
+class Checkpoint:
+    """§1.4's checkpoint paging: ``take`` items after ``after`` (the ``next`` of the previous
+    page; None: from the start)."""
+
+    after: str | None = None
+    take: int = 50
+
+
+async def list_sessions(
+    tenant: TenantConfig, user_id: str, page: Checkpoint, deps: ManagementDeps
+) -> tuple[list[Session], str | None]:
+    """A page of the user's open sessions and the checkpoint of the next (None: the last)."""
+    async with deps.uow() as uow:
+        await _existing(uow, tenant, user_id)
+        found = await uow.sessions.list_for_user(
+            tenant.tenant.id, user_id, after=page.after, limit=page.take + 1, now=deps.clock.now()
+        )
+    return found[: page.take], found[page.take - 1].id if len(found) > page.take else None
+
+
+async def list_refresh_tokens(
+    tenant: TenantConfig, user_id: str, page: Checkpoint, deps: ManagementDeps
+) -> tuple[list[RefreshGrant], str | None]:
+    """A page of the user's usable refresh tokens and the checkpoint of the next."""
+    async with deps.uow() as uow:
+        await _existing(uow, tenant, user_id)
+        found = await uow.refresh_tokens.list_for_user(
+            tenant.tenant.id, user_id, after=page.after, limit=page.take + 1, now=deps.clock.now()
+        )
+    return found[: page.take], found[page.take - 1].id if len(found) > page.take else None
