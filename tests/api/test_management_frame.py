@@ -4,6 +4,7 @@ rate limit and its headers, and the ``sapi`` audit of writes. On SQLite and Post
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 from collections.abc import AsyncIterator
@@ -290,3 +291,23 @@ async def test_writes_are_audited_sapi_with_the_correlation_id(api: Api) -> None
     # reads are not audited
     await api.call("GET", "/users")
     assert await api.harness.count("audit_events", "type = 'sapi'") == 1
+
+
+async def test_a_body_that_does_not_arrive_in_time_is_408_in_the_envelope(
+    database_url: str,
+) -> None:
+    async with management_app(database_url, request_body_timeout_seconds=0.3) as api:
+
+        async def slow() -> AsyncIterator[bytes]:
+            yield b'{"connection": "email", '
+            await asyncio.sleep(1.5)
+            yield b'"email": "late@acme.example"}'
+
+        response = await api.call(
+            "POST", "/users", content=slow(), headers={"Content-Type": "application/json"}
+        )
+        assert response.status_code == 408
+        assert response.json() == envelope(
+            408, "Request Timeout", "The request body did not arrive in time", "request_timeout"
+        )
+        await nothing_written(api)
