@@ -27,6 +27,15 @@ from nopass.api.cors import PublicCors
 from nopass.api.deps import Services
 from nopass.api.errors import common_error, unavailable_error
 from nopass.api.hot_routes import HotRoutes
+from nopass.api.management import RateLimitHeaders, router as management_router
+from nopass.api.management.errors import (
+    http_error as management_http_error,
+    internal as management_internal,
+    is_management,
+    management_error,
+    unavailable as management_unavailable,
+    validation_error as management_validation_error,
+)
 from nopass.api.responses import auth0_error
 from nopass.api.routes import (
     authorize,
@@ -49,6 +58,7 @@ from nopass.delivery.smtp import SmtpTransport
 from nopass.delivery.templates import TemplateRenderer
 from nopass.flows.authorization_request import BrowserDeps
 from nopass.flows.limits import Limits
+from nopass.flows.management.caller import ManagementDeps
 from nopass.flows.outbox import RetryPolicy, deliver_due
 from nopass.flows.start import StartDeps
 from nopass.flows.token import TokenDeps
@@ -246,6 +256,7 @@ def create_app(
             limits=limits,
         ),
         outbox=runtime.queue,
+        management=ManagementDeps(uow=unit_of_work, keys=keys, clock=clock, limits=limits),
         trusted_proxies=settings.trusted_proxy_networks,
         dev_mode=settings.dev_mode,
         ready=database_ready,
@@ -296,9 +307,11 @@ def create_app(
     app.include_router(cross_origin.router)
     app.include_router(health.router)
     app.include_router(openapi.router)
+    app.include_router(management_router)
     if settings.dev_mode:
         app.include_router(dev.router)
     _install_error_handlers(app)
+    app.add_middleware(RateLimitHeaders)  # only /api/v2: its answers' X-RateLimit-* headers
     app.add_middleware(  # innermost of ours: CORS and the access log see these requests too
         HotRoutes,
         routes={
@@ -315,7 +328,9 @@ def create_app(
 
 def _install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(NopassError)
-    async def nopass_error(_: Request, exc: NopassError) -> Response:
+    async def nopass_error(request: Request, exc: NopassError) -> Response:
+        if is_management(request.url.path):
+            return management_error(exc)
         response = common_error(exc)
         return response or auth0_error(500, "server_error", "Internal error")
 
@@ -326,22 +341,30 @@ def _install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(OSError)
     async def database_down(request: Request, exc: Exception) -> Response:
         log.warning("dependency_unavailable", error=type(exc).__name__, path=request.url.path)
+        if is_management(request.url.path):
+            return management_unavailable()
         return unavailable_error()
 
     @app.exception_handler(HTTPException)
-    async def http_error(_: Request, exc: HTTPException) -> Response:
+    async def http_error(request: Request, exc: HTTPException) -> Response:
+        if is_management(request.url.path):
+            return management_http_error(exc.status_code)
         names = {404: "not_found", 405: "method_not_allowed"}
         return auth0_error(
             exc.status_code, names.get(exc.status_code, "invalid_request"), str(exc.detail)
         )
 
     @app.exception_handler(RequestValidationError)
-    async def validation_error(_: Request, exc: RequestValidationError) -> Response:
+    async def validation_error(request: Request, exc: RequestValidationError) -> Response:
+        if is_management(request.url.path):
+            return management_validation_error()
         return auth0_error(400, "invalid_request", "Invalid request")
 
     @app.exception_handler(Exception)
-    async def unexpected(_: Request, exc: Exception) -> Response:
+    async def unexpected(request: Request, exc: Exception) -> Response:
         log.error("unhandled_error", error=type(exc).__name__, exc_info=exc)
+        if is_management(request.url.path):
+            return management_internal()
         return auth0_error(500, "server_error", "Internal error")
 
 

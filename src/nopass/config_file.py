@@ -96,6 +96,7 @@ class RateLimits(_Strict):
     )
     failures_per_ip_per_hour: int = Field(_LIMITS.failures_per_ip_per_hour, ge=0)
     sms_per_tenant_per_day: int = Field(_LIMITS.sms_per_tenant_per_day, ge=0)
+    management_per_client_per_second: int = Field(_LIMITS.management_per_client_per_second, ge=0)
     allowlist: list[str] = Field(default_factory=lambda: list(_LIMITS.allowlist))
 
     @field_validator("allowlist")

@@ -148,6 +148,7 @@ def test_defaults_are_the_binding_ones() -> None:
         "failures_per_identity_per_15min": 10,
         "failures_per_ip_per_hour": 100,
         "sms_per_tenant_per_day": 1000,
+        "management_per_client_per_second": 50,
         "allowlist": (),
     }
 

@@ -16,6 +16,7 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy import text
@@ -30,8 +31,9 @@ from nopass.core.models import (
     LoginTransaction,
     RefreshGrant,
     Session,
+    User,
 )
-from nopass.core.ports import UnitOfWork
+from nopass.core.ports import UnitOfWork, UserSort
 from nopass.store.apply import apply_config
 from nopass.store.engine import create_engine, reader
 from nopass.store.memory import MemoryStore
@@ -672,3 +674,170 @@ async def test_a_savepoint_keeps_or_undoes_its_writes(store: Backend) -> None:
         names = ("before", "kept", "undone", "failed", "after")
         found = {n for n in names if await work.challenges.get(tenant, n) is not None}
     assert found == {"before", "kept", "after"}
+
+
+# ------------------------------------------------------------- users of the Management API
+
+
+def admin_user(who: Identity, n: int, *, at: datetime = T0, name: str | None = None) -> User:
+    identifier = f"user{n}@example.com"
+    profile: dict[str, object] = {"email": identifier, "email_verified": False}
+    if name is not None:
+        profile["name"] = name
+    return User(
+        tenant_id=who.tenant,
+        user_id=f"email|{n:024x}",
+        connection_id=who.connection,
+        identifier=identifier,
+        profile=profile,
+        created_at=at,
+        updated_at=at,
+        app_metadata={"plan": "gold"},
+    )
+
+
+async def test_added_users_are_unique_by_id_and_identity(store: Backend) -> None:
+    ada = admin_user(store.acme, 1)
+    async with store.work() as work:
+        assert await work.users.add(ada) is True
+        assert await work.users.add(replace(ada, identifier="other@example.com")) is False
+        assert await work.users.add(replace(ada, user_id="email|other")) is False
+        # the other tenant may hold the same ids
+        assert await work.users.add(admin_user(store.globex, 1)) is True
+        await work.commit()
+    async with store.read() as read:
+        assert await read.users.get(store.acme.tenant, ada.user_id) == ada
+        assert await read.users.count(store.acme.tenant) == 1
+        assert await read.users.count(store.globex.tenant) == 1
+
+
+async def test_replace_changes_the_user_unless_its_identity_is_taken(store: Backend) -> None:
+    ada, grace = admin_user(store.acme, 1), admin_user(store.acme, 2)
+    async with store.work() as work:
+        await work.users.add(ada)
+        await work.users.add(grace)
+        later = T0 + timedelta(hours=1)
+        changed = replace(
+            ada,
+            identifier="new@example.com",
+            profile={"email": "new@example.com"},
+            updated_at=later,
+            user_metadata={"a": 1},
+            blocked=True,
+        )
+        assert await work.users.replace(changed) is True
+        clash = replace(grace, identifier="new@example.com")
+        assert await work.users.replace(clash) is False
+        gone = admin_user(store.acme, 9)
+        assert await work.users.replace(gone) is False
+        assert await work.users.replace(replace(ada, tenant_id=store.globex.tenant)) is False
+        await work.commit()
+    async with store.read() as read:
+        assert await read.users.get(store.acme.tenant, ada.user_id) == changed
+        assert await read.users.get(store.acme.tenant, grace.user_id) == grace
+
+
+async def test_delete_returns_the_user_once_and_only_in_its_tenant(store: Backend) -> None:
+    ada = admin_user(store.acme, 1)
+    async with store.work() as work:
+        await work.users.add(ada)
+        assert await work.users.delete(store.globex.tenant, ada.user_id) is None
+        assert await work.users.delete(store.acme.tenant, ada.user_id) == ada
+        assert await work.users.delete(store.acme.tenant, ada.user_id) is None
+        await work.commit()
+    async with store.read() as read:
+        assert await read.users.get(store.acme.tenant, ada.user_id) is None
+
+
+async def test_pages_of_users_in_order(store: Backend) -> None:
+    names = ["m", None, "c", "x", "c"]
+    users = [
+        admin_user(store.acme, n, at=T0 + timedelta(seconds=n % 3), name=name)
+        for n, name in enumerate(names)
+    ]
+    async with store.work() as work:
+        for user in users:
+            await work.users.add(user)
+        await work.users.add(admin_user(store.globex, 7))
+        await work.commit()
+
+    async def ids(**sort: Any) -> list[str]:
+        async with store.read() as read:
+            found = await read.users.page(
+                store.acme.tenant, offset=0, limit=10, sort=UserSort(**sort)
+            )
+        return [u.user_id for u in found]
+
+    by_created = sorted(users, key=lambda u: (u.created_at, u.user_id))
+    assert await ids() == [u.user_id for u in by_created]
+    # absent values last, ties by user_id, in both directions
+    assert await ids(field="name") == [users[i].user_id for i in (2, 4, 0, 3, 1)]
+    assert await ids(field="name", descending=True) == [users[i].user_id for i in (3, 0, 2, 4, 1)]
+    async with store.read() as read:
+        page = await read.users.page(store.acme.tenant, offset=2, limit=2, sort=UserSort())
+        assert [u.user_id for u in page] == [u.user_id for u in by_created[2:4]]
+        assert await read.users.count(store.acme.tenant) == 5
+        found = await read.users.by_identifier(store.acme.tenant, "user2@example.com")
+        assert [u.user_id for u in found] == [users[2].user_id]
+        assert await read.users.by_identifier(store.globex.tenant, "user2@example.com") == []
+
+
+async def test_a_users_sessions_and_refresh_tokens_are_deleted_together(store: Backend) -> None:
+    session = Session(id="s1", user_id="email|1", created_at=T0, expires_at=T0 + timedelta(1))
+    async with store.work() as work:
+        await work.sessions.add(store.acme.tenant, session, "hash-s1")
+        await work.sessions.add(
+            store.acme.tenant, replace(session, id="s2", user_id="email|2"), "hash-s2"
+        )
+        await work.refresh_tokens.add(store.acme.tenant, grant("r1"), "hash-r1")
+        await work.refresh_tokens.add(store.acme.tenant, grant("r2"), "hash-r2")
+        await work.commit()
+    async with store.work() as work:
+        assert await work.sessions.delete_for_user(store.globex.tenant, "email|1") == 0
+        assert await work.sessions.delete_for_user(store.acme.tenant, "email|1") == 1
+        assert await work.refresh_tokens.delete_for_user(store.acme.tenant, "email|1") == 2
+        await work.commit()
+    async with store.read() as read:
+        assert await read.sessions.find(store.acme.tenant, "hash-s1", T0) is None
+        assert await read.sessions.find(store.acme.tenant, "hash-s2", T0) is not None
+        assert await read.refresh_tokens.find(store.acme.tenant, "hash-r1") is None
+
+
+async def test_a_users_open_sessions_and_usable_refresh_tokens_by_checkpoint(
+    store: Backend,
+) -> None:
+    tenant = store.acme.tenant
+    later = T0 + timedelta(days=1)
+    async with store.work() as work:
+        for n in range(3):
+            session = Session(id=f"s{n}", user_id="email|1", created_at=T0, expires_at=later)
+            await work.sessions.add(tenant, session, f"hash-s{n}")
+            await work.refresh_tokens.add(tenant, grant(f"r{n}", family=f"f{n}"), f"hash-r{n}")
+        other = Session(id="s9", user_id="email|2", created_at=T0, expires_at=later)
+        await work.sessions.add(tenant, other, "hash-s9")
+        await work.sessions.revoke(tenant, "hash-s1", T0)
+        await work.refresh_tokens.revoke_family(tenant, "f1", T0)
+        await work.commit()
+    async with store.read() as read:
+        sessions = await read.sessions.list_for_user(tenant, "email|1", after=None, limit=5, now=T0)
+        assert [s.id for s in sessions] == ["s0", "s2"]
+        after = await read.sessions.list_for_user(tenant, "email|1", after="s0", limit=5, now=T0)
+        assert [s.id for s in after] == ["s2"]
+        expired = await read.sessions.list_for_user(
+            tenant, "email|1", after=None, limit=5, now=later
+        )
+        assert expired == []
+        tokens = await read.refresh_tokens.list_for_user(
+            tenant, "email|1", after=None, limit=1, now=T0
+        )
+        assert [t.id for t in tokens] == ["r0"]
+        rest = await read.refresh_tokens.list_for_user(
+            tenant, "email|1", after="r0", limit=5, now=T0
+        )
+        assert [t.id for t in rest] == ["r2"]
+        assert (
+            await read.sessions.list_for_user(
+                store.globex.tenant, "email|1", after=None, limit=5, now=T0
+            )
+            == []
+        )

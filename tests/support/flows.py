@@ -57,6 +57,7 @@ from nopass.flows.issue import TokenSet
 from nopass.flows.limits import Limits
 from nopass.flows.login_page import PageDeps
 from nopass.flows.magic_link import LinkParams
+from nopass.flows.management.caller import ManagementDeps
 from nopass.flows.passwordless_verify import verify_passwordless
 from nopass.flows.revoke import revoke
 from nopass.flows.session import open_session
@@ -252,6 +253,10 @@ class World:
     @property
     def page_deps(self) -> PageDeps:
         return PageDeps(browser=self.browser_deps, start=self.start_deps)
+
+    @property
+    def management_deps(self) -> ManagementDeps:
+        return ManagementDeps(uow=self.store, keys=self.keys, clock=self.clock, limits=self.limits)
 
     @property
     def userinfo_deps(self) -> UserinfoDeps:

@@ -19,13 +19,25 @@ MAX_BODY_BYTES = 64 * 1024
 _BRACKET = re.compile(r"^([^\[\]]+)\[([^\[\]]*)\]$")
 
 
-async def read_raw(request: Request) -> bytes:
-    """The body, up to ``MAX_BODY_BYTES`` (``BodyUnreadable`` beyond)."""
-    raw = b""
+async def read_capped(request: Request, limit: int) -> bytes | None:
+    """The body, or None as soon as it is known to be over ``limit`` bytes (a declared
+    ``Content-Length`` over it is not read at all)."""
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > limit:
+        return None
+    raw = bytearray()
     async for chunk in request.stream():
         raw += chunk
-        if len(raw) > MAX_BODY_BYTES:
-            raise BodyUnreadable()
+        if len(raw) > limit:
+            return None
+    return bytes(raw)
+
+
+async def read_raw(request: Request) -> bytes:
+    """The body, up to ``MAX_BODY_BYTES`` (``BodyUnreadable`` beyond)."""
+    raw = await read_capped(request, MAX_BODY_BYTES)
+    if raw is None:
+        raise BodyUnreadable()
     return raw
 
 

@@ -28,6 +28,7 @@ import asyncio
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from nopass.api.errors import body_timeout_error
+from nopass.api.management.errors import is_management, management_error
 from nopass.core.errors import BodyTimedOut, ClientDisconnected
 
 __all__ = ["BodyDeadline"]
@@ -58,7 +59,13 @@ class BodyDeadline:
         if exchange.gone:
             raise ClientDisconnected()
         if exchange.timed_out and not exchange.started:
-            await body_timeout_error()(scope, receive, send)
+            # the Management API answers in its own envelope (docs/specs/management-api.md §1.5)
+            late = (
+                management_error(BodyTimedOut(self.seconds))
+                if is_management(scope["path"])
+                else body_timeout_error()
+            )
+            await late(scope, receive, send)
 
 
 def _has_body(scope: Scope) -> bool:

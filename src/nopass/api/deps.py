@@ -13,6 +13,7 @@ from nopass.core.errors import TenantNotFound
 from nopass.core.models import Resolved
 from nopass.core.ports import OutboxReader, TenantResolver
 from nopass.flows.authorization_request import BrowserDeps
+from nopass.flows.management.caller import ManagementDeps
 from nopass.flows.start import StartDeps
 from nopass.flows.token import TokenDeps
 from nopass.flows.userinfo import UserinfoDeps
@@ -26,6 +27,7 @@ class Services:
     userinfo: UserinfoDeps
     browser: BrowserDeps
     outbox: OutboxReader
+    management: ManagementDeps
     trusted_proxies: list[Network]
     dev_mode: bool
     ready: Callable[[], Awaitable[bool]]  # readiness: can the database be reached?

@@ -39,7 +39,15 @@
     ├── AuthorizationCodeRejected the code grant's code, redirect_uri or PKCE verifier
     ├── CrossOriginRefused        /co/authenticate refusals (origin, disabled, type, realm)
     ├── ResendTooSoon             the hosted page's resend cooldown
-    └── InvalidQuery              a search ``q`` or ``sort`` outside the supported subset
+    ├── InvalidQuery              a search ``q`` or ``sort`` outside the supported subset
+    └── ManagementRefused         Management API v2 refusals (docs/specs/management-api.md §1.5)
+        ├── ManagementTokenRejected   no bearer token, or one that must not be honoured
+        ├── InsufficientScope         the token lacks every scope the endpoint accepts
+        ├── InvalidManagementRequest  a body or query string that breaks the contract
+        ├── BodyTooLarge              a body over the Management API's 1 MiB
+        ├── UserNotFound              no user with that id in the tenant
+        ├── UserExists                the identity or user_id is taken
+        └── UnknownConnectionName     no connection of that name in the tenant
 """
 
 from __future__ import annotations
@@ -403,3 +411,67 @@ class InvalidQuery(NopassError):
     def __init__(self, message: str) -> None:
         super().__init__(message)
         self.message = message
+
+
+class ManagementRefused(NopassError):
+    """Base of the Management API's refusals (docs/specs/management-api.md §1.5)."""
+
+
+class TokenProblem(Enum):
+    MISSING = "missing"
+    INVALID = "invalid"
+    AUDIENCE = "audience"
+    EXPIRED = "expired"
+
+
+class ManagementTokenRejected(ManagementRefused):
+    """No bearer token, or one that is not a valid Management API token of the tenant. The
+    reason is for the log; ``audience`` is the one the token named (``Bad audience``)."""
+
+    def __init__(self, problem: TokenProblem, reason: str, audience: str = "") -> None:
+        super().__init__(reason)
+        self.problem = problem
+        self.reason = reason
+        self.audience = audience
+
+
+class InsufficientScope(ManagementRefused):
+    def __init__(self, accepted: Sequence[str]) -> None:
+        super().__init__("insufficient scope")
+        self.accepted = tuple(accepted)
+
+
+class InvalidManagementRequest(ManagementRefused):
+    """``in_query``: the query string is wrong (``invalid_query_string``), else the body."""
+
+    def __init__(self, message: str, *, in_query: bool = False) -> None:
+        super().__init__(message)
+        self.message = message
+        self.in_query = in_query
+
+
+class BodyTooLarge(ManagementRefused):
+    def __init__(self, limit: int) -> None:
+        super().__init__(f"body over {limit} bytes")
+        self.limit = limit
+
+
+class UserNotFound(ManagementRefused):
+    def __init__(self, user_id: str) -> None:
+        super().__init__("no such user")
+        self.user_id = user_id
+
+
+class UserExists(ManagementRefused):
+    """``field``: the changed email or phone_number that is another user's (None: a create
+    whose identity or user_id is taken)."""
+
+    def __init__(self, field: str | None = None) -> None:
+        super().__init__("the user already exists")
+        self.field = field
+
+
+class UnknownConnectionName(ManagementRefused):
+    def __init__(self, name: str) -> None:
+        super().__init__(f"no connection {name!r}")
+        self.name = name

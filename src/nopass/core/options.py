@@ -114,6 +114,7 @@ class RateLimits:
     failures_per_identity_per_15min: int = 10
     failures_per_ip_per_hour: int = 100
     sms_per_tenant_per_day: int = 1000
+    management_per_client_per_second: int = 50  # Management API calls (at least 10 for deploy-cli)
     allowlist: tuple[str, ...] = ()  # CIDRs exempt from the per-IP limits
 
 

@@ -64,6 +64,31 @@ class ChallengeRepo(Protocol):
         ...
 
 
+USER_SORT_FIELDS = frozenset(
+    {
+        "created_at",
+        "updated_at",
+        "last_login",
+        "logins_count",
+        "email",
+        "phone_number",
+        "name",
+        "nickname",
+        "given_name",
+        "family_name",
+        "user_id",
+    }
+)
+
+
+@dataclass(frozen=True, slots=True)
+class UserSort:
+    """``GET /api/v2/users?sort=field:1|-1`` (one of ``USER_SORT_FIELDS``)."""
+
+    field: str = "created_at"
+    descending: bool = False
+
+
 class UserRepo(Protocol):
     async def exists(self, tenant_id: str, connection_id: str, identifier: str) -> bool: ...
 
@@ -102,6 +127,41 @@ class UserRepo(Protocol):
         user."""
         ...
 
+    async def add(self, user: User) -> bool:
+        """Store a new user; False, writing nothing, when its ``user_id`` or its identity
+        (connection, identifier) is taken."""
+        ...
+
+    async def replace(self, user: User) -> bool:
+        """Overwrite the stored user of ``user.user_id`` (profile, identifier, metadata,
+        ``blocked``, ``updated_at``); False, writing nothing, when the new identity is another
+        user's or the user is gone."""
+        ...
+
+    async def delete(self, tenant_id: str, user_id: str) -> User | None:
+        """Remove the user; the removed user, or None when there was none."""
+        ...
+
+    async def page(
+        self,
+        tenant_id: str,
+        *,
+        offset: int,
+        limit: int,
+        sort: UserSort,
+        query: object | None = None,
+    ) -> list[User]:
+        """Users in ``sort`` order (then ``user_id``; absent values last). ``query`` is a
+        parsed search (not yet supported: ignored)."""
+        ...
+
+    async def count(self, tenant_id: str, query: object | None = None) -> int: ...
+
+    async def by_identifier(self, tenant_id: str, identifier: str) -> list[User]:
+        """The users of every connection whose identifier (email, phone) is ``identifier``,
+        oldest first."""
+        ...
+
 
 class RefreshTokenRepo(Protocol):
     async def add(self, tenant_id: str, grant: RefreshGrant, token_hash: str) -> None: ...
@@ -111,6 +171,17 @@ class RefreshTokenRepo(Protocol):
     async def mark_rotated(self, tenant_id: str, grant_id: str, now: datetime) -> bool: ...
 
     async def revoke_family(self, tenant_id: str, family_id: str, now: datetime) -> int: ...
+
+    async def delete_for_user(self, tenant_id: str, user_id: str) -> int:
+        """Remove every refresh token of the user; how many there were."""
+        ...
+
+    async def list_for_user(
+        self, tenant_id: str, user_id: str, *, after: str | None, limit: int, now: datetime
+    ) -> list[RefreshGrant]:
+        """The user's usable refresh tokens (not revoked, not rotated, unexpired) in ``id``
+        order, those after ``after`` (a checkpoint: the last id of the previous page)."""
+        ...
 
 
 class AuthorizationCodeRepo(Protocol):
@@ -129,6 +200,17 @@ class SessionRepo(Protocol):
     async def find(self, tenant_id: str, token_hash: str, now: datetime) -> Session | None: ...
 
     async def revoke(self, tenant_id: str, token_hash: str, now: datetime) -> None: ...
+
+    async def delete_for_user(self, tenant_id: str, user_id: str) -> int:
+        """Remove every browser session of the user; how many there were."""
+        ...
+
+    async def list_for_user(
+        self, tenant_id: str, user_id: str, *, after: str | None, limit: int, now: datetime
+    ) -> list[Session]:
+        """The user's open sessions (not revoked, unexpired) in ``id`` order, those after
+        ``after`` (a checkpoint: the last id of the previous page)."""
+        ...
 
 
 class TransactionRepo(Protocol):

@@ -32,6 +32,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
+from nopass.core.channel import Channel
 from nopass.core.clock import Clock
 from nopass.core.errors import (
     CodeFailure,
@@ -342,6 +343,23 @@ class CodeCheck:
         existing users only; anyone else fails like a wrong code (signup was disabled after
         the code was sent: a phantom code would not have matched). A blocked user raises
         ``UserBlocked``, its row untouched."""
+        user, created = await self._counted(uow, tenant, connection, identifier, attempt, now)
+        # A user created over the Management API is unverified until a code reaches them.
+        verified = "email_verified" if connection.channel is Channel.EMAIL else "phone_verified"
+        if user.profile.get(verified) is False:
+            user = replace(user, profile={**user.profile, verified: True})
+            await uow.users.replace(user)
+        return user, created
+
+    async def _counted(
+        self,
+        uow: UnitOfWork,
+        tenant: Tenant,
+        connection: Connection,
+        identifier: str,
+        attempt: CodeAttempt,
+        now: datetime,
+    ) -> tuple[User, bool]:
         if not connection.disable_signup:
             counted = await uow.users.record_login(
                 tenant.id,

@@ -7,21 +7,23 @@
     start_per_identity_per_day     20 / day    connection + identifier      429 api_limit
     failures_per_ip_per_hour       100 / h     client IP (allowlist exempt) 429 api_limit
     sms_per_tenant_per_day         1000 / day  tenant (SMS only)            429 api_limit
+    management_per_client_per_second  50 / s   Management API caller        429 too_many_requests
     allowed_countries              all         connection option            400 limit_sms
     SMS prefix velocity            30 / h      country code + 3 digits      429 limit_sms
     SMS conversion breaker         a country with >= 20 SMS and < 10 % verified in its hour
                                    gets no SMS for an hour                  429 limit_sms
 
-A tenant's ``rate_limits`` overrides the first five; 0 disables one. Every check runs before
-anything is stored or sent, and answers the same whether the identity exists or not. A flow
-passes its unit of work (``uow``) and counts first thing in it: the database backend then
-counts in the request's own transaction, and a refusal commits only its audit event there.
-Without one, a database backend writes in a short transaction of its own. Verification
-failures per IP are counted by reserving a hit before the code is checked and refunding it
-when the code was right, so concurrent guesses cannot overrun the limit. The conversion
-breaker is decided, and the send counted, in the same atomic step as the other windows
-(``RateLimiter.hit_guarded``): however many starts race, a country gets ``BREAKER_MIN_SENT``
-unverified SMS in its hour, and a start refused by any limit is counted nowhere.
+A tenant's ``rate_limits`` overrides the first five and the Management API's; 0 disables one.
+Every check runs before anything is stored or sent, and answers the same whether the identity
+exists or not. A flow passes its unit of work (``uow``) and counts first thing in it: the
+database backend then counts in the request's own transaction, and a refusal commits only its
+audit event there. Without one, a database backend writes in a short transaction of its own.
+Verification failures per IP are counted by reserving a hit before the code is checked and
+refunding it when the code was right, so concurrent guesses cannot overrun the limit. The
+conversion breaker is decided, and the send counted, in the same atomic step as the other
+windows (``RateLimiter.hit_guarded``): however many starts race, a country gets
+``BREAKER_MIN_SENT`` unverified SMS in its hour, and a start refused by any limit is counted
+nowhere.
 """
 
 from __future__ import annotations
@@ -181,6 +183,20 @@ class Limits:
             details = {"country": country} if sms else {}
             await self._refuse(refused, audit, ip, now, details, uow)
         return status_of(decisions[0]) if ip_window else None
+
+    async def admit_management_call(self, tenant: Tenant, caller: str) -> RateLimitStatus | None:
+        """Count one Management API call of ``caller`` (``<client_id>@clients``, or the IP
+        of a request without a valid token), or refuse it with ``RateLimited`` (not audited:
+        a flood would write one event per refused call). None when the limit is disabled."""
+        limit = tenant.rate_limits.management_per_client_per_second
+        if not limit:
+            return None
+        window = _window(tenant, "management_per_client_per_second", caller, limit, 1)
+        now = self.clock.now()
+        [decision] = await self.limiter.hit([window], now)
+        if not decision.allowed:
+            raise RateLimited(window.name, status_of(decision), _retry_after(decision, now))
+        return status_of(decision)
 
     async def _allowed_country(
         self, connection: Connection, country: str, audit: AuditEvent, uow: UnitOfWork | None

@@ -163,6 +163,9 @@ def rate_limits(data: object) -> RateLimits:
         ),
         failures_per_ip_per_hour=_int(raw, "failures_per_ip_per_hour", d.failures_per_ip_per_hour),
         sms_per_tenant_per_day=_int(raw, "sms_per_tenant_per_day", d.sms_per_tenant_per_day),
+        management_per_client_per_second=_int(
+            raw, "management_per_client_per_second", d.management_per_client_per_second
+        ),
         allowlist=tuple(str(c) for c in allowlist) if isinstance(allowlist, list) else (),
     )
 

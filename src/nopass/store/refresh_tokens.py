@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import insert, select, update
+from sqlalchemy import delete, insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from nopass.core.models import RefreshGrant
@@ -83,3 +83,24 @@ class SqlRefreshTokenRepo:
             .values(revoked_at=now)
         )
         return int(result.rowcount)
+
+    async def delete_for_user(self, tenant_id: str, user_id: str) -> int:
+        result = await self._conn.execute(
+            delete(_T).where(_T.c.tenant_id == tenant_id, _T.c.user_id == user_id)
+        )
+        return int(result.rowcount)
+
+    async def list_for_user(
+        self, tenant_id: str, user_id: str, *, after: str | None, limit: int, now: datetime
+    ) -> list[RefreshGrant]:
+        stmt = select(_T).where(
+            _T.c.tenant_id == tenant_id,
+            _T.c.user_id == user_id,
+            _T.c.revoked_at.is_(None),
+            _T.c.rotated_at.is_(None),
+            or_(_T.c.expires_at.is_(None), _T.c.expires_at > now),
+        )
+        if after is not None:
+            stmt = stmt.where(_T.c.id > after)
+        rows = await self._conn.execute(stmt.order_by(_T.c.id).limit(limit))
+        return [_grant(r) for r in rows]

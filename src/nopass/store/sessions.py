@@ -6,7 +6,7 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import insert, select, update
+from sqlalchemy import delete, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from nopass.core.models import LoginTransaction, Session
@@ -55,6 +55,29 @@ class SqlSessionRepo:
             .where(_S.c.tenant_id == tenant_id, _S.c.token_hash == token_hash)
             .values(revoked_at=now)
         )
+
+    async def list_for_user(
+        self, tenant_id: str, user_id: str, *, after: str | None, limit: int, now: datetime
+    ) -> list[Session]:
+        stmt = select(_S).where(
+            _S.c.tenant_id == tenant_id,
+            _S.c.user_id == user_id,
+            _S.c.revoked_at.is_(None),
+            _S.c.expires_at > now,
+        )
+        if after is not None:
+            stmt = stmt.where(_S.c.id > after)
+        rows = await self._conn.execute(stmt.order_by(_S.c.id).limit(limit))
+        return [
+            Session(id=r.id, user_id=r.user_id, created_at=r.created_at, expires_at=r.expires_at)
+            for r in rows
+        ]
+
+    async def delete_for_user(self, tenant_id: str, user_id: str) -> int:
+        result = await self._conn.execute(
+            delete(_S).where(_S.c.tenant_id == tenant_id, _S.c.user_id == user_id)
+        )
+        return int(result.rowcount)
 
 
 def _transaction(row: Any) -> LoginTransaction:

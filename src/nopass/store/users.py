@@ -7,11 +7,13 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import bindparam, exists, select, update
+from sqlalchemy import ColumnElement, bindparam, delete, exists, func, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from nopass.core.models import User
+from nopass.core.ports import UserSort
 from nopass.store.prebuilt import run
 from nopass.store.tables import ConnectionRow, UserRow, UTCDateTime, table
 
@@ -104,6 +106,36 @@ def _user(row: Any) -> User:
     )
 
 
+_COLUMN_SORTS = ("created_at", "updated_at", "last_login", "logins_count", "user_id")
+
+
+def _sort_key(name: str) -> ColumnElement[Any]:
+    """A column, or a profile attribute (``profile ->> name``)."""
+    if name in _COLUMN_SORTS:
+        column: ColumnElement[Any] = _T.c[name]
+        return column
+    attribute: ColumnElement[Any] = _T.c.profile[name].as_string()
+    return attribute
+
+
+def _values(user: User) -> dict[str, Any]:
+    return {
+        "tenant_id": user.tenant_id,
+        "user_id": user.user_id,
+        "connection_id": user.connection_id,
+        "identifier": user.identifier,
+        "profile": dict(user.profile),
+        "created_at": user.created_at,
+        "updated_at": user.updated_at,
+        "last_login": user.last_login,
+        "last_ip": user.last_ip,
+        "logins_count": user.logins_count,
+        "app_metadata": dict(user.app_metadata),
+        "user_metadata": dict(user.user_metadata),
+        "blocked": user.blocked,
+    }
+
+
 class SqlUserRepo:
     def __init__(self, conn: AsyncConnection) -> None:
         self._conn = conn
@@ -177,6 +209,72 @@ class SqlUserRepo:
         }
         row = (await run(self._conn, SET_BLOCKED, params)).first()
         return _user(row) if row is not None else None
+
+    async def add(self, user: User) -> bool:
+        try:
+            async with self._conn.begin_nested():  # a clash leaves the transaction usable
+                await self._conn.execute(insert(_T).values(**_values(user)))
+        except IntegrityError:
+            return False
+        return True
+
+    async def replace(self, user: User) -> bool:
+        values = _values(user)
+        for fixed in ("tenant_id", "user_id", "created_at", "last_login", "last_ip"):
+            values.pop(fixed)
+        values.pop("logins_count")
+        try:
+            async with self._conn.begin_nested():
+                result = await self._conn.execute(
+                    update(_T)
+                    .where(_T.c.tenant_id == user.tenant_id, _T.c.user_id == user.user_id)
+                    .values(**values)
+                )
+        except IntegrityError:
+            return False
+        return bool(result.rowcount)
+
+    async def delete(self, tenant_id: str, user_id: str) -> User | None:
+        row = (
+            await self._conn.execute(
+                delete(_T)
+                .where(_T.c.tenant_id == tenant_id, _T.c.user_id == user_id)
+                .returning(*_T.c)
+            )
+        ).first()
+        return _user(row) if row is not None else None
+
+    async def page(
+        self,
+        tenant_id: str,
+        *,
+        offset: int,
+        limit: int,
+        sort: UserSort,
+        query: object | None = None,
+    ) -> list[User]:
+        key = _sort_key(sort.field)
+        ordered = key.desc() if sort.descending else key.asc()
+        stmt = (
+            select(_T)
+            .where(_T.c.tenant_id == tenant_id)
+            .order_by(ordered.nulls_last(), _T.c.user_id)
+            .offset(offset)
+            .limit(limit)
+        )
+        return [_user(r) for r in (await self._conn.execute(stmt)).all()]
+
+    async def count(self, tenant_id: str, query: object | None = None) -> int:
+        stmt = select(func.count()).select_from(_T).where(_T.c.tenant_id == tenant_id)
+        return int((await self._conn.execute(stmt)).scalar_one())
+
+    async def by_identifier(self, tenant_id: str, identifier: str) -> list[User]:
+        stmt = (
+            select(_T)
+            .where(_T.c.tenant_id == tenant_id, _T.c.identifier == identifier)
+            .order_by(_T.c.created_at, _T.c.user_id)
+        )
+        return [_user(r) for r in (await self._conn.execute(stmt)).all()]
 
     async def connection_names(self, tenant_id: str) -> dict[str, str]:
         t = table(ConnectionRow)

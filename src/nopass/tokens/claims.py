@@ -9,7 +9,8 @@ from typing import Any
 
 from nopass.core.models import User
 
-PROFILE_CLAIMS = ("name", "nickname", "picture", "updated_at")
+# given_name and family_name exist once the Management API set them (User.profile holds all)
+PROFILE_CLAIMS = ("name", "nickname", "picture", "given_name", "family_name", "updated_at")
 SCOPE_CLAIMS: dict[str, tuple[str, ...]] = {
     "profile": PROFILE_CLAIMS,
     "email": ("email", "email_verified"),

@@ -81,6 +81,35 @@ class MemoryRefreshTokenRepo:
             )
         return len(family)
 
+    async def list_for_user(
+        self, tenant_id: str, user_id: str, *, after: str | None, limit: int, now: datetime
+    ) -> list[RefreshGrant]:
+        grants = sorted(
+            (
+                row.grant
+                for row in self._work.reading().refresh_tokens.values()
+                if row.tenant_id == tenant_id
+                and row.grant.user_id == user_id
+                and row.grant.revoked_at is None
+                and row.grant.rotated_at is None
+                and (row.grant.expires_at is None or row.grant.expires_at > now)
+                and (after is None or row.grant.id > after)
+            ),
+            key=lambda g: g.id,
+        )
+        return grants[:limit]
+
+    async def delete_for_user(self, tenant_id: str, user_id: str) -> int:
+        tables = await self._work.writing()
+        gone = [
+            key
+            for key, row in tables.refresh_tokens.items()
+            if row.tenant_id == tenant_id and row.grant.user_id == user_id
+        ]
+        for key in gone:
+            del tables.refresh_tokens[key]
+        return len(gone)
+
 
 class MemoryAuthorizationCodeRepo:
     def __init__(self, work: Work) -> None:
@@ -147,6 +176,34 @@ class MemorySessionRepo:
         for row in list(tables.sessions.values()):
             if (row.tenant_id, row.token_hash) == (tenant_id, token_hash):
                 tables.sessions[row.session.id] = replace(row, revoked_at=now)
+
+    async def list_for_user(
+        self, tenant_id: str, user_id: str, *, after: str | None, limit: int, now: datetime
+    ) -> list[Session]:
+        sessions = sorted(
+            (
+                row.session
+                for row in self._work.reading().sessions.values()
+                if row.tenant_id == tenant_id
+                and row.session.user_id == user_id
+                and row.revoked_at is None
+                and row.session.expires_at > now
+                and (after is None or row.session.id > after)
+            ),
+            key=lambda s: s.id,
+        )
+        return sessions[:limit]
+
+    async def delete_for_user(self, tenant_id: str, user_id: str) -> int:
+        tables = await self._work.writing()
+        gone = [
+            key
+            for key, row in tables.sessions.items()
+            if row.tenant_id == tenant_id and row.session.user_id == user_id
+        ]
+        for key in gone:
+            del tables.sessions[key]
+        return len(gone)
 
 
 class MemoryTransactionRepo:

@@ -16,6 +16,7 @@ from typing import Any, Protocol
 
 from nopass.core.models import AuditEvent, Challenge, LoggedEvent, Message, User
 from nopass.core.otp import MAX_ATTEMPTS, new_id
+from nopass.core.ports import UserSort
 from nopass.store.memory.tables import (
     AuditRecord,
     DuplicateKey,
@@ -219,6 +220,82 @@ class MemoryUserRepo:
         user = replace(known, blocked=blocked, updated_at=now)
         tables.users[(tenant_id, user_id)] = user
         return user
+
+    async def add(self, user: User) -> bool:
+        tables = await self._work.writing()
+        key = (user.tenant_id, user.user_id)
+        if key in tables.users or _find_user(
+            tables, user.tenant_id, user.connection_id, user.identifier
+        ):
+            return False
+        tables.users[key] = replace(
+            user,
+            profile=dict(user.profile),
+            app_metadata=dict(user.app_metadata),
+            user_metadata=dict(user.user_metadata),
+        )
+        return True
+
+    async def replace(self, user: User) -> bool:
+        tables = await self._work.writing()
+        key = (user.tenant_id, user.user_id)
+        stored = tables.users.get(key)
+        holder = _find_user(tables, user.tenant_id, user.connection_id, user.identifier)
+        if stored is None or (holder is not None and holder.user_id != user.user_id):
+            return False
+        tables.users[key] = replace(
+            stored,
+            connection_id=user.connection_id,
+            identifier=user.identifier,
+            profile=dict(user.profile),
+            updated_at=user.updated_at,
+            app_metadata=dict(user.app_metadata),
+            user_metadata=dict(user.user_metadata),
+            blocked=user.blocked,
+        )
+        return True
+
+    async def delete(self, tenant_id: str, user_id: str) -> User | None:
+        tables = await self._work.writing()
+        return tables.users.pop((tenant_id, user_id), None)
+
+    async def page(
+        self,
+        tenant_id: str,
+        *,
+        offset: int,
+        limit: int,
+        sort: UserSort,
+        query: object | None = None,
+    ) -> list[User]:
+        """As the SQL ``ORDER BY key NULLS LAST, user_id``: Python's sort is stable, also
+        reversed, so equal keys keep their ``user_id`` order."""
+        users = sorted(
+            (u for (t, _), u in self._work.reading().users.items() if t == tenant_id),
+            key=lambda u: u.user_id,
+        )
+        present = [u for u in users if _sort_value(u, sort.field) is not None]
+        absent = [u for u in users if _sort_value(u, sort.field) is None]
+        present.sort(key=lambda u: _sort_value(u, sort.field), reverse=sort.descending)
+        return (present + absent)[offset : offset + limit]
+
+    async def count(self, tenant_id: str, query: object | None = None) -> int:
+        return sum(1 for t, _ in self._work.reading().users if t == tenant_id)
+
+    async def by_identifier(self, tenant_id: str, identifier: str) -> list[User]:
+        found = [
+            u
+            for (t, _), u in self._work.reading().users.items()
+            if t == tenant_id and u.identifier == identifier
+        ]
+        return sorted(found, key=lambda u: (u.created_at, u.user_id))
+
+
+def _sort_value(user: User, name: str) -> Any:
+    if name in ("created_at", "updated_at", "last_login", "logins_count", "user_id"):
+        return getattr(user, name)
+    value = user.profile.get(name)
+    return None if value is None else str(value)
 
 
 class MemoryFailureWindowRepo:
