@@ -393,6 +393,37 @@ async def test_list_pages_sorts_and_counts(api: Api) -> None:
     assert full == 200  # (9+1)*100 = 1000: still within the cap
 
 
+async def test_list_searches_with_q_as_the_sdks_send_it(api: Api) -> None:
+    ada = await create(api, email=EMAIL, name="Ada Lovelace", app_metadata={"roles": ["admin"]})
+    await create(api, email="bob@other.example", name="Bob")
+    query = {"q": 'email:"ada@acme.example"', "search_engine": "v3", "include_totals": "true"}
+    found = (await api.call("GET", "/users", params=query)).json()
+    assert found["total"] == 1 and [u["user_id"] for u in found["users"]] == [ada["user_id"]]
+    for q in ("app_metadata.roles:admin", "email.domain:acme.example", r"name:Ada\ Lovelace"):
+        got = (await api.call("GET", "/users", params={"q": q})).json()
+        assert [u["user_id"] for u in got] == [ada["user_id"]], q
+    everyone = (await api.call("GET", "/users", params={"q": "NOT blocked:true"})).json()
+    assert len(everyone) == 2
+
+
+@pytest.mark.parametrize(
+    ("params", "needle"),
+    [
+        ({"q": "name:ada~"}, "~"),
+        ({"q": "shoe_size:9"}, "shoe_size"),
+        ({"sort": "app_metadata.roles:1"}, "app_metadata"),
+        ({"sort": "shoe_size:1"}, "shoe_size"),
+    ],
+)
+async def test_list_refuses_what_the_search_cannot_do(
+    api: Api, params: dict[str, str], needle: str
+) -> None:
+    answer = await api.call("GET", "/users", params=params)
+    assert answer.status_code == 400
+    body = answer.json()
+    assert body["errorCode"] == "invalid_query_string" and needle in body["message"]
+
+
 # --- the Authentication API shows what the Management API set ---------------------------
 
 

@@ -770,9 +770,9 @@ async def test_pages_of_users_in_order(store: Backend) -> None:
 
     by_created = sorted(users, key=lambda u: (u.created_at, u.user_id))
     assert await ids() == [u.user_id for u in by_created]
-    # absent values last, ties by user_id, in both directions
+    # absent values last in both directions; ties by user_id, in the sort's direction
     assert await ids(field="name") == [users[i].user_id for i in (2, 4, 0, 3, 1)]
-    assert await ids(field="name", descending=True) == [users[i].user_id for i in (3, 0, 2, 4, 1)]
+    assert await ids(field="name", descending=True) == [users[i].user_id for i in (3, 0, 4, 2, 1)]
     async with store.read() as read:
         page = await read.users.page(store.acme.tenant, offset=2, limit=2, sort=UserSort())
         assert [u.user_id for u in page] == [u.user_id for u in by_created[2:4]]

@@ -212,6 +212,8 @@ class World:
 
     def __post_init__(self) -> None:
         self.sms = RecordingSms(self.store)
+        # what the SQL store joins for a search by identities.connection
+        self.store.connection_names.update({c.id: c.name for c in self.config.connections.values()})
 
     @property
     def limits(self) -> Limits:

@@ -15,6 +15,7 @@ from typing import Any, Protocol, Self
 from cryptography.hazmat.primitives.asymmetric.rsa import RSAPublicKey
 
 from nopass.core.errors import DeliveryFailed
+from nopass.core.lucene import Node
 from nopass.core.models import (
     AuditEvent,
     AuthorizationCode,
@@ -32,6 +33,7 @@ from nopass.core.models import (
     SigningKey,
     User,
 )
+from nopass.core.user_query import Sort
 
 
 class ChallengeRepo(Protocol):
@@ -64,29 +66,7 @@ class ChallengeRepo(Protocol):
         ...
 
 
-USER_SORT_FIELDS = frozenset(
-    {
-        "created_at",
-        "updated_at",
-        "last_login",
-        "logins_count",
-        "email",
-        "phone_number",
-        "name",
-        "nickname",
-        "given_name",
-        "family_name",
-        "user_id",
-    }
-)
-
-
-@dataclass(frozen=True, slots=True)
-class UserSort:
-    """``GET /api/v2/users?sort=field:1|-1`` (one of ``USER_SORT_FIELDS``)."""
-
-    field: str = "created_at"
-    descending: bool = False
+UserSort = Sort  # how a page of users is ordered (core/user_query.py)
 
 
 class UserRepo(Protocol):
@@ -149,13 +129,13 @@ class UserRepo(Protocol):
         offset: int,
         limit: int,
         sort: UserSort,
-        query: object | None = None,
+        query: Node | None = None,
     ) -> list[User]:
         """Users in ``sort`` order (then ``user_id``; absent values last). ``query`` is a
         parsed search (not yet supported: ignored)."""
         ...
 
-    async def count(self, tenant_id: str, query: object | None = None) -> int: ...
+    async def count(self, tenant_id: str, query: Node | None = None) -> int: ...
 
     async def by_identifier(self, tenant_id: str, identifier: str) -> list[User]:
         """The users of every connection whose identifier (email, phone) is ``identifier``,

@@ -50,7 +50,7 @@ from nopass.core.lucene import (
 from nopass.core.models import User
 from nopass.core.user_query import DEFAULT_SORT, USERS, Sort, check_window
 from nopass.store.tables import ConnectionRow, UserRow, table
-from nopass.store.users import _user
+from nopass.store.user_rows import user_of as _user
 
 _T = table(UserRow)
 _CONNECTIONS = table(ConnectionRow)
@@ -314,7 +314,7 @@ def _sure(value: ColumnElement[Any], condition: ColumnElement[bool]) -> ColumnEl
     return and_(value.is_not(None), condition)
 
 
-def _order(sort: Sort, dialect: str) -> list[Any]:
+def search_order(sort: Sort, dialect: str) -> list[Any]:
     """Sort field (absent values last either way), then ``user_id``, in one direction."""
     tie = _T.c.user_id.desc() if sort.descending else _T.c.user_id.asc()
     value: ColumnElement[Any]
@@ -351,9 +351,9 @@ async def search_users(
     check_window(offset, limit)
     where = search_filter(tenant_id, query, conn.dialect.name)
     total = await conn.scalar(select(func.count()).select_from(_T).where(where))
-    page = select(_T).where(where).order_by(*_order(sort, conn.dialect.name))
+    page = select(_T).where(where).order_by(*search_order(sort, conn.dialect.name))
     rows = (await conn.execute(page.offset(offset).limit(limit))).all()
     return [_user(row) for row in rows], int(total or 0)
 
 
-__all__ = ["search_filter", "search_users"]
+__all__ = ["search_filter", "search_order", "search_users"]

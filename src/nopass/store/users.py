@@ -7,15 +7,18 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, bindparam, delete, exists, func, insert, select, update
+from sqlalchemy import bindparam, delete, exists, func, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from nopass.core.lucene import Node
 from nopass.core.models import User
 from nopass.core.ports import UserSort
 from nopass.store.prebuilt import run
 from nopass.store.tables import ConnectionRow, UserRow, UTCDateTime, table
+from nopass.store.user_rows import user_of as _user
+from nopass.store.user_search import search_filter, search_order
 
 _T = table(UserRow)
 _IDENTITY = (
@@ -86,36 +89,6 @@ def _count_login() -> Any:
         )
         .returning(*_T.c)
     )
-
-
-def _user(row: Any) -> User:
-    return User(
-        tenant_id=row.tenant_id,
-        user_id=row.user_id,
-        connection_id=row.connection_id,
-        identifier=row.identifier,
-        profile=row.profile,
-        created_at=row.created_at,
-        updated_at=row.updated_at,
-        last_login=row.last_login,
-        last_ip=row.last_ip,
-        logins_count=row.logins_count,
-        app_metadata=row.app_metadata,
-        user_metadata=row.user_metadata,
-        blocked=row.blocked,
-    )
-
-
-_COLUMN_SORTS = ("created_at", "updated_at", "last_login", "logins_count", "user_id")
-
-
-def _sort_key(name: str) -> ColumnElement[Any]:
-    """A column, or a profile attribute (``profile ->> name``)."""
-    if name in _COLUMN_SORTS:
-        column: ColumnElement[Any] = _T.c[name]
-        return column
-    attribute: ColumnElement[Any] = _T.c.profile[name].as_string()
-    return attribute
 
 
 def _values(user: User) -> dict[str, Any]:
@@ -251,21 +224,22 @@ class SqlUserRepo:
         offset: int,
         limit: int,
         sort: UserSort,
-        query: object | None = None,
+        query: Node | None = None,
     ) -> list[User]:
-        key = _sort_key(sort.field)
-        ordered = key.desc() if sort.descending else key.asc()
+        """The search's page (store/user_search.py): its filter, its order."""
+        dialect = self._conn.dialect.name
         stmt = (
             select(_T)
-            .where(_T.c.tenant_id == tenant_id)
-            .order_by(ordered.nulls_last(), _T.c.user_id)
+            .where(search_filter(tenant_id, query, dialect))
+            .order_by(*search_order(sort, dialect))
             .offset(offset)
             .limit(limit)
         )
         return [_user(r) for r in (await self._conn.execute(stmt)).all()]
 
-    async def count(self, tenant_id: str, query: object | None = None) -> int:
-        stmt = select(func.count()).select_from(_T).where(_T.c.tenant_id == tenant_id)
+    async def count(self, tenant_id: str, query: Node | None = None) -> int:
+        where = search_filter(tenant_id, query, self._conn.dialect.name)
+        stmt = select(func.count()).select_from(_T).where(where)
         return int((await self._conn.execute(stmt)).scalar_one())
 
     async def by_identifier(self, tenant_id: str, identifier: str) -> list[User]:

@@ -17,6 +17,7 @@ from nopass.core.errors import (
     BodyUnreadable,
     InsufficientScope,
     InvalidManagementRequest,
+    InvalidQuery,
     ManagementTokenRejected,
     NopassError,
     RateLimited,
@@ -72,6 +73,8 @@ def management_error(exc: NopassError) -> JSON:
         case InsufficientScope():
             message = "Insufficient scope, expected any of: " + ", ".join(exc.accepted)
             return envelope(403, message, "insufficient_scope")
+        case InvalidQuery():
+            return envelope(400, exc.message, "invalid_query_string")
         case InvalidManagementRequest():
             code = "invalid_query_string" if exc.in_query else "invalid_body"
             return envelope(400, exc.message, code)

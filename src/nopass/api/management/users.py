@@ -26,7 +26,7 @@ from nopass.api.management.user_object import (
     user_object,
 )
 from nopass.api.responses import JSON
-from nopass.core.ports import USER_SORT_FIELDS, UserSort
+from nopass.core.user_query import parse_query, parse_sort
 from nopass.flows.management import users
 from nopass.flows.management.caller import ApiCall
 
@@ -41,37 +41,21 @@ DeleteSessions = Annotated[ApiCall, Depends(scoped("delete:sessions"))]
 DeleteRefreshTokens = Annotated[ApiCall, Depends(scoped("delete:refresh_tokens"))]
 
 
-def _sort(value: str | None) -> UserSort:
-    if not value:
-        return UserSort()
-    name, _, direction = value.partition(":")
-    if name.startswith(("app_metadata", "user_metadata")):
-        raise query_error("Sorting by app_metadata or user_metadata is not supported")
-    if name not in USER_SORT_FIELDS or direction not in ("1", "-1"):
-        raise query_error(
-            "Query validation error: 'sort' must be <field>:1 or <field>:-1 with a field of "
-            + ", ".join(sorted(USER_SORT_FIELDS))
-        )
-    return UserSort(field=name, descending=direction == "-1")
-
-
 @router.get("/users")
 async def list_users(
     request: Request, call: ReadUsers, services: ServicesDep, tenant: TenantDep
 ) -> Response:
     query = request.query_params
-    if query.get("q"):
-        # the search syntax is wired in separately; until then no query matches silently
-        raise query_error("Search queries (q) are not supported yet")
     page, per_page, with_total = page_params(query)
     fields = FieldSelection(query)
-    found, total = await users.list_users(
-        tenant.config,
-        users.UserQuery(
-            page=page, per_page=per_page, sort=_sort(query.get("sort")), with_total=with_total
-        ),
-        services.management,
+    search = users.UserQuery(
+        page=page,
+        per_page=per_page,
+        sort=parse_sort(query.get("sort")),
+        with_total=with_total,
+        search=parse_query(query.get("q")),  # search_engine v1, v2 and v3 alike
     )
+    found, total = await users.list_users(tenant.config, search, services.management)
     items = [fields.apply(user_object(v)) for v in found]
     return JSON(offset_page("users", items, page, per_page, total))
 

@@ -21,6 +21,7 @@ from nopass.core.errors import (
     UserExists,
     UserNotFound,
 )
+from nopass.core.lucene import Node
 from nopass.core.models import Connection, RefreshGrant, Session, TenantConfig, User
 from nopass.core.ports import UnitOfWork, UserSort
 from nopass.core.profile import initial_profile, new_user_id
@@ -81,13 +82,13 @@ class UserPatch:
 @dataclass(frozen=True, slots=True)
 class UserQuery:
     """``GET /api/v2/users``: a page (0-based) of ``per_page`` users in ``sort`` order.
-    ``search`` is a parsed ``q`` (not yet supported: the API refuses a ``q``)."""
+    ``search`` is a parsed ``q`` (``core/user_query.py``), None for every user."""
 
     page: int = 0
     per_page: int = 50
     sort: UserSort = field(default_factory=UserSort)
     with_total: bool = False
-    search: object | None = None
+    search: Node | None = None
 
 
 def _by_id(tenant: TenantConfig) -> dict[str, Connection]:

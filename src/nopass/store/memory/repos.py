@@ -14,9 +14,11 @@ from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
+from nopass.core.lucene import Node
 from nopass.core.models import AuditEvent, Challenge, LoggedEvent, Message, User
 from nopass.core.otp import MAX_ATTEMPTS, new_id
 from nopass.core.ports import UserSort
+from nopass.core.user_query import matches, ordered, search_view
 from nopass.store.memory.tables import (
     AuditRecord,
     DuplicateKey,
@@ -38,6 +40,11 @@ class Work(Protocol):
 
     async def writing(self) -> Tables:
         """This unit of work's tables, to change (takes the write lock on first use)."""
+        ...
+
+    @property
+    def connection_names(self) -> Mapping[str, str]:
+        """Connection id → name (what SQL joins for ``identities.connection``)."""
         ...
 
 
@@ -266,21 +273,25 @@ class MemoryUserRepo:
         offset: int,
         limit: int,
         sort: UserSort,
-        query: object | None = None,
+        query: Node | None = None,
     ) -> list[User]:
-        """As the SQL ``ORDER BY key NULLS LAST, user_id``: Python's sort is stable, also
-        reversed, so equal keys keep their ``user_id`` order."""
-        users = sorted(
-            (u for (t, _), u in self._work.reading().users.items() if t == tenant_id),
-            key=lambda u: u.user_id,
-        )
-        present = [u for u in users if _sort_value(u, sort.field) is not None]
-        absent = [u for u in users if _sort_value(u, sort.field) is None]
-        present.sort(key=lambda u: _sort_value(u, sort.field), reverse=sort.descending)
-        return (present + absent)[offset : offset + limit]
+        """The search's own semantics (``core/user_query.py``: ``matches``, ``ordered``), which
+        the SQL translation is held to."""
+        views = self._matching(tenant_id, query)
+        return [view["_user"] for view in ordered(views, sort)[offset : offset + limit]]
 
-    async def count(self, tenant_id: str, query: object | None = None) -> int:
-        return sum(1 for t, _ in self._work.reading().users if t == tenant_id)
+    async def count(self, tenant_id: str, query: Node | None = None) -> int:
+        return len(self._matching(tenant_id, query))
+
+    def _matching(self, tenant_id: str, query: Node | None) -> list[dict[str, Any]]:
+        names = self._work.connection_names
+        found = []
+        for (t, _), user in self._work.reading().users.items():
+            if t == tenant_id:
+                view = search_view(user, names.get(user.connection_id, user.connection_id))
+                if matches(query, view):
+                    found.append({**view, "_user": user})
+        return found
 
     async def by_identifier(self, tenant_id: str, identifier: str) -> list[User]:
         found = [
@@ -289,13 +300,6 @@ class MemoryUserRepo:
             if t == tenant_id and u.identifier == identifier
         ]
         return sorted(found, key=lambda u: (u.created_at, u.user_id))
-
-
-def _sort_value(user: User, name: str) -> Any:
-    if name in ("created_at", "updated_at", "last_login", "logins_count", "user_id"):
-        return getattr(user, name)
-    value = user.profile.get(name)
-    return None if value is None else str(value)
 
 
 class MemoryFailureWindowRepo:

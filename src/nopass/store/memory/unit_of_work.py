@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from types import TracebackType
 from typing import Self
 
@@ -41,6 +41,9 @@ class MemoryStore:
 
     def __init__(self) -> None:
         self.tables = Tables()
+        # Connection id → name, for searches by ``identities.connection`` (the SQL store
+        # joins its connections table; this one is told, by whoever configures connections).
+        self.connection_names: dict[str, str] = {}
         self._lock = asyncio.Lock()
         self._holder: asyncio.Task[object] | None = None
 
@@ -102,6 +105,10 @@ class MemoryUnitOfWork:
     ) -> None:
         self._open = False
         self._end()
+
+    @property
+    def connection_names(self) -> Mapping[str, str]:
+        return self._store.connection_names
 
     def reading(self) -> Tables:
         self._check_open()
