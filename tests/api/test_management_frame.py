@@ -227,7 +227,7 @@ async def test_booleans(api: Api, value: str, envelope_expected: bool) -> None:
         "sort=app_metadata.plan:1",
         "sort=password:1",
         "sort=created_at:2",
-        "q=email:%22a@b.co%22",
+        "q=email:%22a@b.co%22~",  # fuzzy search is outside the supported subset
         "page=10&per_page=100",  # past the first 1000 results
     ],
 )

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from nopass.api.log_events import iso_ms, log_event
+from nopass.api.management.log_events import iso_ms, log_event
 from nopass.core.models import AuditEvent, LoggedEvent
 from tests.support.flows import NATIVE, tenant_config
 

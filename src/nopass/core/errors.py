@@ -46,6 +46,7 @@
         ├── InvalidManagementRequest  a body or query string that breaks the contract
         ├── BodyTooLarge              a body over the Management API's 1 MiB
         ├── UserNotFound              no user with that id in the tenant
+        ├── LogNotFound               no log event with that id in the tenant
         ├── UserExists                the identity or user_id is taken
         └── UnknownConnectionName     no connection of that name in the tenant
 """
@@ -460,6 +461,12 @@ class UserNotFound(ManagementRefused):
     def __init__(self, user_id: str) -> None:
         super().__init__("no such user")
         self.user_id = user_id
+
+
+class LogNotFound(ManagementRefused):
+    def __init__(self, log_id: str) -> None:
+        super().__init__("no such log event")
+        self.log_id = log_id
 
 
 class UserExists(ManagementRefused):

@@ -18,6 +18,7 @@ from nopass.core.errors import (
     InsufficientScope,
     InvalidManagementRequest,
     InvalidQuery,
+    LogNotFound,
     ManagementTokenRejected,
     NopassError,
     RateLimited,
@@ -86,6 +87,8 @@ def management_error(exc: NopassError) -> JSON:
             return envelope(400, str(exc), "invalid_body")
         case UserNotFound():
             return envelope(404, "The user does not exist.", "inexistent_user")
+        case LogNotFound():
+            return envelope(404, "log not found", "inexistent_log")
         case UserExists(field=None):
             return envelope(409, "The user already exists.", "auth0_idp_error")
         case UserExists():
