@@ -186,7 +186,7 @@ def event_rows(draw: st.DrawFn) -> list[dict[str, Any]]:
     count = draw(st.integers(0, 8))
     rows = []
     for n in range(1, count + 1):
-        fields = {name: draw(values) for name, values in VALUES.items()}
+        fields: dict[str, Any] = {name: draw(values) for name, values in VALUES.items()}
         fields["created_at"] = T0 + timedelta(hours=draw(st.integers(-72, 72)))
         rows.append(event(n, **fields))
     return rows
