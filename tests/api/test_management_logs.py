@@ -60,6 +60,20 @@ async def test_a_login_shows_in_the_logs_in_auth0s_shape(api: Api) -> None:
     assert [e["log_id"] for e in oldest] == [e["log_id"] for e in reversed(newest)]
 
 
+async def test_q_and_search_find_events(api: Api) -> None:
+    await login(api)
+    await login(api, "bob@acme.example")
+    successes = await logs(api, q="type:s")
+    assert len(successes) == 2 and {e["type"] for e in successes} == {"s"}
+    assert await logs(api, search='type:"s"') == successes  # the Fern SDKs send search
+    bob = await logs(api, q='type:s AND user_name:"bob@acme.example"')
+    assert [e["user_name"] for e in bob] == ["bob@acme.example"]
+    by_strategy = await logs(api, q="strategy:email AND type:s*", include_totals="true")
+    assert by_strategy["total"] >= 2 and all(e["strategy"] == "email" for e in by_strategy["logs"])
+    answer = await api.call("GET", "/logs", params={"q": "type:s?"})
+    assert (answer.status_code, answer.json()["errorCode"]) == (400, "invalid_query_string")
+
+
 async def test_pages_totals_and_a_users_own_logs(api: Api) -> None:
     await login(api)
     await login(api, "bob@acme.example")

@@ -23,6 +23,8 @@ from sqlalchemy import text
 
 from nopass.config_file import parse_config
 from nopass.core.keyring import Keyring
+from nopass.core.log_query import parse_log_query
+from nopass.core.lucene import Or
 from nopass.core.models import (
     AuditEvent,
     AuthorizationCode,
@@ -380,6 +382,31 @@ async def test_a_blocked_user_is_found_but_neither_counted_nor_recreated(store: 
         await work.commit()
     assert unblocked is not None and not unblocked.blocked
     assert recounted is not None and recounted.logins_count == 2
+
+
+async def test_the_audit_log_pages_a_prepared_search(store: Backend) -> None:
+    acme, globex = store.acme.tenant, store.globex.tenant
+    async with store.work() as work:
+        for n, type_ in enumerate(["s", "f", "seacft", "sapi"]):
+            event = AuditEvent(acme, type_, user_id="email|ann", details={"n": n})
+            await work.audit.add(event, T0 + timedelta(days=n))
+        await work.audit.add(AuditEvent(globex, "s", user_id="email|ann"), T0)
+        await work.commit()
+    query = parse_log_query("type:s* AND NOT date:[* TO 1970-01-01]")
+    async with store.read() as work:
+        found, total = await work.audit.page(
+            acme, user_id=None, newest_first=True, offset=0, limit=10, query=query
+        )
+        assert total == 3 and [e.event.type for e in found] == ["sapi", "seacft", "s"]
+        ann, ann_total = await work.audit.page(
+            acme, user_id="email|ann", newest_first=False, offset=1, limit=1,
+            query=parse_log_query("NOT type:f"),
+        )  # fmt: skip
+        assert ann_total == 3 and [e.event.type for e in ann] == ["seacft"]
+        none, none_total = await work.audit.page(
+            acme, user_id=None, newest_first=True, offset=0, limit=10, query=Or(())
+        )
+        assert (none, none_total) == ([], 0)
 
 
 # ---------------------------------------------------------------------- failure windows

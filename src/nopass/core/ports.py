@@ -245,10 +245,18 @@ class AuditRepo(Protocol):
     async def get(self, tenant_id: str, log_id: str) -> LoggedEvent | None: ...
 
     async def page(
-        self, tenant_id: str, *, user_id: str | None, newest_first: bool, offset: int, limit: int
+        self,
+        tenant_id: str,
+        *,
+        user_id: str | None,
+        newest_first: bool,
+        offset: int,
+        limit: int,
+        query: Node | None = None,
     ) -> tuple[list[LoggedEvent], int]:
-        """A page of the tenant's events (only ``user_id``'s when given), by log id, and how
-        many there are in all."""
+        """A page of the tenant's events (only ``user_id``'s when given, only those matching
+        ``query`` when given), by log id, and how many there are in all. ``query`` is a log
+        search prepared over the stored fields (``nopass.core.log_query.prepare``)."""
         ...
 
     async def after(self, tenant_id: str, log_id: str | None, limit: int) -> list[LoggedEvent]:

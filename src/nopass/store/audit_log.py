@@ -10,8 +10,10 @@ from typing import Any
 from sqlalchemy import func, insert, select
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from nopass.core.lucene import Node
 from nopass.core.models import AuditEvent, LoggedEvent
 from nopass.store.engine import reader
+from nopass.store.log_search import log_filter
 from nopass.store.prebuilt import run
 from nopass.store.tables import AuditEventRow, TenantRow, table
 
@@ -70,14 +72,24 @@ class SqlAuditRepo:
         return _logged(row) if row is not None else None
 
     async def page(
-        self, tenant_id: str, *, user_id: str | None, newest_first: bool, offset: int, limit: int
+        self,
+        tenant_id: str,
+        *,
+        user_id: str | None,
+        newest_first: bool,
+        offset: int,
+        limit: int,
+        query: Node | None = None,
     ) -> tuple[list[LoggedEvent], int]:
         where = [_T.c.tenant_id == tenant_id]
         if user_id is not None:
             where.append(_T.c.user_id == user_id)
+        searched = log_filter(query, self._conn.dialect.name)
+        if searched is not None:
+            where.append(searched)
         order = _T.c.id.desc() if newest_first else _T.c.id.asc()
-        query = select(_T).where(*where).order_by(order).offset(offset).limit(limit)
-        rows = (await self._conn.execute(query)).all()
+        chosen = select(_T).where(*where).order_by(order).offset(offset).limit(limit)
+        rows = (await self._conn.execute(chosen)).all()
         total = await self._conn.scalar(select(func.count()).select_from(_T).where(*where))
         return [_logged(row) for row in rows], int(total or 0)
 

@@ -173,13 +173,7 @@ class _Sql:
         return _sure(value, and_(true(), *terms))
 
     def like(self, value: ColumnElement[Any], parts: tuple[str, ...]) -> ColumnElement[bool]:
-        if self.pg:
-            escaped = [
-                p.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") for p in parts
-            ]
-            return value.like("%".join(escaped), escape="\\")
-        table = str.maketrans({"*": "[*]", "?": "[?]", "[": "[[]"})
-        return value.op("GLOB", return_type=Boolean)("*".join(p.translate(table) for p in parts))
+        return like(value, parts, pg=self.pg)
 
     def email(self, folded: str) -> ColumnElement[bool]:
         """``email`` equals ``folded``: an email user by its identifier (the index), any other
@@ -279,6 +273,16 @@ class _Sql:
         return query.exists()
 
 
+def like(value: ColumnElement[Any], parts: tuple[str, ...], *, pg: bool) -> ColumnElement[bool]:
+    """``value`` is ``parts`` joined by any characters, case-sensitively (LIKE on
+    PostgreSQL, GLOB on SQLite, every other special character escaped)."""
+    if pg:
+        escaped = [p.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") for p in parts]
+        return value.like("%".join(escaped), escape="\\")
+    table = str.maketrans({"*": "[*]", "?": "[?]", "[": "[[]"})
+    return value.op("GLOB", return_type=Boolean)("*".join(p.translate(table) for p in parts))
+
+
 def _unexpected(node: Node) -> AssertionError:  # the parser never builds these
     return AssertionError(f"no SQL for {node!r}")
 
@@ -356,4 +360,4 @@ async def search_users(
     return [_user(row) for row in rows], int(total or 0)
 
 
-__all__ = ["search_filter", "search_order", "search_users"]
+__all__ = ["like", "search_filter", "search_order", "search_users"]

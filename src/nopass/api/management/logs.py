@@ -16,24 +16,16 @@ from nopass.api.management.frame import (
     integer,
     offset_page,
     page_params,
-    query_error,
     scoped,
 )
 from nopass.api.management.log_events import log_event
 from nopass.api.responses import JSON
+from nopass.core.log_query import parse_log_query, parse_log_sort
 from nopass.flows.management import logs
 from nopass.flows.management.caller import ApiCall
 
 router = APIRouter()
 ReadLogs = Annotated[ApiCall, Depends(scoped("read:logs", "read:logs_users"))]
-
-
-def _newest_first(sort: str | None) -> bool:
-    if not sort or sort == "date:-1":
-        return True
-    if sort == "date:1":
-        return False
-    raise query_error("Query validation error: 'sort' must be date:1 or date:-1")
 
 
 def _host(request: Request) -> str:
@@ -44,15 +36,15 @@ async def _page(
     request: Request, services: ServicesDep, tenant: TenantDep, user_id: str | None
 ) -> Response:
     query = request.query_params
-    if query.get("q") or query.get("search"):
-        raise query_error("Log search queries (q, search) are not supported yet")
     page, per_page, with_total = page_params(query)
     fields = FieldSelection(query)
     request_page = logs.LogPage(
         page=page,
         per_page=per_page,
-        newest_first=_newest_first(query.get("sort")),
+        newest_first=parse_log_sort(query.get("sort")),
         user_id=user_id,
+        search=parse_log_query(query.get("q") or query.get("search")),  # Fern SDKs: search
+        hostname=_host(request),
     )
     found, total = await logs.page_logs(tenant.config, request_page, services.management)
     host = _host(request)

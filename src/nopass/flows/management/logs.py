@@ -7,10 +7,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from nopass.core.errors import InvalidManagementRequest, LogNotFound
+from nopass.core.log_query import check_log_window, prepare
+from nopass.core.lucene import Node
 from nopass.core.models import LoggedEvent, TenantConfig
 from nopass.flows.management.caller import ManagementDeps
-
-SEARCH_CAP = 1000  # "you may paginate only through 1,000 search results"
 
 
 @dataclass(frozen=True, slots=True)
@@ -19,23 +19,26 @@ class LogPage:
     per_page: int
     newest_first: bool = True
     user_id: str | None = None  # only this user's events (``/users/{id}/logs``)
+    search: Node | None = None  # a parsed ``q`` (core/log_query.py)
+    hostname: str = ""  # the request's host: what ``hostname`` is for every event
 
 
 async def page_logs(
     tenant: TenantConfig, request: LogPage, deps: ManagementDeps
 ) -> tuple[list[LoggedEvent], int]:
     """A page of events and how many match in all."""
-    if (request.page + 1) * request.per_page > SEARCH_CAP:
-        raise InvalidManagementRequest(
-            f"You can only page through the first {SEARCH_CAP} results", in_query=True
-        )
+    offset = request.page * request.per_page
+    check_log_window(offset, request.per_page)
+    # Fields the configuration gives (client_name, strategy, ...) become stored ones.
+    query = prepare(request.search, tenant, request.hostname)
     async with deps.uow() as uow:
         return await uow.audit.page(
             tenant.tenant.id,
             user_id=request.user_id,
             newest_first=request.newest_first,
-            offset=request.page * request.per_page,
+            offset=offset,
             limit=request.per_page,
+            query=query,
         )
 
 

@@ -14,6 +14,7 @@ from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
+from nopass.core import log_query
 from nopass.core.lucene import Node
 from nopass.core.models import AuditEvent, Challenge, LoggedEvent, Message, User
 from nopass.core.otp import MAX_ATTEMPTS, new_id
@@ -388,12 +389,20 @@ class MemoryAuditRepo:
         return found[0] if found else None
 
     async def page(
-        self, tenant_id: str, *, user_id: str | None, newest_first: bool, offset: int, limit: int
+        self,
+        tenant_id: str,
+        *,
+        user_id: str | None,
+        newest_first: bool,
+        offset: int,
+        limit: int,
+        query: Node | None = None,
     ) -> tuple[list[LoggedEvent], int]:
         chosen = [
             (n, r)
             for n, r in self._numbered(tenant_id)
-            if user_id is None or r.event.user_id == user_id
+            if (user_id is None or r.event.user_id == user_id)
+            and log_query.matches(query, log_query.stored_view(_logged(n, r)))
         ]
         ordered = chosen[::-1] if newest_first else chosen
         return [_logged(n, r) for n, r in ordered[offset : offset + limit]], len(chosen)
