@@ -1,7 +1,7 @@
 """``nopass serve --ssl-certfile --ssl-keyfile``: a live server, with one worker and with two,
 answers over HTTPS only, with a certificate a throwaway CA signed (``tests/support/tls.py``),
 and auth0-python, unmodified, signs in against it on its default ``https`` protocol once
-``REQUESTS_CA_BUNDLE`` names the CA (``/work/shared/spec/management-api.md`` §1.1: the SDKs
+``REQUESTS_CA_BUNDLE`` names the CA (``docs/specs/management-api.md`` §1.1: the SDKs
 hard-code ``https://{domain}``)."""
 
 from __future__ import annotations
