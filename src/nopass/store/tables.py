@@ -354,7 +354,10 @@ class RefreshTokenRow(Base):
     share a ``family_id``: reusing a rotated token revokes the whole family."""
 
     __tablename__ = "refresh_tokens"
-    __table_args__ = (Index("ix_refresh_tokens_family", "tenant_id", "family_id"),)
+    __table_args__ = (
+        Index("ix_refresh_tokens_family", "tenant_id", "family_id"),
+        Index("ix_refresh_tokens_tenant_user", "tenant_id", "user_id"),  # a user's tokens
+    )
     id: Mapped[str] = mapped_column(String(24), primary_key=True)
     tenant_id: Mapped[str] = mapped_column(
         String(32), ForeignKey("tenants.id", ondelete="CASCADE"), nullable=False
@@ -412,6 +415,7 @@ class SessionRow(Base):
     """A browser session at nopass (the hosted page's cookie), stored as SHA-256."""
 
     __tablename__ = "sessions"
+    __table_args__ = (Index("ix_sessions_tenant_user", "tenant_id", "user_id"),)  # a user's
     id: Mapped[str] = mapped_column(String(24), primary_key=True)
     tenant_id: Mapped[str] = _tenant_fk()
     token_hash: Mapped[str] = mapped_column(String(64), unique=True)

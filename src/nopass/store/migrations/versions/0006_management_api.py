@@ -61,6 +61,11 @@ def upgrade() -> None:
         batch_op.create_index("ix_users_tenant_identifier", ["tenant_id", "identifier"])
     with op.batch_alter_table("audit_events", schema=None) as batch_op:
         batch_op.create_index("ix_audit_events_tenant_user", ["tenant_id", "user_id", "id"])
+    # A user's sessions and refresh tokens, listed and deleted by the Management API.
+    with op.batch_alter_table("sessions", schema=None) as batch_op:
+        batch_op.create_index("ix_sessions_tenant_user", ["tenant_id", "user_id"])
+    with op.batch_alter_table("refresh_tokens", schema=None) as batch_op:
+        batch_op.create_index("ix_refresh_tokens_tenant_user", ["tenant_id", "user_id"])
     with op.batch_alter_table("resource_servers", schema=None) as batch_op:
         batch_op.add_column(
             sa.Column("scopes", sa.JSON(), server_default=EMPTY_LIST, nullable=False)
@@ -68,6 +73,10 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
+    with op.batch_alter_table("refresh_tokens", schema=None) as batch_op:
+        batch_op.drop_index("ix_refresh_tokens_tenant_user")
+    with op.batch_alter_table("sessions", schema=None) as batch_op:
+        batch_op.drop_index("ix_sessions_tenant_user")
     with op.batch_alter_table("audit_events", schema=None) as batch_op:
         batch_op.drop_index("ix_audit_events_tenant_user")
     with op.batch_alter_table("resource_servers", schema=None) as batch_op:
