@@ -186,6 +186,10 @@ class TenantConfig:
     resource_servers: Mapping[str, ResourceServer] = field(default_factory=dict)
     client_grants: tuple[ClientGrant, ...] = ()
 
+    def connection_by_id(self, connection_id: str) -> Connection | None:
+        """The connection with this id (``connections`` is keyed by name; a tenant has few)."""
+        return next((c for c in self.connections.values() if c.id == connection_id), None)
+
     def client_grant(self, client_id: str, audience: str) -> ClientGrant | None:
         for grant in self.client_grants:
             if grant.client_id == client_id and grant.audience == audience:

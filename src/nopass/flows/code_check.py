@@ -183,16 +183,15 @@ class CodeCheck:
             blocked = UserBlocked(user.user_id)
             await self._refuse_blocked(uow, tenant, attempt, opened, blocked)
             raise blocked
-        decided = _Decided(opened.identifier, challenge_id, opened.reservation, opened.now)
         await self.limits.verified(
-            decided.reservation,
+            opened.reservation,
             tenant,
             attempt.connection,
-            decided.identifier,
+            opened.identifier,
             signed_in=False,
             uow=uow,
         )
-        return decided.challenge_id
+        return challenge_id
 
     async def _open(self, uow: UnitOfWork, tenant: Tenant, attempt: CodeAttempt) -> _Opened:
         """Reserve the IP's failure, read the identity and refuse it when its window is full

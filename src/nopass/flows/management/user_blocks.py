@@ -20,6 +20,7 @@ from nopass.core.models import AuditEvent, Connection, TenantConfig
 from nopass.core.ports import UnitOfWork
 from nopass.flows.code_check import FAILURE_WINDOW, normalize_identifier
 from nopass.flows.management.caller import ApiCall, ManagementDeps
+from nopass.flows.management.users import existing_user
 
 
 @dataclass(frozen=True, slots=True)
@@ -28,16 +29,12 @@ class Block:
     connection: str  # the connection's name
 
 
-def _connection_by_id(config: TenantConfig, connection_id: str) -> Connection | None:
-    return next((c for c in config.connections.values() if c.id == connection_id), None)
-
-
 async def _identities_of_user(
     uow: UnitOfWork, config: TenantConfig, user_id: str
 ) -> list[tuple[Connection, str]]:
-    user = await uow.users.get(config.tenant.id, user_id)
-    connection = _connection_by_id(config, user.connection_id) if user is not None else None
-    if user is None or connection is None:
+    user = await existing_user(uow, config, user_id)
+    connection = config.connection_by_id(user.connection_id)
+    if connection is None:
         raise UserNotFound(user_id)
     return [(connection, user.identifier)]
 

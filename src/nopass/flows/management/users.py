@@ -9,9 +9,9 @@ transaction with its ``sapi`` audit event; a refused one writes nothing.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import Any, Protocol, TypeVar
 
 from nopass.core.channel import Channel
 from nopass.core.errors import (
@@ -22,7 +22,7 @@ from nopass.core.errors import (
     UserNotFound,
 )
 from nopass.core.lucene import Node
-from nopass.core.models import Connection, RefreshGrant, Session, TenantConfig, User
+from nopass.core.models import RefreshGrant, Session, TenantConfig, User
 from nopass.core.ports import UnitOfWork, UserSort
 from nopass.core.profile import initial_profile, new_user_id
 from nopass.flows.management.caller import ApiCall, ManagementDeps
@@ -91,16 +91,13 @@ class UserQuery:
     search: Node | None = None
 
 
-def _by_id(tenant: TenantConfig) -> dict[str, Connection]:
-    return {c.id: c for c in tenant.connections.values()}
-
-
 def _view(tenant: TenantConfig, user: User) -> UserView:
-    connection = _by_id(tenant).get(user.connection_id)
+    connection = tenant.connection_by_id(user.connection_id)
     return UserView(user, connection.name if connection else "")
 
 
-async def _existing(uow: UnitOfWork, tenant: TenantConfig, user_id: str) -> User:
+async def existing_user(uow: UnitOfWork, tenant: TenantConfig, user_id: str) -> User:
+    """The tenant's user ``user_id``, or ``UserNotFound``."""
     user = await uow.users.get(tenant.tenant.id, user_id)
     if user is None:
         raise UserNotFound(user_id)
@@ -109,7 +106,7 @@ async def _existing(uow: UnitOfWork, tenant: TenantConfig, user_id: str) -> User
 
 async def get_user(tenant: TenantConfig, user_id: str, deps: ManagementDeps) -> UserView:
     async with deps.uow() as uow:
-        return _view(tenant, await _existing(uow, tenant, user_id))
+        return _view(tenant, await existing_user(uow, tenant, user_id))
 
 
 async def list_users(
@@ -243,8 +240,8 @@ async def update_user(
     if UPDATE_SCOPE not in scopes and not patch.metadata_only:
         raise InsufficientScope((UPDATE_SCOPE,))
     async with deps.uow() as uow:
-        user = await _existing(uow, tenant, user_id)
-        connection = _by_id(tenant).get(user.connection_id)
+        user = await existing_user(uow, tenant, user_id)
+        connection = tenant.connection_by_id(user.connection_id)
         if connection is None or not connection.is_passwordless:
             raise InvalidManagementRequest("the user's connection cannot be changed here")
         if patch.connection is not None and patch.connection != connection.name:
@@ -332,26 +329,41 @@ async def delete_user(
 async def delete_sessions(
     tenant: TenantConfig, user_id: str, call: ApiCall, deps: ManagementDeps
 ) -> int:
-    async with deps.uow() as uow:
-        await _existing(uow, tenant, user_id)
-        removed = await uow.sessions.delete_for_user(tenant.tenant.id, user_id)
-        event = call.audit(
-            tenant.tenant.id, "Delete a user's sessions", user_id=user_id, removed=removed
-        )
-        await uow.audit.add(event, deps.clock.now())
-        await uow.commit()
-    return removed
+    return await _delete_for_user(
+        tenant, user_id, call, deps, "Delete a user's sessions", lambda uow: uow.sessions
+    )
 
 
 async def delete_refresh_tokens(
     tenant: TenantConfig, user_id: str, call: ApiCall, deps: ManagementDeps
 ) -> int:
+    return await _delete_for_user(
+        tenant,
+        user_id,
+        call,
+        deps,
+        "Delete a user's refresh tokens",
+        lambda uow: uow.refresh_tokens,
+    )
+
+
+class _UserRows(Protocol):
+    async def delete_for_user(self, tenant_id: str, user_id: str) -> int: ...
+
+
+async def _delete_for_user(
+    tenant: TenantConfig,
+    user_id: str,
+    call: ApiCall,
+    deps: ManagementDeps,
+    description: str,
+    rows: Callable[[UnitOfWork], _UserRows],
+) -> int:
+    """Delete all of an existing user's rows of one kind, audited ``sapi``; how many."""
     async with deps.uow() as uow:
-        await _existing(uow, tenant, user_id)
-        removed = await uow.refresh_tokens.delete_for_user(tenant.tenant.id, user_id)
-        event = call.audit(
-            tenant.tenant.id, "Delete a user's refresh tokens", user_id=user_id, removed=removed
-        )
+        await existing_user(uow, tenant, user_id)
+        removed = await rows(uow).delete_for_user(tenant.tenant.id, user_id)
+        event = call.audit(tenant.tenant.id, description, user_id=user_id, removed=removed)
         await uow.audit.add(event, deps.clock.now())
         await uow.commit()
     return removed
@@ -371,11 +383,11 @@ async def list_sessions(
 ) -> tuple[list[Session], str | None]:
     """A page of the user's open sessions and the checkpoint of the next (None: the last)."""
     async with deps.uow() as uow:
-        await _existing(uow, tenant, user_id)
+        await existing_user(uow, tenant, user_id)
         found = await uow.sessions.list_for_user(
             tenant.tenant.id, user_id, after=page.after, limit=page.take + 1, now=deps.clock.now()
         )
-    return found[: page.take], found[page.take - 1].id if len(found) > page.take else None
+    return _checkpointed(found, page.take)
 
 
 async def list_refresh_tokens(
@@ -383,8 +395,22 @@ async def list_refresh_tokens(
 ) -> tuple[list[RefreshGrant], str | None]:
     """A page of the user's usable refresh tokens and the checkpoint of the next."""
     async with deps.uow() as uow:
-        await _existing(uow, tenant, user_id)
+        await existing_user(uow, tenant, user_id)
         found = await uow.refresh_tokens.list_for_user(
             tenant.tenant.id, user_id, after=page.after, limit=page.take + 1, now=deps.clock.now()
         )
-    return found[: page.take], found[page.take - 1].id if len(found) > page.take else None
+    return _checkpointed(found, page.take)
+
+
+class _Identified(Protocol):
+    @property
+    def id(self) -> str: ...
+
+
+_Row = TypeVar("_Row", bound=_Identified)
+
+
+def _checkpointed(found: Sequence[_Row], take: int) -> tuple[list[_Row], str | None]:
+    """A page read with one row more than ``take``: the page, and the checkpoint of the next
+    (its last id; None when nothing follows)."""
+    return list(found[:take]), found[take - 1].id if len(found) > take else None
