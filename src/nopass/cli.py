@@ -20,10 +20,10 @@ from pydantic import ValidationError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from nopass import __version__
-from nopass.config_file import ConfigFileError, load_config_file, parse_config
+from nopass.config_file import ApplyConflict, ConfigFileError, load_config_file, parse_config
 from nopass.core.keyring import Keyring
 from nopass.settings import Settings, SettingsError, with_secret
-from nopass.store.apply import ApplyConflict, apply_config
+from nopass.store.apply import apply_config
 from nopass.store.audit_log import read_events, tenant_id_by_name
 from nopass.store.engine import DatabaseUrlError, create_engine
 from nopass.store.keys import create_key

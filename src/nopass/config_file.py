@@ -39,8 +39,17 @@ _GATEWAY_AUTH_BASE64 = bool(  # GatewayAuthentication has required fields: read 
 )
 
 
+# Stored ids a document may carry (``ConfigFile.document``): new ones are generated.
+GRANT_ID_PATTERN = r"^cgr_[A-Za-z0-9]{16}$"
+CONNECTION_ID_PATTERN = r"^(con_[A-Za-z0-9]{16}|[0-9a-f]{24})$"  # Auth0's, or older nopass'
+
+
 class ConfigFileError(ValueError):
     """One line, naming the offending key."""
+
+
+class ApplyConflict(ValueError):
+    """The file contradicts what is stored (e.g. a domain owned by another tenant)."""
 
 
 class _Nested(ValueError):
@@ -190,6 +199,7 @@ class ClientGrantSpec(_Strict):
     """Auth0's client grant: a confidential client (its name or client_id) may get
     client-credentials tokens for ``audience`` with at most ``scope``."""
 
+    id: Annotated[str, Field(pattern=GRANT_ID_PATTERN)] | None = None  # kept once stored
     client_id: Annotated[str, Field(min_length=1, max_length=255)]
     audience: Annotated[str, Field(min_length=1, max_length=512)]
     scope: list[Annotated[str, Field(pattern=r"^\S{1,280}$")]]
@@ -300,6 +310,23 @@ class ClientSpec(_Strict):
             )
         return self
 
+    def stored_settings(self) -> dict[str, Any]:
+        """The ``clients.settings`` a client is stored with."""
+        return {
+            "app_type": self.app_type,
+            "token_endpoint_auth_method": self.auth_method,
+            "grant_types": self.effective_grant_types,
+            "callbacks": self.callbacks,
+            "allowed_logout_urls": self.allowed_logout_urls,
+            "allowed_origins": self.allowed_origins,
+            "web_origins": self.web_origins,
+            "cross_origin_auth": self.cross_origin_auth,
+            "is_token_endpoint_ip_header_trusted": self.is_token_endpoint_ip_header_trusted,
+            "jwt_configuration": self.jwt_configuration.model_dump(),
+            "refresh_token": self.refresh_token.model_dump(),
+            "public_keys": self.public_keys,
+        }
+
     @property
     def auth_method(self) -> str:
         if self.token_endpoint_auth_method is not None:
@@ -397,6 +424,7 @@ OPTION_MODELS: dict[str, type[_Strict]] = {"email": EmailOptions, "sms": SmsOpti
 
 
 class ConnectionSpec(_Strict):
+    id: Annotated[str, Field(pattern=CONNECTION_ID_PATTERN)] | None = None  # kept once stored
     name: Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_-]{0,127}$")]
     strategy: Annotated[str, Field(min_length=1, max_length=64)]
     enabled_clients: list[str] = Field(default_factory=list)
@@ -482,6 +510,71 @@ class ConfigFile(_Strict):
                 )
         return self
 
+    def document(self) -> dict[str, Any]:
+        """This configuration as stored, in the order ``ConfigRepo.document`` reads it back
+        once applied: clients referenced by client_id, no client secrets. (Clients without a
+        ``client_id`` are referenced by name: apply gives them one.)"""
+        ids = {c.name: c.client_id or c.name for c in self.clients}
+        ids.update({c.client_id: c.client_id for c in self.clients if c.client_id})
+        clients = []
+        for c in self.clients:
+            settings = c.stored_settings()
+            del settings["public_keys"]
+            client: dict[str, Any] = {"name": c.name, "client_id": c.client_id, **settings}
+            if c.public_keys:
+                client["client_authentication_methods"] = {
+                    "private_key_jwt": {
+                        "credentials": [
+                            {"credential_type": "public_key", "pem": pem} for pem in c.public_keys
+                        ]
+                    }
+                }
+            clients.append(client)
+        provider = self.email_provider
+        return {
+            "tenant": self.tenant.model_dump(),
+            "resource_servers": [r.stored() for r in self.resource_servers],
+            "clients": clients,
+            "connections": sorted(
+                (
+                    _without_none_id(
+                        {
+                            "id": c.id,
+                            "name": c.name,
+                            "strategy": c.strategy,
+                            "enabled_clients": sorted(ids[ref] for ref in c.enabled_clients),
+                            "options": c.normalized_options(),
+                        }
+                    )
+                    for c in self.connections
+                ),
+                key=lambda c: str(c["name"]),
+            ),
+            "email_provider": None
+            if provider is None
+            else {
+                "name": provider.name,
+                "enabled": provider.enabled,
+                "default_from_address": provider.default_from_address,
+                "credentials": provider.credentials.model_dump() if provider.credentials else None,
+                "settings": provider.settings.model_dump(),
+            },
+            "client_grants": sorted(
+                (
+                    _without_none_id(
+                        {
+                            "id": g.id,
+                            "client_id": ids[g.client_id],
+                            "audience": g.audience,
+                            "scope": list(g.scope),
+                        }
+                    )
+                    for g in self.client_grants
+                ),
+                key=lambda g: (str(g["client_id"]), str(g["audience"])),
+            ),
+        }
+
     def _client_grants(self) -> None:
         """Each grant names a client of the file that is confidential, an API of the file or
         the built-in Management API at one of the tenant's domains, and only scopes that
@@ -523,6 +616,12 @@ class ConfigFile(_Strict):
                     f"{grant.audience!r}"
                 )
             seen.add(key)
+
+
+def _without_none_id(entry: dict[str, Any]) -> dict[str, Any]:
+    if entry.get("id") is None:
+        entry.pop("id", None)
+    return entry
 
 
 def _unique(section: str, values: list[Any], key: str) -> None:

@@ -48,7 +48,9 @@
         ├── UserNotFound              no user with that id in the tenant
         ├── LogNotFound               no log event with that id in the tenant
         ├── UserExists                the identity or user_id is taken
-        └── UnknownConnectionName     no connection of that name in the tenant
+        ├── UnknownConnectionName     no connection of that name in the tenant
+        ├── ObjectNotFound            no client, connection, API, grant or job with that id
+        └── ObjectConflict            a change that contradicts what exists (409)
 """
 
 from __future__ import annotations
@@ -482,3 +484,21 @@ class UnknownConnectionName(ManagementRefused):
     def __init__(self, name: str) -> None:
         super().__init__(f"no connection {name!r}")
         self.name = name
+
+
+class ObjectNotFound(ManagementRefused):
+    """No ``kind`` (``client``, ``connection``, ``resource_server``, ``client_grant``, ``job``)
+    with this id in the tenant."""
+
+    def __init__(self, kind: str, object_id: str) -> None:
+        super().__init__(f"no {kind} {object_id!r}")
+        self.kind = kind
+        self.object_id = object_id
+
+
+class ObjectConflict(ManagementRefused):
+    """The change contradicts what exists (a taken name, a second grant for one audience)."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message

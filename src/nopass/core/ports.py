@@ -273,6 +273,26 @@ class AssertionRepo(Protocol):
         ...
 
 
+class ConfigRepo(Protocol):
+    """A tenant's configuration as the document ``nopass apply`` reads (docs/specs/interface.md),
+    so that the Management API changes configuration through the same model as the file."""
+
+    async def document(self, tenant_id: str) -> dict[str, Any]:
+        """The tenant's whole configuration, client secrets left out (a client without
+        ``client_secret`` keeps its own); locked against other changes until the unit of work
+        ends."""
+        ...
+
+    async def replace(
+        self, tenant_id: str, document: Mapping[str, Any], now: datetime
+    ) -> dict[str, Any]:
+        """Validate ``document`` as ``nopass apply`` validates a file (``ConfigFileError``,
+        one line naming the key) and make it the tenant's whole configuration, as
+        ``nopass apply --prune`` does (``ApplyConflict`` when it contradicts another
+        tenant's); returns apply's summary (generated client secrets included)."""
+        ...
+
+
 class UnitOfWork(Protocol):
     """One database transaction; nothing is visible to others until ``commit``."""
 
@@ -298,6 +318,8 @@ class UnitOfWork(Protocol):
     def transactions(self) -> TransactionRepo: ...
     @property
     def tickets(self) -> LoginTicketRepo: ...
+    @property
+    def config(self) -> ConfigRepo: ...
 
     def savepoint(self, *, keep: bool) -> AbstractAsyncContextManager[None]:
         """Work in a savepoint: kept at the end when ``keep``, else (or on an error) undone,

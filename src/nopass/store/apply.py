@@ -7,7 +7,6 @@ actually changed, so applying the same file twice writes nothing the second time
 from __future__ import annotations
 
 import secrets
-import string
 from datetime import datetime
 from typing import Any
 from urllib.parse import urlsplit
@@ -15,9 +14,9 @@ from urllib.parse import urlsplit
 from sqlalchemy import delete, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from nopass.config_file import ClientSpec, ConfigFile
+from nopass.config_file import ApplyConflict, ConfigFile
+from nopass.core import ids
 from nopass.core.keyring import client_secret_matches, hash_client_secret
-from nopass.core.otp import new_id
 from nopass.store.config import bump_revision
 from nopass.store.tables import (
     ClientGrantRow,
@@ -32,30 +31,9 @@ from nopass.store.tables import (
 )
 
 
-class ApplyConflict(ValueError):
-    """The file contradicts what is stored (e.g. a domain owned by another tenant)."""
-
-
 def _host_of(origin: str) -> str:
     parts = urlsplit(origin)
     return parts.netloc.lower()
-
-
-def _client_settings(spec: ClientSpec) -> dict[str, Any]:
-    return {
-        "app_type": spec.app_type,
-        "token_endpoint_auth_method": spec.auth_method,
-        "grant_types": spec.effective_grant_types,
-        "callbacks": spec.callbacks,
-        "allowed_logout_urls": spec.allowed_logout_urls,
-        "allowed_origins": spec.allowed_origins,
-        "web_origins": spec.web_origins,
-        "cross_origin_auth": spec.cross_origin_auth,
-        "is_token_endpoint_ip_header_trusted": spec.is_token_endpoint_ip_header_trusted,
-        "jwt_configuration": spec.jwt_configuration.model_dump(),
-        "refresh_token": spec.refresh_token.model_dump(),
-        "public_keys": spec.public_keys,
-    }
 
 
 class _Applier:
@@ -165,17 +143,25 @@ class _Applier:
             r.name: r
             for r in (await self.conn.execute(select(t).where(t.c.tenant_id == tenant_id))).all()
         }
+        renamed = {  # a client named by its client_id keeps it under a new name
+            spec.name: row
+            for spec in cfg.clients
+            for row in current.values()
+            if spec.client_id == row.client_id and spec.name != row.name
+        }
+        for moved in renamed.values():
+            del current[moved.name]
         result: dict[str, tuple[str, dict[str, str]]] = {}
         for i, spec in enumerate(cfg.clients):
-            settings = _client_settings(spec)
-            row = current.pop(spec.name, None)
+            settings = spec.stored_settings()
+            row = renamed[spec.name] if spec.name in renamed else current.pop(spec.name, None)
             entry: dict[str, str] = {"name": spec.name}
             confidential = spec.auth_method in ("client_secret_post", "client_secret_basic")
             if row is None:
-                client_id = spec.client_id or secrets.token_urlsafe(24)
+                client_id = spec.client_id or ids.client_id()
                 secret = spec.client_secret
                 if confidential and secret is None:
-                    secret = secrets.token_urlsafe(48)
+                    secret = ids.client_secret()
                     entry["client_secret"] = secret
                 await self._write(
                     insert(t).values(
@@ -193,7 +179,7 @@ class _Applier:
                         f"clients[{i}].client_id: client {spec.name!r} already has client_id "
                         f"{client_id!r}; a client_id cannot change"
                     )
-                values: dict[str, Any] = {}
+                values: dict[str, Any] = {} if row.name == spec.name else {"name": spec.name}
                 if row.settings != settings:
                     values["settings"] = settings
                 if spec.client_secret is not None and not (
@@ -201,7 +187,7 @@ class _Applier:
                 ):
                     values["secret_hash"] = hash_client_secret(spec.client_secret)
                 elif confidential and row.secret_hash is None:
-                    secret = secrets.token_urlsafe(48)
+                    secret = ids.client_secret()
                     entry["client_secret"] = secret
                     values["secret_hash"] = hash_client_secret(secret)
                 elif not confidential and row.secret_hash is not None:
@@ -213,11 +199,11 @@ class _Applier:
         if prune:
             for row in current.values():
                 await self._write(delete(t).where(t.c.id == row.id))
-        ids = [cid for cid, _ in result.values()]
+        client_ids = [cid for cid, _ in result.values()]
         taken = (
             await self.conn.execute(
                 select(t.c.client_id, t.c.tenant_id).where(
-                    t.c.client_id.in_(ids), t.c.tenant_id != tenant_id
+                    t.c.client_id.in_(client_ids), t.c.tenant_id != tenant_id
                 )
             )
         ).first()
@@ -245,7 +231,7 @@ class _Applier:
             options = spec.normalized_options()
             row = current.pop(spec.name, None)
             if row is None:
-                conn_id = new_id()
+                conn_id = spec.id or ids.connection_id()
                 await self._write(
                     insert(t).values(
                         id=conn_id,
@@ -257,6 +243,11 @@ class _Applier:
                 )
             else:
                 conn_id = str(row.id)
+                if spec.id is not None and spec.id != conn_id:
+                    raise ApplyConflict(
+                        f"connections: connection {spec.name!r} already has id {conn_id!r}; "
+                        "an id cannot change"
+                    )
                 if row.strategy != spec.strategy or row.options != options:
                     await self._write(
                         update(t)
@@ -311,7 +302,7 @@ class _Applier:
             client_id = by_ref[spec.client_id]
             row = current.pop((client_id, spec.audience), None)
             if row is None:
-                grant_id = _grant_id()
+                grant_id = spec.id or ids.grant_id()
                 await self._write(
                     insert(t).values(
                         id=grant_id,
@@ -324,6 +315,11 @@ class _Applier:
                 )
             else:
                 grant_id = str(row.id)
+                if spec.id is not None and spec.id != grant_id:
+                    raise ApplyConflict(
+                        f"client_grants: the grant of {client_id!r} for {spec.audience!r} "
+                        f"already has id {grant_id!r}; an id cannot change"
+                    )
                 if list(row.scope) != spec.scope:
                     await self._write(update(t).where(t.c.id == grant_id).values(scope=spec.scope))
             summary.append(
@@ -358,16 +354,15 @@ class _Applier:
             await self._write(update(t).where(t.c.tenant_id == tenant_id).values(**values))
 
 
-GRANT_ID_ALPHABET = string.ascii_letters + string.digits
-
-
-def _grant_id() -> str:
-    """``cgr_`` + 16 alphanumerics, as Auth0's (docs/specs/management-api.md §2.3)."""
-    return "cgr_" + "".join(secrets.choice(GRANT_ID_ALPHABET) for _ in range(16))
-
-
 async def apply_config(
     engine: AsyncEngine, cfg: ConfigFile, *, now: datetime, prune: bool = False
 ) -> dict[str, Any]:
     async with engine.begin() as conn:
-        return await _Applier(conn, now).run(cfg, prune)
+        return await apply_document(conn, cfg, now=now, prune=prune)
+
+
+async def apply_document(
+    conn: AsyncConnection, cfg: ConfigFile, *, now: datetime, prune: bool = False
+) -> dict[str, Any]:
+    """``apply_config`` in the caller's transaction (the Management API's, with its audit)."""
+    return await _Applier(conn, now).run(cfg, prune)

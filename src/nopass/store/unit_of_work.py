@@ -22,6 +22,7 @@ from nopass.core.otp import new_id
 from nopass.store.audit_log import SqlAuditRepo
 from nopass.store.authorization_codes import SqlAuthorizationCodeRepo
 from nopass.store.challenges import SqlChallengeRepo
+from nopass.store.config_document import SqlConfigRepo
 from nopass.store.failure_windows import SqlFailureWindowRepo
 from nopass.store.kept_connections import KeptConnections
 from nopass.store.login_tickets import SqlLoginTicketRepo
@@ -173,6 +174,11 @@ class SqlUnitOfWork:
             raise
         finally:
             await (kept.give(conn) if kept else conn.close())
+
+    @property
+    def config(self) -> SqlConfigRepo:
+        """Made on use: logins never need it."""
+        return SqlConfigRepo(self.connection)
 
     @property
     def connection(self) -> AsyncConnection:

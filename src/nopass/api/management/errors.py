@@ -21,6 +21,8 @@ from nopass.core.errors import (
     LogNotFound,
     ManagementTokenRejected,
     NopassError,
+    ObjectConflict,
+    ObjectNotFound,
     RateLimited,
     RequestRejected,
     ServiceUnavailable,
@@ -93,6 +95,11 @@ def management_error(exc: NopassError) -> JSON:
             return envelope(409, "The user already exists.", "auth0_idp_error")
         case UserExists():
             return envelope(409, f"The specified new {exc.field} already exists", "user_exists")
+        case ObjectNotFound():
+            noun = exc.kind.replace("_", " ")
+            return envelope(404, f"The {noun} does not exist.", f"inexistent_{exc.kind}")
+        case ObjectConflict():
+            return envelope(409, exc.message, "conflict")
         case UnknownConnectionName():
             return envelope(400, "The connection does not exist.", "inexistent_connection")
         case RateLimited():

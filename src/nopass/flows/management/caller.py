@@ -9,7 +9,7 @@ counted per caller (``Limits.admit_management_call``) and every write is audited
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -33,12 +33,17 @@ CLIENT_CREDENTIALS = "client-credentials"
 CORRELATION_ID_CHARS = 64
 
 
+def _nothing() -> None:
+    return None
+
+
 @dataclass(frozen=True, slots=True)
 class ManagementDeps:
     uow: UnitOfWorkFactory
     keys: KeyStore
     clock: Clock
     limits: Limits
+    config_changed: Callable[[], None] = _nothing  # this process reloads its configuration
 
 
 @dataclass(frozen=True, slots=True)

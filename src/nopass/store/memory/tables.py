@@ -109,6 +109,8 @@ class Tables:
     outbox: dict[str, OutboxRecord] = field(default_factory=dict)
     assertions: dict[tuple[str, str, str], datetime] = field(default_factory=dict)
     audit: list[AuditRecord] = field(default_factory=list)
+    configs: dict[str, dict[str, Any]] = field(default_factory=dict)  # tenant -> document
+    secrets: dict[tuple[str, str], str] = field(default_factory=dict)  # client secret hashes
 
     def copy(self) -> Tables:
         """A copy whose tables can change without changing these (rows are shared: frozen)."""

@@ -17,6 +17,7 @@ from collections.abc import AsyncIterator, Mapping
 from types import TracebackType
 from typing import Self
 
+from nopass.store.memory.config import MemoryConfigRepo
 from nopass.store.memory.grants import (
     MemoryAuthorizationCodeRepo,
     MemoryLoginTicketRepo,
@@ -74,6 +75,7 @@ class MemoryUnitOfWork:
     sessions: MemorySessionRepo
     transactions: MemoryTransactionRepo
     tickets: MemoryLoginTicketRepo
+    config: MemoryConfigRepo
 
     def __init__(self, store: MemoryStore) -> None:
         self._store = store
@@ -90,6 +92,7 @@ class MemoryUnitOfWork:
         self.sessions = MemorySessionRepo(self)
         self.transactions = MemoryTransactionRepo(self)
         self.tickets = MemoryLoginTicketRepo(self)
+        self.config = MemoryConfigRepo(self)
 
     async def __aenter__(self) -> Self:
         if self._open:

@@ -1,0 +1,32 @@
+"""Ids of configuration objects, shaped as Auth0's (docs/specs/management-api.md §2.3, §5)."""
+
+from __future__ import annotations
+
+import secrets
+import string
+
+ALPHABET = string.ascii_letters + string.digits
+
+
+def alphanumerics(count: int) -> str:
+    return "".join(secrets.choice(ALPHABET) for _ in range(count))
+
+
+def grant_id() -> str:
+    """A client grant's: ``cgr_`` + 16 alphanumerics."""
+    return "cgr_" + alphanumerics(16)
+
+
+def connection_id() -> str:
+    """A connection's: ``con_`` + 16 alphanumerics."""
+    return "con_" + alphanumerics(16)
+
+
+def client_id() -> str:
+    """A client's ``client_id``: 32 alphanumerics."""
+    return alphanumerics(32)
+
+
+def client_secret() -> str:
+    """A generated client secret: 64 URL-safe characters (384 bits)."""
+    return secrets.token_urlsafe(48)
