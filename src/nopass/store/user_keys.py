@@ -49,6 +49,13 @@ def folded_key(dialect: str, key: str) -> ColumnElement[Any]:
     return literal_column(f"({folded_sql(dialect, key)})", String)
 
 
+def user_id_key(dialect: str) -> ColumnElement[Any]:
+    """``user_id`` as a prefix range compares it: bytewise (the unique index on SQLite)."""
+    if dialect == "postgresql":
+        return literal_column('(user_id COLLATE "C")', String)
+    return literal_column("user_id", String)
+
+
 def index_name(key: str, *, folded: bool) -> str:
     """``ix_users_tenant_<key>`` (the sort order) or ``..._folded`` (the search)."""
     return f"ix_users_tenant_{key}" + ("_folded" if folded else "")
@@ -73,4 +80,6 @@ def indexes() -> list[tuple[str, str, str, bool]]:
                 found.append(
                     (index_name(key, folded=False), dialect, profile_sql(dialect, key), False)
                 )
+    # a prefix of user_id; SQLite's unique (tenant_id, user_id) is bytewise already
+    found.append(("ix_users_tenant_user_id_bytewise", "postgresql", '(user_id COLLATE "C")', False))
     return found

@@ -159,7 +159,9 @@ class _Sql:
         if isinstance(node, Match):
             return _sure(value, value == node.value)
         if isinstance(node, Pattern):
-            return _sure(value, and_(*_prefix(value, node.parts[0]), self.like(value, node.parts)))
+            ranged = user_keys.user_id_key(self.dialect) if spec.name == "user_id" else value
+            prefix = _prefix(ranged, node.parts[0])
+            return _sure(value, and_(*prefix, self.like(value, node.parts)))
         raise _unexpected(node)
 
     def exists(self, spec: Field) -> ColumnElement[bool]:
