@@ -593,6 +593,17 @@ def main(argv: list[str] | None = None) -> int:
         )
     results["wall_seconds"] = round(time.perf_counter() - began, 1)
     args.out.mkdir(parents=True, exist_ok=True)
+    earlier = args.out / "latest.json"
+    if args.only_listing and earlier.exists():  # the rest of the last run's figures stay
+        kept = json.loads(earlier.read_text())
+        if kept.get("smoke") == args.smoke:
+            kept["user_listing"] = {
+                **results["user_listing"],
+                "when": results["when"],
+                "machine": results["machine"],
+                "wall_seconds": results["wall_seconds"],
+            }
+            results = kept
     (args.out / "latest.json").write_text(json.dumps(results, indent=2) + "\n")
     (args.out / "latest.md").write_text(report.markdown(results))
     print(report.markdown(results))

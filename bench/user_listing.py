@@ -10,7 +10,7 @@ sizes (flat = 1.00: the shape does not grow with the tenant).
 The searches match the same users at every size (a user in the middle of the range, a
 range of a few dozen), so that the ratio measures the index, not the size of the answer.
 ``include_totals`` on the unfiltered list counts every user of the tenant: it grows with N,
-the one shape that does (README "Users at 10⁶").
+the one shape that does (README "Users at a million").
 
     python -m bench.user_listing [--smoke] [--no-postgres] [--out DIR]
 """
@@ -347,6 +347,16 @@ def markdown(listing: dict[str, Any]) -> str:
     lines = [
         "## GET /api/v2/users by query shape",
         "",
+        *(
+            [
+                f"Measured {listing['when']} (load average at start "
+                f"{listing['machine']['load_average_at_start']}), wall time "
+                f"{listing['wall_seconds']} s.",
+                "",
+            ]
+            if "when" in listing
+            else []
+        ),
         f"One request at a time on one keep-alive connection, {listing['requests_per_shape']} "
         "per shape (after two warm-ups, except in a smoke run); median / p95 in ms; ratio: "
         "median at the largest size over the smallest (flat = 1.00).",

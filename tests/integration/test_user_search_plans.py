@@ -31,7 +31,7 @@ N = 20_000
 T0 = datetime(2024, 1, 1, tzinfo=UTC)
 USERS = table(UserRow)
 
-# every q the search indexes (README "Management API" > "Users at 10⁶"); each matches a few
+# every q the search indexes (README "Users at a million"); each matches a few
 SEARCHES = [
     'email:"user1234@example.com"',
     "email:user1234@example.com",
