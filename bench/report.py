@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from bench import user_listing
+
 TARGETS = {
     "logins_per_second": 400.0,  # SQLite, serve --workers 2
     "cpu_ms_per_login": 2.2,
@@ -46,6 +48,10 @@ def markdown(results: dict[str, Any]) -> str:
         f"{m['generator_cpu']} · {'SMOKE RUN (figures meaningless)' if results['smoke'] else ''}"
         f" · wall time {results.get('wall_seconds', '?')} s",
         "",
+    ]
+    if not results["nopass"] and results.get("user_listing"):  # python -m bench --only-listing
+        return "\n".join([*lines, user_listing.markdown(results["user_listing"])])
+    lines += [
         "## Whole email-code logins (start → code over SMTP → OTP token exchange)",
         "",
         "| server | users | peak logins/s | peak p50 / p99 ms | half load /s "
@@ -89,6 +95,8 @@ def markdown(results: dict[str, Any]) -> str:
         lines.append("")
     if results.get("postgres_skipped"):
         lines += [f"PostgreSQL + Redis skipped: {results['postgres_skipped']}", ""]
+    if results.get("user_listing"):
+        lines.append(user_listing.markdown(results["user_listing"]))
     return "\n".join(lines)
 
 

@@ -26,7 +26,7 @@ from typing import Any
 
 import asyncpg
 
-from bench import procstat, report, seed
+from bench import procstat, report, seed, user_listing
 from bench.client import ConnectionPool, HttpConnection, SmtpSink
 from bench.loadgen import Driver, allauth_login, nopass_login
 from bench.servers import ALL_CPUS, CLIENT_ID, Nopass, free_port
@@ -511,7 +511,9 @@ def machine() -> dict[str, Any]:
     }
 
 
-async def run(plan: Plan, *, baseline: bool, postgres: bool, smoke: bool) -> dict[str, Any]:
+async def run(
+    plan: Plan, *, baseline: bool, postgres: bool, smoke: bool, listing: bool = True
+) -> dict[str, Any]:
     sink = SmtpSink(NOPASS_CODE)
     smtp_port = await sink.start()
     pg_ok, redis_ok = await reachable()
@@ -547,7 +549,21 @@ async def run(plan: Plan, *, baseline: bool, postgres: bool, smoke: bool) -> dic
         if baseline:
             results["allauth"] = await allauth_run(plan.datasets[0], plan, sink, smtp_port, workdir)
     await sink.stop()
+    if listing:  # GET /api/v2/users at 10⁴ and 10⁶ users (bench/user_listing.py)
+        results["user_listing"] = await user_listing.run(
+            smoke=smoke, postgres=postgres, workers=plan.workers
+        )
     return results
+
+
+async def only_listing(*, smoke: bool, postgres: bool) -> dict[str, Any]:
+    return {
+        "when": datetime.now(UTC).isoformat(timespec="seconds"),
+        "smoke": smoke,
+        "machine": machine(),
+        "nopass": [],
+        "user_listing": await user_listing.run(smoke=smoke, postgres=postgres),
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -555,17 +571,39 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--smoke", action="store_true", help="a few seconds: check that it works")
     parser.add_argument("--no-baseline", action="store_true", help="skip django-allauth")
     parser.add_argument("--no-postgres", action="store_true", help="SQLite only")
+    parser.add_argument("--no-listing", action="store_true", help="skip GET /api/v2/users")
+    parser.add_argument("--only-listing", action="store_true", help="GET /api/v2/users only")
     parser.add_argument("--out", type=Path, default=RESULTS, help="where latest.{json,md} go")
     args = parser.parse_args(argv)
     if GENERATOR_CPU > 0:
         os.sched_setaffinity(0, {GENERATOR_CPU})  # the generator keeps to its own core
     plan = SMOKE if args.smoke else Plan()
     began = time.perf_counter()
-    results = asyncio.run(
-        run(plan, baseline=not args.no_baseline, postgres=not args.no_postgres, smoke=args.smoke)
-    )
+    if args.only_listing:
+        results = asyncio.run(only_listing(smoke=args.smoke, postgres=not args.no_postgres))
+    else:
+        results = asyncio.run(
+            run(
+                plan,
+                baseline=not args.no_baseline,
+                postgres=not args.no_postgres,
+                smoke=args.smoke,
+                listing=not args.no_listing,
+            )
+        )
     results["wall_seconds"] = round(time.perf_counter() - began, 1)
     args.out.mkdir(parents=True, exist_ok=True)
+    earlier = args.out / "latest.json"
+    if args.only_listing and earlier.exists():  # the rest of the last run's figures stay
+        kept = json.loads(earlier.read_text())
+        if kept.get("smoke") == args.smoke:
+            kept["user_listing"] = {
+                **results["user_listing"],
+                "when": results["when"],
+                "machine": results["machine"],
+                "wall_seconds": results["wall_seconds"],
+            }
+            results = kept
     (args.out / "latest.json").write_text(json.dumps(results, indent=2) + "\n")
     (args.out / "latest.md").write_text(report.markdown(results))
     print(report.markdown(results))

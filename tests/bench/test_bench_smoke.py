@@ -42,8 +42,19 @@ def test_smoke_run_writes_the_report(tmp_path: Path) -> None:
             for name in ("start", "userinfo", "refresh", "jwks"):
                 assert endpoints[name]["requests"] > 0, (name, endpoints[name])
                 assert endpoints[name]["non_2xx"] == 0, (name, endpoints[name])
+    listing = results["user_listing"]
+    assert {run["backend"] for run in listing["runs"]} == (
+        {"sqlite", "postgres"} if os.environ.get("NOPASS_TEST_POSTGRES_URL") else {"sqlite"}
+    )
+    for run in listing["runs"]:
+        assert run["users"] == 10_000
+        assert len(run["shapes"]) > 30  # every order and search, users-by-email
+        for name, shape in run["shapes"].items():
+            assert shape["median_ms"] > 0, (name, shape)
+            assert shape["results"], (name, shape)  # every search finds its users
     report = (tmp_path / "latest.md").read_text()
     assert "Whole email-code logins" in report
+    assert "GET /api/v2/users by query shape" in report
 
 
 def test_calls_counts_a_login_with_every_statement_prebuilt() -> None:

@@ -208,7 +208,7 @@ async def test_exact_email_user_id_and_the_default_page_use_indexes(world: World
         email = await plan(
             conn, search_filter(world.tenant, parse_query('email:"a@b.c"'), dialect), False
         )
-        assert "ix_users_tenant_identifier" in email, email
+        assert "ix_users_tenant_email_folded" in email, email
         by_id = await plan(
             conn, search_filter(world.tenant, parse_query('user_id:"email|1"'), dialect), False
         )

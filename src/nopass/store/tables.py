@@ -29,6 +29,8 @@ from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.types import TypeDecorator
 
+from nopass.store import user_keys
+
 NAMING = {
     "ix": "ix_%(table_name)s_%(column_0_N_name)s",
     "uq": "uq_%(table_name)s_%(column_0_N_name)s",
@@ -199,6 +201,10 @@ class UserRow(Base):
         UniqueConstraint("tenant_id", "user_id"),
         Index("ix_users_tenant_created", "tenant_id", "created_at", "user_id"),
         Index("ix_users_tenant_identifier", "tenant_id", "identifier"),
+        # the orders and searches of GET /api/v2/users (migration 0007; store/user_keys.py)
+        Index("ix_users_tenant_updated", "tenant_id", "updated_at", "user_id"),
+        Index("ix_users_tenant_last_login", "tenant_id", "last_login", "user_id"),
+        Index("ix_users_tenant_logins_count", "tenant_id", "logins_count", "user_id"),
     )
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     tenant_id: Mapped[str] = _tenant_fk()
@@ -217,6 +223,16 @@ class UserRow(Base):
     app_metadata: Mapped[dict[str, Any]] = mapped_column(server_default=text("'{}'"))
     user_metadata: Mapped[dict[str, Any]] = mapped_column(server_default=text("'{}'"))
     blocked: Mapped[bool] = mapped_column(Boolean, server_default=false())
+
+
+def _user_key_indexes() -> None:
+    """The expression indexes of ``store/user_keys.py``, each on its own dialect."""
+    users = table(UserRow)
+    for name, dialect, expression, ordered in user_keys.indexes():
+        columns: list[Any] = [users.c.tenant_id, text(expression)]
+        if ordered:
+            columns.append(users.c.user_id)
+        Index(name, *columns).ddl_if(dialect=dialect)
 
 
 class ChallengeRow(Base):
@@ -324,6 +340,9 @@ class ConfigStateRow(Base):
 def table(model: type[Base]) -> Table:
     """The Core ``Table`` of a model (typed: ``__table__`` is declared as a FromClause)."""
     return cast(Table, model.__table__)
+
+
+_user_key_indexes()
 
 
 class SigningKeyRow(Base):

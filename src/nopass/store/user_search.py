@@ -3,10 +3,18 @@
 
 It returns exactly the users ``nopass.core.user_query.matches`` accepts (the property test in
 tests/integration/test_user_search.py holds the two together). Every leaf is made two-valued
-(never NULL), so that ``NOT`` means what it means in Python. An exact ``email`` goes through
-``ix_users_tenant_identifier`` (an email user's identifier is its lowercased email) and an
-exact ``user_id`` through the unique ``(tenant_id, user_id)``; the unfiltered page in the
-default order walks ``ix_users_tenant_created``.
+(never NULL), so that ``NOT`` means what it means in Python.
+
+Indexed (tests/integration/test_user_search_plans.py holds both databases to it): every sort
+order, unfiltered; ``user_id``, ``email``, ``phone_number``, ``name``, ``nickname``,
+``given_name`` and ``family_name`` exactly or by a prefix (``email:ann*``: a range on the
+expression of ``store/user_keys.py``, the rest of a pattern checked on what the range found);
+ranges of ``logins_count``, ``created_at``, ``updated_at`` and ``last_login``; and ``AND``/``OR``
+of these. A page in an order whose field may be absent is two index walks (present values in
+order, then the absent ones by ``user_id``) of at most ``offset + limit`` rows each.
+Everything else (a pattern that starts with ``*``, booleans, ``last_ip``, ``email.domain``,
+``identities.*``, metadata, ``NOT``) filters the users the planner walks: the one exception,
+documented in the README.
 """
 
 from __future__ import annotations
@@ -17,6 +25,7 @@ from typing import Any
 from sqlalchemy import (
     Boolean,
     ColumnElement,
+    Select,
     and_,
     case,
     cast,
@@ -49,6 +58,7 @@ from nopass.core.lucene import (
 )
 from nopass.core.models import User
 from nopass.core.user_query import DEFAULT_SORT, USERS, Sort, check_window
+from nopass.store import user_keys
 from nopass.store.tables import ConnectionRow, UserRow, table
 from nopass.store.user_rows import user_of as _user
 
@@ -57,6 +67,7 @@ _CONNECTIONS = table(ConnectionRow)
 _UPPER = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
 _PROFILE_STRINGS = ("email", "phone_number", "name", "nickname", "given_name", "family_name")
 _COLUMNS = {"user_id", "last_ip"}
+_NEVER_ABSENT = ("created_at", "updated_at", "user_id")
 
 
 class _Sql:
@@ -64,6 +75,7 @@ class _Sql:
 
     def __init__(self, dialect: str, tenant_id: str) -> None:
         self.pg = dialect == "postgresql"
+        self.dialect = dialect
         self.tenant_id = tenant_id
 
     # --- values of fields ---------------------------------------------------------------
@@ -88,8 +100,10 @@ class _Sql:
         expr: ColumnElement[Any]
         if name in _COLUMNS:
             expr = _T.c[name]
-        elif name in _PROFILE_STRINGS:
-            expr = self.profile(name)
+        elif name in user_keys.FOLDED and spec.folded:
+            return user_keys.folded_key(self.dialect, name)
+        elif name in user_keys.SEARCHED:
+            return user_keys.profile_key(self.dialect, name)
         elif name == "email.domain":
             email = self.profile("email")
             at = func.strpos(email, "@") if self.pg else func.instr(email, "@")
@@ -139,15 +153,15 @@ class _Sql:
             return _sure(value, value == ("true" if node.value else "false"))
         if isinstance(node, Between):
             return self.between(spec, node)
-        if isinstance(node, Match) and spec.name == "email":
-            return self.email(node.value)
         if isinstance(node, Match) and spec.name == "user_id":
             return _T.c.user_id == node.value
         value = self.text(spec)
         if isinstance(node, Match):
             return _sure(value, value == node.value)
         if isinstance(node, Pattern):
-            return _sure(value, self.like(value, node.parts))
+            ranged = user_keys.user_id_key(self.dialect) if spec.name == "user_id" else value
+            prefix = _prefix(ranged, node.parts[0])
+            return _sure(value, and_(*prefix, self.like(value, node.parts)))
         raise _unexpected(node)
 
     def exists(self, spec: Field) -> ColumnElement[bool]:
@@ -164,36 +178,17 @@ class _Sql:
         return _T.c[name]
 
     def between(self, spec: Field, node: Between) -> ColumnElement[bool]:
-        value = self.number(spec.name)
-        terms = []
+        column = _T.c[spec.name]  # the bare column, so that the range is on its index
+        present = _T.c.logins_count > 0 if spec.name == "logins_count" else column.is_not(None)
+        terms: list[ColumnElement[bool]] = [present]
         if node.low is not None:
-            terms.append(value >= node.low)
+            terms.append(column >= node.low)
         if node.high is not None:
-            terms.append(value < node.high)
-        return _sure(value, and_(true(), *terms))
+            terms.append(column < node.high)
+        return and_(*terms)
 
     def like(self, value: ColumnElement[Any], parts: tuple[str, ...]) -> ColumnElement[bool]:
         return like(value, parts, pg=self.pg)
-
-    def email(self, folded: str) -> ColumnElement[bool]:
-        """``email`` equals ``folded``: an email user by its identifier (the index), any other
-        user by its profile."""
-        by_identifier = _T.alias("by_identifier")
-        by_profile = _T.alias("by_profile")
-        same = self.fold(self.profile("email", by_profile.c.profile)) == folded
-        found = union_all(
-            select(by_identifier.c.id).where(
-                by_identifier.c.tenant_id == self.tenant_id,
-                by_identifier.c.identifier == folded,
-                self.fold(self.profile("email", by_identifier.c.profile)) == folded,
-            ),
-            select(by_profile.c.id).where(
-                by_profile.c.tenant_id == self.tenant_id,
-                or_(by_profile.c.user_id < "email|", by_profile.c.user_id >= "email}"),
-                _sure(same, same),
-            ),
-        )
-        return _T.c.id.in_(found)
 
     def connection(self, node: Node) -> ColumnElement[bool]:
         name = _CONNECTIONS.c.name
@@ -318,20 +313,81 @@ def _sure(value: ColumnElement[Any], condition: ColumnElement[bool]) -> ColumnEl
     return and_(value.is_not(None), condition)
 
 
-def search_order(sort: Sort, dialect: str) -> list[Any]:
-    """Sort field (absent values last either way), then ``user_id``, in one direction."""
-    tie = _T.c.user_id.desc() if sort.descending else _T.c.user_id.asc()
-    value: ColumnElement[Any]
-    if sort.field in _PROFILE_STRINGS:
-        value = _Sql(dialect, "").profile(sort.field)
-    elif sort.field == "logins_count":
-        value = case((_T.c.logins_count > 0, _T.c.logins_count))
-    else:
-        value = _T.c[sort.field]
-    direction = value.desc() if sort.descending else value.asc()
-    if sort.field in ("created_at", "updated_at", "user_id"):  # never NULL
-        return [direction, tie]
-    return [value.is_(None), direction, tie]
+def _prefix(value: ColumnElement[Any], prefix: str) -> list[ColumnElement[bool]]:
+    """``value`` starts with ``prefix``, as a range an index answers (none for ``""``)."""
+    if not prefix:
+        return []
+    terms = [value >= prefix]
+    above = _successor(prefix)
+    if above is not None:
+        terms.append(value < above)
+    return terms
+
+
+def _successor(prefix: str) -> str | None:
+    """The least string above every string that starts with ``prefix`` (code point order,
+    which is UTF-8's byte order), or None when there is none."""
+    while prefix:
+        last = ord(prefix[-1]) + 1
+        if last == 0xD800:  # surrogates are no characters of a stored string
+            last = 0xE000
+        if last <= 0x10FFFF:
+            return prefix[:-1] + chr(last)
+        prefix = prefix[:-1]
+    return None
+
+
+def sort_key(field: str, dialect: str) -> ColumnElement[Any]:
+    """The value a page is ordered by: the indexed expression or column."""
+    if field in user_keys.SORTED:
+        return user_keys.profile_key(dialect, field)
+    return _T.c[field]
+
+
+def _branches(field: str, key: ColumnElement[Any]) -> list[tuple[ColumnElement[bool], bool]]:
+    """The index walks of an order whose field may be absent: (condition, present)."""
+    if field == "logins_count":  # absent before a first login
+        return [
+            (_T.c.logins_count > 0, True),
+            (_T.c.logins_count == 0, False),
+            (_T.c.logins_count < 0, False),
+        ]
+    return [(key.is_not(None), True), (key.is_(None), False)]
+
+
+def page_statement(
+    tenant_id: str, query: Node | None, sort: Sort, dialect: str, offset: int, limit: int
+) -> Select[Any]:
+    """One page in ``sort`` order: the sort field (absent values last either way), then
+    ``user_id``, in one direction. An order whose field may be absent walks its index twice
+    (present, then absent), at most ``offset + limit`` rows each, and merges the two."""
+    where = search_filter(tenant_id, query, dialect)
+    key = sort_key(sort.field, dialect)
+
+    def ordered(value: Any) -> Any:
+        return value.desc() if sort.descending else value.asc()
+
+    if sort.field in _NEVER_ABSENT:
+        order = [ordered(key)] if sort.field == "user_id" else [ordered(key), ordered(_T.c.user_id)]
+        return select(_T).where(where).order_by(*order).offset(offset).limit(limit)
+    walks = []
+    for condition, present in _branches(sort.field, key):
+        order = [ordered(key), ordered(_T.c.user_id)] if present else [ordered(_T.c.user_id)]
+        walk = (
+            select(_T, literal(0 if present else 1).label("absent"), key.label("sort_key"))
+            .where(where, condition)
+            .order_by(*order)
+            .limit(offset + limit)
+            .subquery()
+        )
+        walks.append(select(walk))
+    merged = union_all(*walks).subquery("page")
+    return (
+        select(*(merged.c[column.name] for column in _T.c))
+        .order_by(merged.c.absent, ordered(merged.c.sort_key), ordered(merged.c.user_id))
+        .offset(offset)
+        .limit(limit)
+    )
 
 
 def search_filter(tenant_id: str, query: Node | None, dialect: str) -> ColumnElement[bool]:
@@ -353,11 +409,12 @@ async def search_users(
     """One page of the tenant's users matching ``query`` in ``sort`` order, and how many
     match in all."""
     check_window(offset, limit)
-    where = search_filter(tenant_id, query, conn.dialect.name)
+    dialect = conn.dialect.name
+    where = search_filter(tenant_id, query, dialect)
     total = await conn.scalar(select(func.count()).select_from(_T).where(where))
-    page = select(_T).where(where).order_by(*search_order(sort, conn.dialect.name))
-    rows = (await conn.execute(page.offset(offset).limit(limit))).all()
+    page = page_statement(tenant_id, query, sort, dialect, offset, limit)
+    rows = (await conn.execute(page)).all()
     return [_user(row) for row in rows], int(total or 0)
 
 
-__all__ = ["like", "search_filter", "search_order", "search_users"]
+__all__ = ["like", "page_statement", "search_filter", "search_users", "sort_key"]

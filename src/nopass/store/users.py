@@ -18,7 +18,7 @@ from nopass.core.ports import UserSort
 from nopass.store.prebuilt import run
 from nopass.store.tables import ConnectionRow, UserRow, UTCDateTime, table
 from nopass.store.user_rows import user_of as _user
-from nopass.store.user_search import search_filter, search_order
+from nopass.store.user_search import page_statement, search_filter
 
 _T = table(UserRow)
 _IDENTITY = (
@@ -228,13 +228,7 @@ class SqlUserRepo:
     ) -> list[User]:
         """The search's page (store/user_search.py): its filter, its order."""
         dialect = self._conn.dialect.name
-        stmt = (
-            select(_T)
-            .where(search_filter(tenant_id, query, dialect))
-            .order_by(*search_order(sort, dialect))
-            .offset(offset)
-            .limit(limit)
-        )
+        stmt = page_statement(tenant_id, query, sort, dialect, offset, limit)
         return [_user(r) for r in (await self._conn.execute(stmt)).all()]
 
     async def count(self, tenant_id: str, query: Node | None = None) -> int:
