@@ -184,7 +184,9 @@ def page_params(query: Mapping[str, str]) -> tuple[int, int, bool]:
 
 
 def checkpoint_params(query: Mapping[str, str]) -> tuple[str | None, int]:
-    """``from`` (an opaque checkpoint) and ``take`` (1..100, default 50)."""
+    """``from`` (an opaque checkpoint) and ``take`` (1..100, default 50); ``include_totals``
+    means nothing here but must still be a boolean."""
+    boolean(query, "include_totals", False)
     return query.get("from") or None, integer(query, "take", DEFAULT_PER_PAGE, 1, MAX_PER_PAGE)
 
 
