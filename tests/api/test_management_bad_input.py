@@ -32,6 +32,7 @@ router's OpenAPI paths, because FastAPI keeps included routers lazily in ``route
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import time
@@ -214,9 +215,10 @@ class Probe:
         bearer: str | None = "",
         **kwargs: Any,
     ) -> dict[str, Any]:
-        """Call ``PREFIX + path``: a ``status`` in the envelope with ``code``, nothing
-        written. ``bearer`` None sends no token, "" the full-scope one."""
-        before = await self.snapshot()
+        """Call ``PREFIX + path``: a ``status`` in the envelope with ``code``, and no audit
+        event (every write is audited; ``unchanged`` compares every row of the tenant around
+        a group of calls). ``bearer`` None sends no token, "" the full-scope one."""
+        audits = await self.api.harness.count("audit_events")
         headers = dict(kwargs.pop("headers", {}))
         if bearer is not None:
             headers["Authorization"] = f"Bearer {bearer or self.api.bearer}"
@@ -232,8 +234,15 @@ class Probe:
         assert isinstance(answer["message"], str) and answer["message"], answer
         if message is not None:
             assert answer["message"] == message, answer
-        assert await self.snapshot() == before, (method, path[:80], "wrote")
+        assert await self.api.harness.count("audit_events") == audits, (method, path[:80])
         return answer
+
+    @contextlib.asynccontextmanager
+    async def unchanged(self) -> AsyncIterator[None]:
+        """Every row of the tenant's tables is as it was once the block is done."""
+        before = await self.snapshot()
+        yield
+        assert await self.snapshot() == before, "a refused call wrote"
 
 
 @pytest_asyncio.fixture(
@@ -281,6 +290,13 @@ async def seed(api: Api) -> dict[str, str]:
     return {"user": quote(user, safe=""), "session": "s0", "token": "r0", "log": log["log_id"]}
 
 
+@pytest_asyncio.fixture(loop_scope="module")
+async def quiet(probe: Probe) -> AsyncIterator[Probe]:
+    """The probe, for a test whose every call is refused: no row changes."""
+    async with probe.unchanged():
+        yield probe
+
+
 KEYS = sorted(ROUTES)
 
 
@@ -310,7 +326,8 @@ def other_key(key: SigningKey) -> SigningKey:
 
 @ON_THE_MODULE_LOOP
 @pytest.mark.parametrize("key", KEYS, ids=" ".join)
-async def test_tokens(probe: Probe, key: tuple[str, str]) -> None:
+async def test_tokens(quiet: Probe, key: tuple[str, str]) -> None:
+    probe = quiet
     row = ROUTES[key]
     method, path, body = key[0], probe.path(row, key), probe.body(row)
     signing = probe.api.key
@@ -363,10 +380,11 @@ async def test_ids_in_the_path(probe: Probe, key: tuple[str, str]) -> None:
     row = ROUTES[key]
     body = probe.body(row)
     send: dict[str, Any] = {"json": body} if body is not None else {}
-    for malformed in MALFORMED_IDS:
-        path = with_id(key, row, probe, malformed)
-        answer = await probe.refused(key[0], path, 400, "invalid_uri", **send)
-        assert answer["message"].startswith("Path validation error: ")
+    async with probe.unchanged():
+        for malformed in MALFORMED_IDS:
+            path = with_id(key, row, probe, malformed)
+            answer = await probe.refused(key[0], path, 400, "invalid_uri", **send)
+            assert answer["message"].startswith("Path validation error: ")
     for unexpected in UNEXPECTED_IDS:
         path = with_id(key, row, probe, unexpected)
         if row.unknown >= 400:
@@ -425,7 +443,8 @@ BODY_KEYS = [k for k in KEYS if ROUTES[k].body is not None]
 
 @ON_THE_MODULE_LOOP
 @pytest.mark.parametrize("key", BODY_KEYS, ids=" ".join)
-async def test_bodies(probe: Probe, key: tuple[str, str]) -> None:
+async def test_bodies(quiet: Probe, key: tuple[str, str]) -> None:
+    probe = quiet
     row = ROUTES[key]
     method, path = key[0], probe.path(row, key)
     body = probe.body(row)
@@ -455,7 +474,8 @@ PAGED_KEYS = [k for k in KEYS if ROUTES[k].paging]
 
 @ON_THE_MODULE_LOOP
 @pytest.mark.parametrize("key", PAGED_KEYS, ids=" ".join)
-async def test_paging(probe: Probe, key: tuple[str, str]) -> None:
+async def test_paging(quiet: Probe, key: tuple[str, str]) -> None:
+    probe = quiet
     row = ROUTES[key]
     path = probe.path(row, key)
     joiner = "&" if "?" in path else "?"
@@ -464,6 +484,104 @@ async def test_paging(probe: Probe, key: tuple[str, str]) -> None:
             await probe.refused("GET", f"{path}{joiner}{query}", 400, "invalid_query_string")
     for query in ("include_totals=maybe&take=5", "q=%00", "fields=a%00"):
         await probe.refused("GET", f"{path}{joiner}{query}", 400, "invalid_query_string")
+
+
+# --- properties: whatever the query or the body, a clear answer ---------------------------
+
+QUERY_NAMES = (
+    "q",
+    "sort",
+    "fields",
+    "include_fields",
+    "page",
+    "per_page",
+    "include_totals",
+    "from",
+    "take",
+    "search_engine",
+    "search",
+)
+query_values = st.one_of(
+    st.text(max_size=40),
+    st.sampled_from(["0", "1", "100", "-1", "true", "false", "email:x*", 'name:"a b"', "*:*"]),
+    st.from_regex(r"[a-z_.]{1,12}:[^ ]{0,12}( (AND|OR|NOT) [a-z_]{1,8}:[\[\]{}*\"a-z0-9 ]{0,12})?"),
+)
+
+
+@ON_THE_MODULE_LOOP
+@PATH_IDS
+@given(
+    route=st.sampled_from(["/users", "/logs", "/users/{user}/logs", "/users/{user}/sessions"]),
+    query=st.dictionaries(st.sampled_from(QUERY_NAMES), query_values, max_size=4),
+)
+async def test_any_query_is_answered_or_refused_clearly(
+    probe: Probe, route: str, query: dict[str, str]
+) -> None:
+    headers = {"Authorization": f"Bearer {probe.api.bearer}"}
+    path = PREFIX + route.format(**probe.seeds)
+    response = await probe.api.harness.client.get(path, params=query, headers=headers)
+    assert response.status_code in (200, 400), (query, response.text)
+    if response.status_code == 400:
+        answer = response.json()
+        assert answer["errorCode"] == "invalid_query_string", (query, answer)
+        assert answer["statusCode"] == 400 and answer["message"], answer
+
+
+USER_FIELDS = (
+    "connection",
+    "email",
+    "phone_number",
+    "user_id",
+    "email_verified",
+    "phone_verified",
+    "blocked",
+    "name",
+    "nickname",
+    "given_name",
+    "family_name",
+    "picture",
+    "app_metadata",
+    "user_metadata",
+)
+json_values = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers(min_value=-(2**70), max_value=2**70)
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text(max_size=30),
+    lambda inner: (
+        st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=8), inner, max_size=3)
+    ),
+    max_leaves=8,
+)
+user_bodies = st.dictionaries(
+    st.sampled_from(USER_FIELDS),
+    st.one_of(json_values, st.sampled_from(["email", "sms", EMAIL, "+15005550006"])),
+    max_size=6,
+)
+
+
+@ON_THE_MODULE_LOOP
+@PATH_IDS
+@given(method=st.sampled_from(["POST", "PATCH"]), body=user_bodies)
+async def test_any_user_body_is_answered_or_refused_clearly(
+    probe: Probe, method: str, body: dict[str, Any]
+) -> None:
+    """Whatever typed fields a user body holds: 2xx, or a 4xx that writes nothing."""
+    path = "/users" if method == "POST" else "/users/{user}".format(**probe.seeds)
+    before = await probe.snapshot()
+    headers = {"Authorization": f"Bearer {probe.api.bearer}"}
+    response = await probe.api.harness.client.request(
+        method, PREFIX + path, json=body, headers=headers
+    )
+    assert response.status_code < 500, (body, response.text)
+    if response.status_code >= 400:
+        answer = response.json()
+        assert answer["statusCode"] == response.status_code and answer["errorCode"], answer
+        assert await probe.snapshot() == before, (body, "wrote")
+
+
+# --- the table's own guard (last: it deletes the seeds) ---------------------------------
 
 
 def _write_order(key: tuple[str, str]) -> int:
