@@ -11,13 +11,16 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 from auth0.management import Auth0
+from auth0.management.core.api_error import ApiError
 from auth0.management.errors import ConflictError, ForbiddenError, NotFoundError
+from sqlalchemy import text
 
 from nopass.core.clock import SystemClock
 from nopass.core.keyring import Keyring
@@ -48,7 +51,7 @@ async def server(database_url: str, tmp_path: Path) -> AsyncIterator[Live]:
     finally:
         await engine.dispose()
     with live_server(nopass_env(database_url), tmp_path, port=port) as live:
-        yield Live(live, key, resolved.origin)
+        yield Live(live, key, resolved.origin, database_url)
 
 
 @dataclass(frozen=True)
@@ -56,6 +59,7 @@ class Live:
     server: LiveServer
     key: SigningKey
     origin: str
+    database_url: str
 
     def sdk(self, scopes: tuple[str, ...] = ALL) -> Auth0:
         bearer = token(self.key, scopes, origin=self.origin)
@@ -129,3 +133,50 @@ async def test_insufficient_scope_through_the_sdk(server: Live) -> None:
     with pytest.raises(ForbiddenError) as caught:
         await run(reader.users.create, connection="email", email="ada@acme.example")
     assert caught.value.body["message"] == "Insufficient scope, expected any of: create:users"
+
+
+async def seed_session_and_token(database_url: str, user_id: str) -> None:
+    """A session and a refresh token of the user, as a sign-in leaves them."""
+    engine = create_engine(database_url)
+    now = datetime.now(UTC)
+    try:
+        async with engine.begin() as conn:
+            tenant = (await conn.execute(text("SELECT id FROM tenants"))).scalar_one()
+            values = {"t": tenant, "u": user_id, "now": now, "later": now + timedelta(days=1)}
+            await conn.execute(
+                text(
+                    "INSERT INTO sessions (id, tenant_id, token_hash, user_id, created_at,"
+                    " expires_at) VALUES ('s1', :t, 'hs1', :u, :now, :later)"
+                ),
+                values,
+            )
+            await conn.execute(
+                text(
+                    "INSERT INTO refresh_tokens (id, tenant_id, token_hash, family_id, client_id,"
+                    " user_id, scope, created_at) VALUES ('r1', :t, 'hr1', 'r1', 'c', :u,"
+                    " 'openid', :now)"
+                ),
+                values,
+            )
+    finally:
+        await engine.dispose()
+
+
+async def test_sessions_and_refresh_tokens_through_the_sdk(server: Live, sdk: Auth0) -> None:
+    user = await run(sdk.users.create, connection="email", email="ada@acme.example")
+    assert user.user_id is not None
+    await seed_session_and_token(server.database_url, user.user_id)
+    session = await run(sdk.sessions.get, id="s1")
+    assert session.user_id == user.user_id and session.expires_at is not None
+    grant = await run(sdk.refresh_tokens.get, id="r1")
+    assert grant.user_id == user.user_id and grant.client_id == "c"
+    await run(sdk.users.revoke_access, id=user.user_id, preserve_refresh_tokens=True)
+    with pytest.raises(NotFoundError) as caught:
+        await run(sdk.sessions.get, id="s1")
+    assert caught.value.body["errorCode"] == "inexistent_session"
+    await run(sdk.refresh_tokens.delete, id="r1")
+    with pytest.raises(NotFoundError):
+        await run(sdk.refresh_tokens.get, id="r1")
+    with pytest.raises(ApiError) as deleted:  # the Fern client lists no 404 for a delete
+        await run(sdk.sessions.delete, id="s1")
+    assert deleted.value.status_code == 404

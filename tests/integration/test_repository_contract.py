@@ -868,3 +868,39 @@ async def test_a_users_open_sessions_and_usable_refresh_tokens_by_checkpoint(
             )
             == []
         )
+
+
+async def test_a_session_and_a_refresh_token_by_id_while_usable_then_deleted(
+    store: Backend,
+) -> None:
+    tenant, other = store.acme.tenant, store.globex.tenant
+    later = T0 + timedelta(days=1)
+    async with store.work() as work:
+        for n in range(2):
+            session = Session(id=f"s{n}", user_id="email|1", created_at=T0, expires_at=later)
+            await work.sessions.add(tenant, session, f"hash-s{n}")
+            await work.refresh_tokens.add(tenant, grant(f"r{n}", family=f"f{n}"), f"hash-r{n}")
+        await work.sessions.revoke(tenant, "hash-s1", T0)
+        await work.refresh_tokens.revoke_family(tenant, "f1", T0)
+        await work.commit()
+    async with store.read() as read:
+        found = await read.sessions.get(tenant, "s0", T0)
+        assert found is not None and found.user_id == "email|1"
+        assert await read.sessions.get(tenant, "s0", later) is None  # expired
+        assert await read.sessions.get(tenant, "s1", T0) is None  # revoked
+        assert await read.sessions.get(other, "s0", T0) is None
+        token = await read.refresh_tokens.get(tenant, "r0", T0)
+        assert token is not None and token.client_id == "client"
+        assert await read.refresh_tokens.get(tenant, "r1", T0) is None  # revoked
+        assert await read.refresh_tokens.get(other, "r0", T0) is None
+    async with store.work() as work:
+        assert not await work.sessions.delete(other, "s0")
+        assert not await work.refresh_tokens.delete(other, "r0")
+        assert await work.sessions.delete(tenant, "s0")
+        assert await work.refresh_tokens.delete(tenant, "r0")
+        assert not await work.sessions.delete(tenant, "s0")
+        await work.commit()
+    async with store.read() as read:
+        assert await read.sessions.get(tenant, "s0", T0) is None
+        assert await read.refresh_tokens.get(tenant, "r0", T0) is None
+        assert await read.sessions.find(tenant, "hash-s1", T0) is None

@@ -8,6 +8,7 @@ downstream refuse it (HTTP parameter pollution, GitLab CVE-2023-7028).
 from __future__ import annotations
 
 import json
+import math
 import re
 from urllib.parse import parse_qsl
 
@@ -58,9 +59,23 @@ async def read_body(request: Request) -> dict[str, object]:
     raise BodyUnreadable()
 
 
+def _not_json(constant: str) -> float:
+    """``NaN``, ``Infinity`` and ``-Infinity`` are Python's, not JSON (RFC 8259 §6)."""
+    raise ValueError(constant)
+
+
+def _finite(number: str) -> float:
+    """A JSON number, unless it overflows a double (``1e400`` would be ``inf``: no JSON
+    either, and PostgreSQL refuses to store it)."""
+    value = float(number)
+    if math.isinf(value):
+        raise ValueError(number)
+    return value
+
+
 def parse_json(raw: bytes) -> dict[str, object]:
     try:
-        value = json.loads(raw)
+        value = json.loads(raw, parse_constant=_not_json, parse_float=_finite)
         # JSON can spell lone surrogates ("\ud800"): not text, so they can be neither echoed,
         # stored nor put in a link. Refuse them here, like any other unreadable body.
         json.dumps(value, ensure_ascii=False).encode("utf-8")

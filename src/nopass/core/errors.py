@@ -43,7 +43,7 @@
     └── ManagementRefused         Management API v2 refusals (docs/specs/management-api.md §1.5)
         ├── ManagementTokenRejected   no bearer token, or one that must not be honoured
         ├── InsufficientScope         the token lacks every scope the endpoint accepts
-        ├── InvalidManagementRequest  a body or query string that breaks the contract
+        ├── InvalidManagementRequest  a body, query string or path id that breaks the contract
         ├── BodyTooLarge              a body over the Management API's 1 MiB
         ├── UserNotFound              no user with that id in the tenant
         ├── LogNotFound               no log event with that id in the tenant
@@ -445,12 +445,14 @@ class InsufficientScope(ManagementRefused):
 
 
 class InvalidManagementRequest(ManagementRefused):
-    """``in_query``: the query string is wrong (``invalid_query_string``), else the body."""
+    """``in_query``: the query string is wrong (``invalid_query_string``); ``in_path``: an id
+    in the path can be no id (``invalid_uri``); else the body."""
 
-    def __init__(self, message: str, *, in_query: bool = False) -> None:
+    def __init__(self, message: str, *, in_query: bool = False, in_path: bool = False) -> None:
         super().__init__(message)
         self.message = message
         self.in_query = in_query
+        self.in_path = in_path
 
 
 class BodyTooLarge(ManagementRefused):

@@ -300,8 +300,9 @@ class LoggedEvent:
 
     @staticmethod
     def number_of(log_id: str) -> int | None:
-        """The stored number of a log id; None for anything that is not one."""
-        if not (log_id.isascii() and log_id.isdigit()) or len(log_id) > LOG_ID_DIGITS:
+        """The stored number of a log id (exactly its digits: ``1`` names no log, so each
+        event has one id); None for anything that is not one."""
+        if not (log_id.isascii() and log_id.isdigit()) or len(log_id) != LOG_ID_DIGITS:
             return None
         return int(log_id)
 

@@ -163,6 +163,14 @@ class RefreshTokenRepo(Protocol):
         order, those after ``after`` (a checkpoint: the last id of the previous page)."""
         ...
 
+    async def get(self, tenant_id: str, grant_id: str, now: datetime) -> RefreshGrant | None:
+        """The usable refresh token ``grant_id`` (as ``list_for_user`` shows them), or None."""
+        ...
+
+    async def delete(self, tenant_id: str, grant_id: str) -> bool:
+        """Remove the refresh token ``grant_id``; whether there was one."""
+        ...
+
 
 class AuthorizationCodeRepo(Protocol):
     async def add(self, tenant_id: str, code: AuthorizationCode, code_hash: str) -> None: ...
@@ -190,6 +198,14 @@ class SessionRepo(Protocol):
     ) -> list[Session]:
         """The user's open sessions (not revoked, unexpired) in ``id`` order, those after
         ``after`` (a checkpoint: the last id of the previous page)."""
+        ...
+
+    async def get(self, tenant_id: str, session_id: str, now: datetime) -> Session | None:
+        """The open session ``session_id`` (as ``list_for_user`` shows them), or None."""
+        ...
+
+    async def delete(self, tenant_id: str, session_id: str) -> bool:
+        """Remove the session ``session_id``; whether there was one."""
         ...
 
 

@@ -7,6 +7,7 @@ from typing import Any
 
 from sqlalchemy import delete, insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.sql.elements import ColumnElement
 
 from nopass.core.models import RefreshGrant
 from nopass.store.prebuilt import run
@@ -28,6 +29,15 @@ def _grant(row: Any) -> RefreshGrant:
         expires_at=row.expires_at,
         rotated_at=row.rotated_at,
         revoked_at=row.revoked_at,
+    )
+
+
+def _usable(now: datetime) -> tuple[ColumnElement[bool], ...]:
+    """Neither revoked nor rotated, and unexpired."""
+    return (
+        _T.c.revoked_at.is_(None),
+        _T.c.rotated_at.is_(None),
+        or_(_T.c.expires_at.is_(None), _T.c.expires_at > now),
     )
 
 
@@ -90,15 +100,31 @@ class SqlRefreshTokenRepo:
         )
         return int(result.rowcount)
 
+    async def get(self, tenant_id: str, grant_id: str, now: datetime) -> RefreshGrant | None:
+        row = (
+            await self._conn.execute(
+                select(_T).where(
+                    _T.c.tenant_id == tenant_id,
+                    _T.c.id == grant_id,
+                    *_usable(now),
+                )
+            )
+        ).first()
+        return _grant(row) if row is not None else None
+
+    async def delete(self, tenant_id: str, grant_id: str) -> bool:
+        result = await self._conn.execute(
+            delete(_T).where(_T.c.tenant_id == tenant_id, _T.c.id == grant_id)
+        )
+        return bool(result.rowcount)
+
     async def list_for_user(
         self, tenant_id: str, user_id: str, *, after: str | None, limit: int, now: datetime
     ) -> list[RefreshGrant]:
         stmt = select(_T).where(
             _T.c.tenant_id == tenant_id,
             _T.c.user_id == user_id,
-            _T.c.revoked_at.is_(None),
-            _T.c.rotated_at.is_(None),
-            or_(_T.c.expires_at.is_(None), _T.c.expires_at > now),
+            *_usable(now),
         )
         if after is not None:
             stmt = stmt.where(_T.c.id > after)

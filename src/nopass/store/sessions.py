@@ -16,6 +16,12 @@ _S = table(SessionRow)
 _X = table(LoginTransactionRow)
 
 
+def _session(row: Any) -> Session:
+    return Session(
+        id=row.id, user_id=row.user_id, created_at=row.created_at, expires_at=row.expires_at
+    )
+
+
 class SqlSessionRepo:
     def __init__(self, conn: AsyncConnection) -> None:
         self._conn = conn
@@ -43,11 +49,7 @@ class SqlSessionRepo:
                 )
             )
         ).first()
-        if row is None:
-            return None
-        return Session(
-            id=row.id, user_id=row.user_id, created_at=row.created_at, expires_at=row.expires_at
-        )
+        return _session(row) if row is not None else None
 
     async def revoke(self, tenant_id: str, token_hash: str, now: datetime) -> None:
         await self._conn.execute(
@@ -68,10 +70,26 @@ class SqlSessionRepo:
         if after is not None:
             stmt = stmt.where(_S.c.id > after)
         rows = await self._conn.execute(stmt.order_by(_S.c.id).limit(limit))
-        return [
-            Session(id=r.id, user_id=r.user_id, created_at=r.created_at, expires_at=r.expires_at)
-            for r in rows
-        ]
+        return [_session(r) for r in rows]
+
+    async def get(self, tenant_id: str, session_id: str, now: datetime) -> Session | None:
+        row = (
+            await self._conn.execute(
+                select(_S).where(
+                    _S.c.tenant_id == tenant_id,
+                    _S.c.id == session_id,
+                    _S.c.revoked_at.is_(None),
+                    _S.c.expires_at > now,
+                )
+            )
+        ).first()
+        return _session(row) if row is not None else None
+
+    async def delete(self, tenant_id: str, session_id: str) -> bool:
+        result = await self._conn.execute(
+            delete(_S).where(_S.c.tenant_id == tenant_id, _S.c.id == session_id)
+        )
+        return bool(result.rowcount)
 
     async def delete_for_user(self, tenant_id: str, user_id: str) -> int:
         result = await self._conn.execute(

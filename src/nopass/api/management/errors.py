@@ -80,6 +80,7 @@ def management_error(exc: NopassError) -> JSON:
             return envelope(400, exc.message, "invalid_query_string")
         case InvalidManagementRequest():
             code = "invalid_query_string" if exc.in_query else "invalid_body"
+            code = "invalid_uri" if exc.in_path else code
             return envelope(400, exc.message, code)
         case BodyTooLarge():
             return envelope(413, "Request payload is larger than 1 MiB", "payload_too_large")

@@ -35,6 +35,7 @@ STATE_KEY = "management_rate_limit"
 TRUE, FALSE = frozenset({"true", "1"}), frozenset({"false", "0"})
 MAX_PER_PAGE = 100
 DEFAULT_PER_PAGE = 50
+MAX_PATH_ID = 1024  # any id: user ids, client ids, resource-server identifiers (URLs)
 
 
 def _bearer(request: Request) -> str | None:
@@ -74,6 +75,8 @@ def scoped(*accepted: str) -> Callable[..., Awaitable[ApiCall]]:
 
     async def check(request: Request, caller: CallerDep, services: ServicesDep) -> ApiCall:
         require(caller, accepted)
+        _path_ids(request.path_params)
+        _query_text(request.query_params)
         return ApiCall(
             caller=caller,
             method=request.method,
@@ -86,12 +89,62 @@ def scoped(*accepted: str) -> Callable[..., Awaitable[ApiCall]]:
     return check
 
 
+def _no_id(value: str) -> bool:
+    return any(ord(c) < 0x20 or c == "\x7f" for c in value)
+
+
+def _path_ids(params: Mapping[str, Any]) -> None:
+    """An id in the path is at most ``MAX_PATH_ID`` characters and holds no control
+    character (400 ``invalid_uri``: it can be no id); any other unknown id is a 404."""
+    for name, value in params.items():
+        if not isinstance(value, str):
+            continue
+        if len(value) > MAX_PATH_ID:
+            raise InvalidManagementRequest(
+                f"Path validation error: 'String is too long ({len(value)} chars), maximum"
+                f" {MAX_PATH_ID}' on property {name}.",
+                in_path=True,
+            )
+        if _no_id(value):
+            raise InvalidManagementRequest(
+                f"Path validation error: 'String contains control characters' on property {name}.",
+                in_path=True,
+            )
+
+
+def _query_text(query: Mapping[str, str]) -> None:
+    """No query parameter holds a NUL (no database stores one in text)."""
+    for name, value in query.items():
+        if "\x00" in value or "\x00" in name:
+            raise query_error(f"Query validation error: '{name}' holds a NUL character")
+
+
+def _without_nul(document: object) -> bool:
+    """No string in the document (key or value) holds a NUL (walked without recursion: a
+    body may nest as deep as the JSON parser allows)."""
+    pending = [document]
+    while pending:
+        match pending.pop():
+            case str() as text if "\x00" in text:
+                return False
+            case dict() as mapping:
+                pending.extend(mapping.keys())
+                pending.extend(mapping.values())
+            case list() as items:
+                pending.extend(items)
+    return True
+
+
 async def read_object(request: Request) -> dict[str, Any]:
-    """A JSON object body of at most 1 MiB (413 beyond, 400 for anything but an object)."""
+    """A JSON object body of at most 1 MiB (413 beyond, 400 for anything but an object, and
+    for a NUL in any of its strings, which no database stores in text)."""
     raw = await read_capped(request, MAX_BODY_BYTES)
     if raw is None:
         raise BodyTooLarge(MAX_BODY_BYTES)
-    return parse_json(raw)
+    body = parse_json(raw)
+    if not _without_nul(body):
+        raise InvalidManagementRequest("Payload validation error: 'String contains a NUL'.")
+    return body
 
 
 def query_error(message: str) -> InvalidManagementRequest:
@@ -131,7 +184,9 @@ def page_params(query: Mapping[str, str]) -> tuple[int, int, bool]:
 
 
 def checkpoint_params(query: Mapping[str, str]) -> tuple[str | None, int]:
-    """``from`` (an opaque checkpoint) and ``take`` (1..100, default 50)."""
+    """``from`` (an opaque checkpoint) and ``take`` (1..100, default 50); ``include_totals``
+    means nothing here but must still be a boolean."""
+    boolean(query, "include_totals", False)
     return query.get("from") or None, integer(query, "take", DEFAULT_PER_PAGE, 1, MAX_PER_PAGE)
 
 

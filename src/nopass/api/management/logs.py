@@ -57,11 +57,11 @@ async def list_logs(
     request: Request, call: ReadLogs, services: ServicesDep, tenant: TenantDep
 ) -> Response:
     query = request.query_params
+    take = integer(query, "take", DEFAULT_PER_PAGE, 1, MAX_PER_PAGE)  # checked, used or not
     if "from" not in query:
         return await _page(request, services, tenant, None)
     # Checkpoint mode: every other parameter is ignored ("from takes precedence").
     after = query.get("from") or None
-    take = integer(query, "take", DEFAULT_PER_PAGE, 1, MAX_PER_PAGE)
     found = await logs.logs_after(tenant.config, after, take, services.management)
     host = _host(request)
     last = found[-1].log_id if found else (after or "")

@@ -179,3 +179,9 @@ def _metadata(body: Mapping[str, Any], name: str) -> dict[str, Any] | None:
     if name not in body:
         return None
     return _object(body, name) or {}  # null clears, like {}
+
+
+# the same checks for the Management API's other small bodies (``sessions.py``)
+known_fields = _known
+string_field = _string
+boolean_field = _boolean

@@ -38,6 +38,19 @@ def _unique_hash(rows: Mapping[str, Any], attribute: str, value: str) -> None:
         raise DuplicateKey(f"duplicate {attribute}")
 
 
+def _usable(grant: RefreshGrant, now: datetime) -> bool:
+    """Neither revoked nor rotated, and unexpired."""
+    return (
+        grant.revoked_at is None
+        and grant.rotated_at is None
+        and (grant.expires_at is None or grant.expires_at > now)
+    )
+
+
+def _open(row: SessionRecord, now: datetime) -> bool:
+    return row.revoked_at is None and row.session.expires_at > now
+
+
 class MemoryRefreshTokenRepo:
     def __init__(self, work: Work) -> None:
         self._work = work
@@ -81,6 +94,20 @@ class MemoryRefreshTokenRepo:
             )
         return len(family)
 
+    async def get(self, tenant_id: str, grant_id: str, now: datetime) -> RefreshGrant | None:
+        row = self._work.reading().refresh_tokens.get(grant_id)
+        if row is None or row.tenant_id != tenant_id or not _usable(row.grant, now):
+            return None
+        return row.grant
+
+    async def delete(self, tenant_id: str, grant_id: str) -> bool:
+        tables = await self._work.writing()
+        row = tables.refresh_tokens.get(grant_id)
+        if row is None or row.tenant_id != tenant_id:
+            return False
+        del tables.refresh_tokens[grant_id]
+        return True
+
     async def list_for_user(
         self, tenant_id: str, user_id: str, *, after: str | None, limit: int, now: datetime
     ) -> list[RefreshGrant]:
@@ -90,9 +117,7 @@ class MemoryRefreshTokenRepo:
                 for row in self._work.reading().refresh_tokens.values()
                 if row.tenant_id == tenant_id
                 and row.grant.user_id == user_id
-                and row.grant.revoked_at is None
-                and row.grant.rotated_at is None
-                and (row.grant.expires_at is None or row.grant.expires_at > now)
+                and _usable(row.grant, now)
                 and (after is None or row.grant.id > after)
             ),
             key=lambda g: g.id,
@@ -177,6 +202,20 @@ class MemorySessionRepo:
             if (row.tenant_id, row.token_hash) == (tenant_id, token_hash):
                 tables.sessions[row.session.id] = replace(row, revoked_at=now)
 
+    async def get(self, tenant_id: str, session_id: str, now: datetime) -> Session | None:
+        row = self._work.reading().sessions.get(session_id)
+        if row is None or row.tenant_id != tenant_id or not _open(row, now):
+            return None
+        return row.session
+
+    async def delete(self, tenant_id: str, session_id: str) -> bool:
+        tables = await self._work.writing()
+        row = tables.sessions.get(session_id)
+        if row is None or row.tenant_id != tenant_id:
+            return False
+        del tables.sessions[session_id]
+        return True
+
     async def list_for_user(
         self, tenant_id: str, user_id: str, *, after: str | None, limit: int, now: datetime
     ) -> list[Session]:
@@ -186,8 +225,7 @@ class MemorySessionRepo:
                 for row in self._work.reading().sessions.values()
                 if row.tenant_id == tenant_id
                 and row.session.user_id == user_id
-                and row.revoked_at is None
-                and row.session.expires_at > now
+                and _open(row, now)
                 and (after is None or row.session.id > after)
             ),
             key=lambda s: s.id,
