@@ -17,12 +17,14 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from nopass.api.management.jobs import job_object
 from nopass.api.management.user_object import user_object
 from nopass.core.ids import job_id
 from nopass.core.jobs import IMPORT, PENDING, PROCESSING, Job
 from nopass.core.keyring import Keyring
 from nopass.core.ports import UnitOfWork, UnitOfWorkFactory
 from nopass.flows.management.job_runner import MAX_CLAIMS, RunnerDeps, run_next
+from nopass.flows.management.jobs import JobView
 from nopass.store.config import ConfigCache
 from nopass.store.engine import create_engine
 from nopass.store.memory import MemoryStore
@@ -234,3 +236,16 @@ async def test_memory_claims_and_fences() -> None:
         assert await uow.jobs.file("t2", job.id) is None
         assert await uow.jobs.get("t2", job.id) is None
         await uow.commit()
+
+
+async def test_a_running_import_shows_how_far_it_is(store: Store) -> None:
+    clock = MovableClock(datetime.now(UTC))
+    job = await submitted(store, clock)
+    with pytest.raises(Killed):
+        await run_next(runner(store, clock, DyingFactory(store.uow, dies_at=4)))  # one batch
+    async with store.uow() as uow:
+        running = await uow.jobs.get(store.tenant_id, job.id)
+    assert running is not None and running.status == PROCESSING
+    shown = job_object(JobView(running, "email"), "https://x")
+    assert shown["percentage_done"] == 2 * 100 // len(ROWS)
+    assert "summary" not in shown

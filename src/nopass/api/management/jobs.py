@@ -21,7 +21,7 @@ from nopass.api.management.frame import read_object, scoped
 from nopass.api.management.user_object import iso
 from nopass.api.responses import JSON
 from nopass.core.errors import ImportFileTooLarge, InvalidManagementRequest
-from nopass.core.jobs import COMPLETED, EXPORT, FAILED, Job, RowError
+from nopass.core.jobs import COMPLETED, EXPORT, FAILED, PROCESSING, Job, RowError
 from nopass.flows.management import jobs
 from nopass.flows.management.caller import ApiCall
 from nopass.flows.management.export_file import valid_path
@@ -180,6 +180,9 @@ def job_object(view: jobs.JobView, origin: str) -> dict[str, Any]:
         for name in ("external_id", "upsert", "send_completion_email"):
             if name in options:
                 body[name] = options[name]
+        total = (job.summary or {}).get("total", 0)
+        if job.status == PROCESSING and total:
+            body["percentage_done"] = job.progress * 100 // total
         if job.summary is not None and job.status in (COMPLETED, FAILED):
             body["summary"] = dict(job.summary)
     if job.status_details is not None:
