@@ -304,7 +304,8 @@ class JobRepo(Protocol):
     async def get(self, tenant_id: str, job_id: str) -> Job | None: ...
 
     async def count_active(self, tenant_id: str, job_type: str) -> int:
-        """The tenant's jobs of ``job_type`` that are pending or processing."""
+        """The tenant's jobs of ``job_type`` that are pending or processing; other counts
+        (submits) of the tenant wait until this unit of work ends."""
         ...
 
     async def claim(self, now: datetime, lease_until: datetime) -> Job | None:

@@ -16,10 +16,11 @@ from sqlalchemy import and_, func, insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from nopass.core.jobs import ACTIVE, PENDING, PROCESSING, Download, Job, RowError
-from nopass.store.tables import JobErrorRow, JobRow, table
+from nopass.store.tables import JobErrorRow, JobRow, TenantRow, table
 
 _J = table(JobRow)
 _E = table(JobErrorRow)
+_T = table(TenantRow)
 CANDIDATES = 5  # read per claim: the others' compare-and-set may win the first ones
 _JOB_COLUMNS = [c for c in _J.c if c.name not in ("upload", "output")]
 
@@ -83,6 +84,8 @@ class SqlJobRepo:
         return _job(row) if row is not None else None
 
     async def count_active(self, tenant_id: str, job_type: str) -> int:
+        # The tenant's row lock serialises submits on PostgreSQL (SQLite: one writer).
+        await self._conn.execute(select(_T.c.id).where(_T.c.id == tenant_id).with_for_update())
         query = select(func.count()).where(
             _J.c.tenant_id == tenant_id, _J.c.type == job_type, _J.c.status.in_(ACTIVE)
         )

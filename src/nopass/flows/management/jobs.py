@@ -115,8 +115,8 @@ async def submit_import(
         options=options,
     )
     async with deps.uow() as uow:
-        # The count and the insert are one transaction; two submits racing on PostgreSQL
-        # may both pass (a third job at most), which the limit tolerates.
+        # The count locks the tenant's submits until the insert commits: two at once
+        # cannot both pass as the second.
         if await uow.jobs.count_active(tenant_id, IMPORT) >= CONCURRENT_IMPORTS:
             raise TooManyJobs(CONCURRENT_IMPORTS)
         await uow.jobs.add(job, request.file)

@@ -40,9 +40,10 @@ class MemoryJobRepo:
         return _shown(record)
 
     async def count_active(self, tenant_id: str, job_type: str) -> int:
+        tables = await self._work.writing()  # serialises submits, as the SQL row lock does
         return sum(
             1
-            for r in self._work.reading().jobs.values()
+            for r in tables.jobs.values()
             if r.job.tenant_id == tenant_id and r.job.type == job_type and r.job.status in ACTIVE
         )
 
