@@ -84,8 +84,12 @@ class SqlJobRepo:
         return _job(row) if row is not None else None
 
     async def count_active(self, tenant_id: str, job_type: str) -> int:
-        # The tenant's row lock serialises submits on PostgreSQL (SQLite: one writer).
-        await self._conn.execute(select(_T.c.id).where(_T.c.id == tenant_id).with_for_update())
+        # The tenant's row lock serialises submits on PostgreSQL (SQLite: one writer). FOR NO
+        # KEY UPDATE: it leaves alone the key-share locks of inserts that refer to the tenant
+        # (a login's rows), which FOR UPDATE would make wait.
+        await self._conn.execute(
+            select(_T.c.id).where(_T.c.id == tenant_id).with_for_update(key_share=True)
+        )
         query = select(func.count()).where(
             _J.c.tenant_id == tenant_id, _J.c.type == job_type, _J.c.status.in_(ACTIVE)
         )
