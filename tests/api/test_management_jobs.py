@@ -408,7 +408,7 @@ async def test_export_csv_escapes_formulas(api: Api) -> None:
     await seed(api)
     fields = [{"name": "user_id"}, {"name": "given_name"}, {"name": "phone_number"}]
     _, data = await exported(api, {"format": "csv", "fields": fields})
-    table = list(csv.reader(io.StringIO(data.decode())))
+    table = list(csv.reader(io.StringIO(data.decode(), newline="")))
     assert table[0] == ["user_id", "given_name", "phone_number"]
     assert len(table) == 4
     assert '\'=HYPERLINK("http://x")' in {table[1][1], table[2][1]}

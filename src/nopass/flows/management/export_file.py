@@ -87,7 +87,7 @@ def render(
     out = io.StringIO()
     if file_format == "csv":
         chosen = list(fields) or [ExportField(name) for name in DEFAULT_FIELDS]
-        writer = csv.writer(out, lineterminator="\n")
+        writer = csv.writer(out, lineterminator="\r\n")  # RFC 4180; CR and LF get quoted
         writer.writerow([_cell(f.export_as or f.name) for f in chosen])
         for user in users:
             writer.writerow([_cell(_value(user, f.name)) for f in chosen])
