@@ -422,6 +422,8 @@ async def test_a_download_works_once(api: Api) -> None:
     path = job["location"].removeprefix("http://127.0.0.1:8123")
     first, second = await asyncio.gather(api.harness.client.get(path), api.harness.client.get(path))
     assert sorted([first.status_code, second.status_code]) == [200, 410]
+    downloads = "description = 'Download a users export' AND ip = '203.0.113.7'"
+    assert await api.harness.count("audit_events", downloads) == 1
     assert (await api.harness.client.get(path)).status_code == 410
     again = (await api.call("GET", f"/jobs/{job['id']}")).json()
     assert again["status"] == "completed" and "location" not in again  # the file is gone

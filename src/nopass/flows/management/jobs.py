@@ -25,7 +25,7 @@ from nopass.core.errors import (
 )
 from nopass.core.ids import job_id
 from nopass.core.jobs import EXPORT, IMPORT, KEPT_FOR, PENDING, Download, Job, RowError
-from nopass.core.models import TenantConfig
+from nopass.core.models import AuditEvent, TenantConfig
 from nopass.flows.management.caller import ApiCall, ManagementDeps
 
 MAX_IMPORT_BYTES = 500 * 1000  # "The file size limit for a bulk import is 500KB"
@@ -201,11 +201,24 @@ async def job_errors(
         return await uow.jobs.errors(tenant.tenant.id, job.id)
 
 
-async def take_download(tenant: TenantConfig, token: str, deps: ManagementDeps) -> Download | None:
-    """Spend a download token: the export's file (gzip), once."""
+async def take_download(
+    tenant: TenantConfig, token: str, deps: ManagementDeps, *, ip: str | None = None
+) -> Download | None:
+    """Spend a download token: the export's file (gzip), once; the download is audited
+    ``sapi`` (from ``ip``, for the client that asked for the export)."""
     now = deps.clock.now()
     async with deps.uow() as uow:
         taken = await uow.jobs.take_download(tenant.tenant.id, token_hash(token), now)
+        if taken is not None and taken.data is not None:
+            event = AuditEvent(
+                tenant_id=tenant.tenant.id,
+                type="sapi",
+                description="Download a users export",
+                ip=ip,
+                client_id=taken.job.options.get("client_id"),
+                details={"job_id": taken.job.id, "bytes": len(taken.data)},
+            )
+            await uow.audit.add(event, now)
         await uow.commit()
     if taken is not None and taken.job.created_at <= now - KEPT_FOR:
         return Download(taken.job, None)
