@@ -249,3 +249,54 @@ async def test_a_running_import_shows_how_far_it_is(store: Store) -> None:
     shown = job_object(JobView(running, "email"), "https://x")
     assert shown["percentage_done"] == 2 * 100 // len(ROWS)
     assert "summary" not in shown
+
+
+@pytest.mark.parametrize("backend", ["sql", "memory"])
+async def test_a_download_token_is_spent_once(backend: str, database_url: str) -> None:
+    """The SQL and memory stores decide the same: a file is offered under one token at a
+    time, taken once, and only by its own tenant."""
+    clock = MovableClock(datetime.now(UTC))
+    memory = MemoryStore()
+    engine = create_engine(database_url)
+    try:
+        if backend == "sql":
+            await prepare_database(database_url, tenant_config("http://127.0.0.1:8123"))
+            async with engine.connect() as conn:
+                tenant_id = str(await conn.scalar(text("SELECT id FROM tenants")))
+            factory: UnitOfWorkFactory = lambda: SqlUnitOfWork(engine, KEYRING)  # noqa: E731
+        else:
+            tenant_id, factory = "t1", memory
+        job = Job(
+            id=job_id(),
+            tenant_id=tenant_id,
+            type="users_export",
+            status=PENDING,
+            created_at=clock.now(),
+        )
+        now = clock.now()
+        async with factory() as uow:
+            await uow.jobs.add(job, None)
+            claimed = await uow.jobs.claim(now, now + timedelta(seconds=LEASE))
+            assert claimed is not None
+            assert not await uow.jobs.offer_download(tenant_id, job.id, "h0", now)  # no file yet
+            await uow.jobs.finish(
+                claimed, status="completed", summary=None, details=None, output=b"gz", now=now
+            )
+            expires = now + timedelta(minutes=10)
+            assert await uow.jobs.offer_download(tenant_id, job.id, "h1", expires)
+            assert await uow.jobs.offer_download(tenant_id, job.id, "h2", expires)  # replaces
+            assert not await uow.jobs.offer_download("other", job.id, "h3", expires)
+            await uow.commit()
+        async with factory() as uow:
+            assert await uow.jobs.take_download(tenant_id, "h1", now) is None
+            assert await uow.jobs.take_download("other", "h2", now) is None
+            taken = await uow.jobs.take_download(tenant_id, "h2", now)
+            assert taken is not None and taken.data == b"gz"
+            spent = await uow.jobs.take_download(tenant_id, "h2", now)
+            assert spent is not None and spent.data is None
+            await uow.commit()
+        async with factory() as uow:
+            shown = await uow.jobs.get(tenant_id, job.id)
+            assert shown is not None and not shown.has_file
+    finally:
+        await engine.dispose()
