@@ -10,7 +10,7 @@ import asyncio
 import contextlib
 import random
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import httpx
 import structlog
@@ -36,11 +36,13 @@ from nopass.api.management.errors import (
     unavailable as management_unavailable,
     validation_error as management_validation_error,
 )
+from nopass.api.management.user_object import user_object
 from nopass.api.responses import auth0_error
 from nopass.api.routes import (
     authorize,
     cross_origin,
     dev,
+    export_files,
     health,
     logout,
     magic_link,
@@ -59,6 +61,7 @@ from nopass.delivery.templates import TemplateRenderer
 from nopass.flows.authorization_request import BrowserDeps
 from nopass.flows.limits import Limits
 from nopass.flows.management.caller import ManagementDeps
+from nopass.flows.management.job_runner import RunnerDeps, run_next
 from nopass.flows.outbox import RetryPolicy, deliver_due
 from nopass.flows.start import StartDeps
 from nopass.flows.token import TokenDeps
@@ -112,6 +115,23 @@ class Runtime:
     queue: SqlOutboxQueue
     config: ConfigCache
     wakeup: OutboxWakeup
+    jobs: OutboxWakeup = field(default_factory=OutboxWakeup)  # wakes the job runner
+
+
+async def job_runner(runtime: Runtime, deps: RunnerDeps, poll_seconds: float) -> None:
+    """Run users import/export jobs, one at a time, as long as there are any; then wait
+    for a submit (or the poll, which also finds the jobs of a runner that died)."""
+    while not runtime.jobs.stopping:
+        try:
+            ran = await run_next(deps)
+        except UNAVAILABLE as exc:
+            log.warning("job_runner_unavailable", error=type(exc).__name__)
+            ran = False
+        except Exception:  # nothing must kill the loop
+            log.exception("job_runner_error")
+            ran = False
+        if not ran:
+            await runtime.jobs.wait(poll_seconds)
 
 
 async def outbox_worker(
@@ -262,15 +282,29 @@ def create_app(
             clock=clock,
             limits=limits,
             config_changed=runtime.config.invalidate,
+            job_submitted=runtime.jobs.notify,
         ),
         trusted_proxies=settings.trusted_proxy_networks,
         dev_mode=settings.dev_mode,
         ready=database_ready,
     )
 
+    runner_deps = RunnerDeps(
+        uow=unit_of_work,
+        clock=clock,
+        tenants=runtime.config.by_id,
+        user_object=user_object,
+        lease_seconds=settings.job_lease_seconds,
+    )
+
     @contextlib.asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         worker = asyncio.create_task(outbox_worker(runtime, clock, settings, policy))
+        runner = (
+            asyncio.create_task(job_runner(runtime, runner_deps, settings.job_poll_seconds))
+            if settings.run_jobs
+            else None
+        )
         janitor = asyncio.create_task(housekeeping(runtime, clock, settings.housekeeping_seconds))
         try:
             yield
@@ -278,6 +312,12 @@ def create_app(
             janitor.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await janitor
+            # A job cut short is taken up again once its lease runs out (by any process).
+            runtime.jobs.stop()
+            if runner is not None:
+                runner.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await runner
             # Let a message being handed to SMTP finish (graceful), then stop for sure.
             runtime.wakeup.stop()
             try:
@@ -314,6 +354,7 @@ def create_app(
     app.include_router(health.router)
     app.include_router(openapi.router)
     app.include_router(management_router)
+    app.include_router(export_files.router)
     if settings.dev_mode:
         app.include_router(dev.router)
     _install_error_handlers(app)

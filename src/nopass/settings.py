@@ -44,6 +44,9 @@ class Settings(BaseSettings):
     outbox_lease_seconds: float = Field(default=60.0, gt=0)
     outbox_max_lost_claims: int = Field(default=3, ge=1)
     housekeeping_seconds: float = Field(default=60.0, gt=0)
+    run_jobs: bool = True  # false: this process leaves users import/export jobs to others
+    job_poll_seconds: float = Field(default=2.0, gt=0)
+    job_lease_seconds: float = Field(default=60.0, gt=0)
     smtp_timeout_seconds: float = Field(default=10.0, gt=0)
     sms_timeout_seconds: float = Field(default=10.0, gt=0)
     # A request's whole body must arrive within this, or the answer is 408 (api/body_deadline.py).

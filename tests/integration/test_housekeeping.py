@@ -6,9 +6,19 @@ from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import func, insert, select
 
+from nopass.core.jobs import IMPORT, PENDING, Job, RowError
+from nopass.core.keyring import Keyring
 from nopass.store.engine import create_engine
 from nopass.store.housekeeping import purge
-from nopass.store.tables import ChallengeRow, OutboxRow, TenantRow, table
+from nopass.store.tables import (
+    ChallengeRow,
+    JobErrorRow,
+    JobRow,
+    OutboxRow,
+    TenantRow,
+    table,
+)
+from nopass.store.unit_of_work import SqlUnitOfWork
 from tests.support.config import tenant_config
 from tests.support.harness import prepare_database
 
@@ -66,5 +76,37 @@ async def test_purge_removes_only_dead_rows(database_url: str) -> None:
             statuses = sorted((await conn.execute(select(table(OutboxRow).c.status))).scalars())
         assert left == 600
         assert statuses == ["pending", "sent"]
+    finally:
+        await engine.dispose()
+
+
+async def test_purge_removes_jobs_a_day_old(database_url: str) -> None:
+    """ "All job-related data is automatically deleted after 24 hours": the job, its file
+    and its row errors (docs/specs/management-api.md §7.1)."""
+    await prepare_database(database_url, tenant_config("http://127.0.0.1:8123"))
+    engine = create_engine(database_url)
+    now = datetime.now(UTC)
+    try:
+        async with engine.connect() as conn:
+            tenant_id = str(await conn.scalar(select(TenantRow.id)))
+        async with SqlUnitOfWork(engine, Keyring([b"k" * 32])) as uow:
+            for name, age in (("old", timedelta(hours=25)), ("new", timedelta(hours=23))):
+                job = Job(
+                    id=f"job_{name:0>16}",
+                    tenant_id=tenant_id,
+                    type=IMPORT,
+                    status=PENDING,
+                    created_at=now - age,
+                )
+                await uow.jobs.add(job, b"[]")
+                error = RowError(0, {"email": "x"}, [{"code": "FORMAT", "message": "m"}])
+                await uow.jobs.add_errors(tenant_id, job.id, [error], now - age)
+            await uow.commit()
+        await purge(engine, now)
+        async with engine.connect() as conn:
+            jobs = (await conn.execute(select(table(JobRow).c.id))).scalars().all()
+            errors = await conn.scalar(select(func.count()).select_from(table(JobErrorRow)))
+        assert jobs == ["job_0000000000000new"]
+        assert errors == 1
     finally:
         await engine.dispose()

@@ -50,7 +50,9 @@
         ├── UserExists                the identity or user_id is taken
         ├── UnknownConnectionName     no connection of that name in the tenant
         ├── ObjectNotFound            no client, connection, API, grant or job with that id
-        └── ObjectConflict            a change that contradicts what exists (409)
+        ├── ObjectConflict            a change that contradicts what exists (409)
+        ├── ImportFileTooLarge        a users-import file over 500 KB
+        └── TooManyJobs               the tenant already runs its concurrent import jobs
 """
 
 from __future__ import annotations
@@ -504,3 +506,19 @@ class ObjectConflict(ManagementRefused):
     def __init__(self, message: str) -> None:
         super().__init__(message)
         self.message = message
+
+
+class ImportFileTooLarge(ManagementRefused):
+    """A users-import file over ``limit`` bytes (docs/specs/management-api.md §7.1)."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(f"import file over {limit} bytes")
+        self.limit = limit
+
+
+class TooManyJobs(ManagementRefused):
+    """The tenant already has ``limit`` import jobs pending or running."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(f"{limit} concurrent import jobs already")
+        self.limit = limit

@@ -30,3 +30,8 @@ def client_id() -> str:
 def client_secret() -> str:
     """A generated client secret: 64 URL-safe characters (384 bits)."""
     return secrets.token_urlsafe(48)
+
+
+def job_id() -> str:
+    """A job's: ``job_`` + 16 alphanumerics."""
+    return "job_" + alphanumerics(16)

@@ -15,6 +15,7 @@ from typing import Any, Protocol, Self
 from cryptography.hazmat.primitives.asymmetric.rsa import RSAPublicKey
 
 from nopass.core.errors import DeliveryFailed
+from nopass.core.jobs import Download, Job, RowError
 from nopass.core.lucene import Node
 from nopass.core.models import (
     AuditEvent,
@@ -309,6 +310,72 @@ class ConfigRepo(Protocol):
         ...
 
 
+class JobRepo(Protocol):
+    """Import and export jobs (docs/specs/management-api.md §7), their files and row errors.
+    A claim is a lease fenced by ``Job.attempts``: a fenced write (``progress``, ``finish``)
+    does nothing, returning False, once another runner has claimed the job."""
+
+    async def add(self, job: Job, file: bytes | None) -> None: ...
+
+    async def get(self, tenant_id: str, job_id: str) -> Job | None: ...
+
+    async def count_active(self, tenant_id: str, job_type: str) -> int:
+        """The tenant's jobs of ``job_type`` that are pending or processing; other counts
+        (submits) of the tenant wait until this unit of work ends."""
+        ...
+
+    async def claim(self, now: datetime, lease_until: datetime) -> Job | None:
+        """Claim the oldest job that is pending, or processing under a lease that ran out
+        (its runner died): processing, ``attempts`` + 1, leased until ``lease_until``. No two
+        claimers get the same claim."""
+        ...
+
+    async def file(self, tenant_id: str, job_id: str) -> bytes | None:
+        """An import's uploaded file."""
+        ...
+
+    async def progress(
+        self, job: Job, *, done: int, summary: Mapping[str, int], lease_until: datetime
+    ) -> bool:
+        """Record a batch done and extend the lease (fenced)."""
+        ...
+
+    async def finish(
+        self,
+        job: Job,
+        *,
+        status: str,
+        summary: Mapping[str, int] | None,
+        details: str | None,
+        output: bytes | None,
+        now: datetime,
+    ) -> bool:
+        """Complete or fail the job, the upload dropped, an export's file kept (fenced)."""
+        ...
+
+    async def add_errors(
+        self, tenant_id: str, job_id: str, errors: Sequence[RowError], now: datetime
+    ) -> None: ...
+
+    async def errors(self, tenant_id: str, job_id: str) -> list[RowError]:
+        """The job's row errors in file order."""
+        ...
+
+    async def offer_download(
+        self, tenant_id: str, job_id: str, token_hash: str, expires_at: datetime
+    ) -> bool:
+        """Make ``token_hash`` the one token of the export's file (a previous one stops
+        working); False when there is no file to offer."""
+        ...
+
+    async def take_download(
+        self, tenant_id: str, token_hash: str, now: datetime
+    ) -> Download | None:
+        """Spend the token, atomically (one taker wins): the file, which is dropped; a
+        ``Download`` without data when the token is spent or expired; None when unknown."""
+        ...
+
+
 class UnitOfWork(Protocol):
     """One database transaction; nothing is visible to others until ``commit``."""
 
@@ -336,6 +403,8 @@ class UnitOfWork(Protocol):
     def tickets(self) -> LoginTicketRepo: ...
     @property
     def config(self) -> ConfigRepo: ...
+    @property
+    def jobs(self) -> JobRepo: ...
 
     def savepoint(self, *, keep: bool) -> AbstractAsyncContextManager[None]:
         """Work in a savepoint: kept at the end when ``keep``, else (or on an error) undone,

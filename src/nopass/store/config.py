@@ -83,6 +83,10 @@ class ConfigCache:
         await self._refresh_if_due()
         return next((c for c in self._tenants.values() if c.tenant.name == name), None)
 
+    async def by_id(self, tenant_id: str) -> TenantConfig | None:
+        await self._refresh_if_due()
+        return self._tenants.get(tenant_id)
+
     async def email_provider(self, tenant_id: str) -> EmailProvider | None:
         await self._refresh_if_due()
         config = self._tenants.get(tenant_id)

@@ -1,6 +1,7 @@
 """Background purge of rows nobody can use any more, so the cost of a request does not grow
 with history: expired codes, authorization codes, tickets, transactions and sessions, spent
-assertion ids, failure and rate-limit windows, settled outbox messages and dead refresh tokens.
+assertion ids, failure and rate-limit windows, settled outbox messages, dead refresh tokens,
+and users import/export jobs a day old.
 
 Deletes run in small batches (short transactions, no long locks). Several processes may purge
 at once; deleting the same rows twice is harmless.
@@ -14,11 +15,14 @@ from datetime import datetime, timedelta
 from sqlalchemy import ColumnElement, Table, and_, delete, or_, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from nopass.core.jobs import KEPT_FOR
 from nopass.store.tables import (
     AuthorizationCodeRow,
     ChallengeRow,
     ClientAssertionRow,
     FailureWindowRow,
+    JobErrorRow,
+    JobRow,
     LoginTicketRow,
     LoginTransactionRow,
     OutboxRow,
@@ -44,6 +48,7 @@ def rules(now: datetime) -> list[Rule]:
     tk, tx, se = table(LoginTicketRow), table(LoginTransactionRow), table(SessionRow)
     ca, fw = table(ClientAssertionRow), table(FailureWindowRow)
     ob, rt, rc = table(OutboxRow), table(RefreshTokenRow), table(RateCounterRow)
+    je, jb = table(JobErrorRow), table(JobRow)
     old = now - GRACE
     return [
         Rule(ch, "id", ch.c.expires_at < old),
@@ -63,6 +68,9 @@ def rules(now: datetime) -> list[Rule]:
             ),
         ),
         Rule(rt, "id", or_(rt.c.expires_at < old, rt.c.revoked_at < now - timedelta(days=30))),
+        # "All job-related data is automatically deleted after 24 hours" (errors first)
+        Rule(je, "id", je.c.created_at < now - KEPT_FOR),
+        Rule(jb, "id", jb.c.created_at < now - KEPT_FOR),
     ]
 
 

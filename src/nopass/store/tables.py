@@ -17,6 +17,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     MetaData,
     String,
     Table,
@@ -491,3 +492,48 @@ class RateCounterRow(Base):
     window_start: Mapped[datetime]
     expires_at: Mapped[datetime] = mapped_column(index=True)
     count: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class JobRow(Base):
+    """A users import or export (docs/specs/management-api.md §7): its upload (an import's
+    file, dropped when done) and output (an export's gzip file, dropped once downloaded).
+    ``attempts`` counts claims and fences each claim's writes; the lease is ``lease_until``.
+    Only the hash of the download token is kept."""
+
+    __tablename__ = "jobs"
+    __table_args__ = (
+        Index("ix_jobs_status_created", "status", "created_at"),
+        Index("ix_jobs_created_at", "created_at"),
+    )
+    id: Mapped[str] = mapped_column(String(24), primary_key=True)
+    tenant_id: Mapped[str] = _tenant_fk()
+    type: Mapped[str] = mapped_column(String(16))
+    status: Mapped[str] = mapped_column(String(16))
+    connection_id: Mapped[str | None] = mapped_column(String(32))
+    options: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    summary: Mapped[dict[str, Any] | None]
+    status_details: Mapped[str | None] = mapped_column(Text)
+    progress: Mapped[int] = mapped_column(Integer, default=0)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    lease_until: Mapped[datetime | None]
+    upload: Mapped[bytes | None] = mapped_column(LargeBinary)
+    output: Mapped[bytes | None] = mapped_column(LargeBinary)
+    download_hash: Mapped[str | None] = mapped_column(String(64), unique=True)
+    download_expires_at: Mapped[datetime | None]
+    downloaded_at: Mapped[datetime | None]
+    created_at: Mapped[datetime]
+    updated_at: Mapped[datetime]
+
+
+class JobErrorRow(Base):
+    """One refused row of an import: the row (as given) and its errors."""
+
+    __tablename__ = "job_errors"
+    __table_args__ = (Index("ix_job_errors_job_position", "job_id", "position"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    tenant_id: Mapped[str] = _tenant_fk()
+    job_id: Mapped[str] = mapped_column(String(24), ForeignKey("jobs.id", ondelete="CASCADE"))
+    position: Mapped[int] = mapped_column(Integer)
+    user: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    errors: Mapped[list[Any]] = mapped_column(default=list)
+    created_at: Mapped[datetime] = mapped_column(index=True)

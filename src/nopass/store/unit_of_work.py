@@ -24,6 +24,7 @@ from nopass.store.authorization_codes import SqlAuthorizationCodeRepo
 from nopass.store.challenges import SqlChallengeRepo
 from nopass.store.config_document import SqlConfigRepo
 from nopass.store.failure_windows import SqlFailureWindowRepo
+from nopass.store.jobs import SqlJobRepo
 from nopass.store.kept_connections import KeptConnections
 from nopass.store.login_tickets import SqlLoginTicketRepo
 from nopass.store.prebuilt import run
@@ -179,6 +180,11 @@ class SqlUnitOfWork:
     def config(self) -> SqlConfigRepo:
         """Made on use: logins never need it."""
         return SqlConfigRepo(self.connection)
+
+    @property
+    def jobs(self) -> SqlJobRepo:
+        """Made on use: logins never need it."""
+        return SqlJobRepo(self.connection)
 
     @property
     def connection(self) -> AsyncConnection:

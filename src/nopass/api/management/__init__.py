@@ -12,7 +12,7 @@ from fastapi import APIRouter, Depends, Request
 from starlette.exceptions import HTTPException
 from starlette.routing import Match
 
-from nopass.api.management import logs, sessions, user_blocks, users
+from nopass.api.management import jobs, logs, sessions, user_blocks, users
 from nopass.api.management.errors import PREFIX
 from nopass.api.management.frame import RateLimitHeaders, gate
 
@@ -25,6 +25,7 @@ router.include_router(users.router)
 router.include_router(logs.router)
 router.include_router(user_blocks.router)
 router.include_router(sessions.router)
+router.include_router(jobs.router)
 CATCH_ALL = PREFIX + "/{rest:path}"
 
 

@@ -15,6 +15,7 @@ from nopass.core.errors import (
     BodyTimedOut,
     BodyTooLarge,
     BodyUnreadable,
+    ImportFileTooLarge,
     InsufficientScope,
     InvalidManagementRequest,
     InvalidQuery,
@@ -28,6 +29,7 @@ from nopass.core.errors import (
     ServiceUnavailable,
     TenantNotFound,
     TokenProblem,
+    TooManyJobs,
     UnknownConnectionName,
     UserExists,
     UserNotFound,
@@ -82,6 +84,12 @@ def management_error(exc: NopassError) -> JSON:
             code = "invalid_query_string" if exc.in_query else "invalid_body"
             code = "invalid_uri" if exc.in_path else code
             return envelope(400, exc.message, code)
+        case ImportFileTooLarge():
+            message = f"The file size limit for a bulk import is {exc.limit // 1000}KB"
+            return envelope(413, message, "payload_too_large")
+        case TooManyJobs():
+            message = f"There is a limit of {exc.limit} concurrent import jobs per tenant"
+            return envelope(429, message, "too_many_requests")
         case BodyTooLarge():
             return envelope(413, "Request payload is larger than 1 MiB", "payload_too_large")
         case BodyUnreadable():

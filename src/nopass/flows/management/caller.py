@@ -44,6 +44,7 @@ class ManagementDeps:
     clock: Clock
     limits: Limits
     config_changed: Callable[[], None] = _nothing  # this process reloads its configuration
+    job_submitted: Callable[[], None] = _nothing  # this process's job runner looks at once
 
 
 @dataclass(frozen=True, slots=True)

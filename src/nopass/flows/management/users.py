@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
+from datetime import datetime
 from typing import Any, Protocol, TypeVar
 
 from nopass.core.channel import Channel
@@ -22,7 +23,7 @@ from nopass.core.errors import (
     UserNotFound,
 )
 from nopass.core.lucene import Node
-from nopass.core.models import RefreshGrant, Session, TenantConfig, User
+from nopass.core.models import Connection, RefreshGrant, Session, TenantConfig, User
 from nopass.core.ports import UnitOfWork, UserSort
 from nopass.core.profile import initial_profile, new_user_id
 from nopass.flows.management.caller import ApiCall, ManagementDeps
@@ -174,9 +175,9 @@ def _merge(stored: Mapping[str, Any], patch: Mapping[str, Any] | None) -> dict[s
     return {k: v for k, v in merged.items() if v is not None}
 
 
-async def create_user(
-    tenant: TenantConfig, new: NewUser, call: ApiCall, deps: ManagementDeps
-) -> UserView:
+def new_user_record(tenant: TenantConfig, new: NewUser, now: datetime) -> tuple[User, str]:
+    """The user ``new`` describes, checked against its connection's rules (not yet stored),
+    and its connection's name: what ``POST /users`` and a users import create."""
     connection = tenant.connections.get(new.connection)
     if connection is None:
         raise UnknownConnectionName(new.connection)
@@ -209,7 +210,6 @@ async def create_user(
     given = new.email_verified if channel is Channel.EMAIL else new.phone_verified
     profile[verified] = bool(given)  # a login proves it; an administrator may say so
     profile.update(new.attributes)
-    now = deps.clock.now()
     user = User(
         tenant_id=tenant.tenant.id,
         user_id=user_id,
@@ -222,15 +222,66 @@ async def create_user(
         user_metadata=_merge({}, new.user_metadata),
         blocked=new.blocked,
     )
+    return user, connection.name
+
+
+async def create_user(
+    tenant: TenantConfig, new: NewUser, call: ApiCall, deps: ManagementDeps
+) -> UserView:
+    now = deps.clock.now()
+    user, connection = new_user_record(tenant, new, now)
     async with deps.uow() as uow:
         if not await uow.users.add(user):
             raise UserExists()
         event = call.audit(
-            tenant.tenant.id, "Create a user", user_id=user_id, connection=connection.name
+            tenant.tenant.id, "Create a user", user_id=user.user_id, connection=connection
         )
         await uow.audit.add(event, now)
         await uow.commit()
-    return UserView(user, connection.name)
+    return UserView(user, connection)
+
+
+def patched_user(user: User, connection: Connection, patch: UserPatch, now: datetime) -> User:
+    """``user`` changed by ``patch`` (checked against its connection's rules; not yet
+    stored): what ``PATCH /users/{id}`` and an upserting import write."""
+    if patch.connection is not None and patch.connection != connection.name:
+        raise InvalidManagementRequest(
+            f"The user is on connection {connection.name}, not {patch.connection}"
+        )
+    channel = connection.channel
+    _channel_fields(
+        channel,
+        email=patch.email,
+        phone_number=patch.phone_number,
+        email_verified=patch.email_verified,
+        phone_verified=patch.phone_verified,
+    )
+    profile = dict(user.profile)
+    identifier = user.identifier
+    typed = patch.email if channel is Channel.EMAIL else patch.phone_number
+    verified_key = "email_verified" if channel is Channel.EMAIL else "phone_verified"
+    verified = patch.email_verified if channel is Channel.EMAIL else patch.phone_verified
+    if typed is not None:
+        identifier = _identifier(channel, typed)
+        if identifier != user.identifier:
+            profile[channel.field] = identifier
+            profile[verified_key] = bool(verified)  # a new address is not proven yet
+    if verified is not None:
+        profile[verified_key] = verified
+    for name, value in patch.attributes.items():
+        if value is None:
+            profile.pop(name, None)
+        else:
+            profile[name] = value
+    return replace(
+        user,
+        identifier=identifier,
+        profile=profile,
+        updated_at=now,
+        app_metadata=_merge(user.app_metadata, patch.app_metadata),
+        user_metadata=_merge(user.user_metadata, patch.user_metadata),
+        blocked=user.blocked if patch.blocked is None else patch.blocked,
+    )
 
 
 async def update_user(
@@ -244,47 +295,10 @@ async def update_user(
         connection = tenant.connection_by_id(user.connection_id)
         if connection is None or not connection.is_passwordless:
             raise InvalidManagementRequest("the user's connection cannot be changed here")
-        if patch.connection is not None and patch.connection != connection.name:
-            raise InvalidManagementRequest(
-                f"The user is on connection {connection.name}, not {patch.connection}"
-            )
-        channel = connection.channel
-        _channel_fields(
-            channel,
-            email=patch.email,
-            phone_number=patch.phone_number,
-            email_verified=patch.email_verified,
-            phone_verified=patch.phone_verified,
-        )
-        profile = dict(user.profile)
-        identifier = user.identifier
-        typed = patch.email if channel is Channel.EMAIL else patch.phone_number
-        verified_key = "email_verified" if channel is Channel.EMAIL else "phone_verified"
-        verified = patch.email_verified if channel is Channel.EMAIL else patch.phone_verified
-        if typed is not None:
-            identifier = _identifier(channel, typed)
-            if identifier != user.identifier:
-                profile[channel.field] = identifier
-                profile[verified_key] = bool(verified)  # a new address is not proven yet
-        if verified is not None:
-            profile[verified_key] = verified
-        for name, value in patch.attributes.items():
-            if value is None:
-                profile.pop(name, None)
-            else:
-                profile[name] = value
         now = deps.clock.now()
-        changed = replace(
-            user,
-            identifier=identifier,
-            profile=profile,
-            updated_at=now,
-            app_metadata=_merge(user.app_metadata, patch.app_metadata),
-            user_metadata=_merge(user.user_metadata, patch.user_metadata),
-            blocked=user.blocked if patch.blocked is None else patch.blocked,
-        )
+        changed = patched_user(user, connection, patch, now)
         if not await uow.users.replace(changed):
-            raise UserExists(channel.field)
+            raise UserExists(connection.channel.field)
         if changed.blocked and not user.blocked:  # a blocked user keeps no way back in
             await uow.sessions.delete_for_user(tenant.tenant.id, user_id)
             await uow.refresh_tokens.delete_for_user(tenant.tenant.id, user_id)

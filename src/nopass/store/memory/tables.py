@@ -9,6 +9,7 @@ from dataclasses import dataclass, field, fields
 from datetime import datetime
 from typing import Any
 
+from nopass.core.jobs import Job, RowError
 from nopass.core.models import (
     AuditEvent,
     AuthorizationCode,
@@ -93,6 +94,19 @@ class AuditRecord:
     created_at: datetime
 
 
+@dataclass(frozen=True, slots=True)
+class JobRecord:
+    """A job as ``store/jobs.py`` keeps it: its lease, upload, output and download token."""
+
+    job: Job
+    lease_until: datetime | None = None
+    upload: bytes | None = None
+    output: bytes | None = None
+    download_hash: str | None = None
+    download_expires_at: datetime | None = None
+    downloaded_at: datetime | None = None
+
+
 Identity = tuple[str, str, str]  # tenant id, connection id, identifier
 
 
@@ -111,6 +125,8 @@ class Tables:
     audit: list[AuditRecord] = field(default_factory=list)
     configs: dict[str, dict[str, Any]] = field(default_factory=dict)  # tenant -> document
     secrets: dict[tuple[str, str], str] = field(default_factory=dict)  # client secret hashes
+    jobs: dict[str, JobRecord] = field(default_factory=dict)
+    job_errors: list[tuple[str, str, RowError]] = field(default_factory=list)  # tenant, job
 
     def copy(self) -> Tables:
         """A copy whose tables can change without changing these (rows are shared: frozen)."""

@@ -25,6 +25,7 @@ from nopass.store.memory.grants import (
     MemorySessionRepo,
     MemoryTransactionRepo,
 )
+from nopass.store.memory.jobs import MemoryJobRepo
 from nopass.store.memory.repos import (
     MemoryAssertionRepo,
     MemoryAuditRepo,
@@ -76,6 +77,7 @@ class MemoryUnitOfWork:
     transactions: MemoryTransactionRepo
     tickets: MemoryLoginTicketRepo
     config: MemoryConfigRepo
+    jobs: MemoryJobRepo
 
     def __init__(self, store: MemoryStore) -> None:
         self._store = store
@@ -93,6 +95,7 @@ class MemoryUnitOfWork:
         self.transactions = MemoryTransactionRepo(self)
         self.tickets = MemoryLoginTicketRepo(self)
         self.config = MemoryConfigRepo(self)
+        self.jobs = MemoryJobRepo(self)
 
     async def __aenter__(self) -> Self:
         if self._open:
