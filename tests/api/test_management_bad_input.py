@@ -64,6 +64,7 @@ OFFSET = frozenset({"offset"})
 CHECKPOINT = frozenset({"checkpoint"})
 READ_USERS = ("read:users",)
 READ_LOGS = ("read:logs", "read:logs_users")
+READ_JOBS = ("create:users", "read:users")
 EMAIL = "ada@acme.example"
 
 
@@ -74,6 +75,7 @@ class Row:
     body: Mapping[str, Any] | None = None  # a valid JSON body, for a route that takes one
     paging: frozenset[str] = field(default_factory=frozenset)
     unknown: int = 404  # the answer for well-formed ids that name nothing
+    form: Mapping[str, str] | None = None  # a valid multipart form (with an empty users file)
 
 
 ROUTES: dict[tuple[str, str], Row] = {
@@ -130,6 +132,13 @@ ROUTES: dict[tuple[str, str], Row] = {
     ("DELETE", "/user-blocks"): Row(("update:users",), f"/user-blocks?identifier={EMAIL}"),
     ("GET", "/user-blocks/{user_id}"): Row(READ_USERS, "/user-blocks/{user}"),
     ("DELETE", "/user-blocks/{user_id}"): Row(("update:users",), "/user-blocks/{user}"),
+    # jobs (§7); the import's multipart body is refused in tests/api/test_management_jobs.py
+    ("POST", "/jobs/users-imports"): Row(
+        ("create:users",), form={"connection_id": "{connection}", "upsert": "false"}
+    ),
+    ("POST", "/jobs/users-exports"): Row(READ_USERS, body={"format": "csv", "limit": 5}),
+    ("GET", "/jobs/{job_id}"): Row(READ_JOBS, "/jobs/job_nosuchjob0000000"),
+    ("GET", "/jobs/{job_id}/errors"): Row(READ_JOBS, "/jobs/job_nosuchjob0000000/errors"),
 }
 
 TABLES = (
@@ -143,6 +152,8 @@ TABLES = (
     "refresh_tokens",
     "failure_windows",
     "audit_events",
+    "jobs",
+    "job_errors",
 )
 WRONG_TYPES = {"string": "text", "number": 7, "boolean": True, "array": [], "object": {}}
 MALFORMED_IDS = ("%00", "a%01b", "%7F", "x" * 2000)
@@ -288,7 +299,14 @@ async def seed(api: Api) -> dict[str, str]:
             values,
         )
     [log] = (await api.call("GET", "/logs?per_page=1")).json()
-    return {"user": quote(user, safe=""), "session": "s0", "token": "r0", "log": log["log_id"]}
+    [connection] = await api.harness.rows("SELECT id FROM connections WHERE name = 'email'")
+    return {
+        "user": quote(user, safe=""),
+        "session": "s0",
+        "token": "r0",
+        "log": log["log_id"],
+        "connection": connection["id"],
+    }
 
 
 @pytest_asyncio.fixture(loop_scope="module")
@@ -608,6 +626,9 @@ async def test_the_valid_samples_are_accepted(probe: Probe) -> None:
     for key in sorted(KEYS, key=_write_order):
         row = ROUTES[key]
         send: dict[str, Any] = {"json": probe.body(row)} if row.body is not None else {}
+        if row.form is not None:
+            send["data"] = {name: value.format(**probe.seeds) for name, value in row.form.items()}
+            send["files"] = {"users": ("users.json", b"[]", "application/json")}
         response = await probe.api.harness.client.request(
             key[0], PREFIX + probe.path(row, key), headers=headers, **send
         )
