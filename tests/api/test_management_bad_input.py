@@ -22,7 +22,8 @@ signed by another key (401 ``invalid_token``), one without the route's scopes (4
 ``insufficient_scope``). For every id in a path: a NUL or another control character and a
 2000-character id are 400 ``invalid_uri`` (they can be no id); unexpected characters are an
 unknown id. For bodies: not JSON, JSON but not an object, an unknown field, wrong types, a NUL
-in a string, ``NaN``/``Infinity``/``1e400`` as a value (400 ``invalid_body``), over 1 MiB
+in a string, ``NaN``/``Infinity``/``1e400`` as a value, objects
+nested over 64 deep (400 ``invalid_body``), over 1 MiB
 (413). For paging: ``per_page``, ``page``,
 ``take`` and ``include_totals`` out of range or of the wrong type (400
 ``invalid_query_string``).
@@ -464,6 +465,11 @@ async def test_bodies(quiet: Probe, key: tuple[str, str]) -> None:
         for not_json in ("NaN", "-Infinity", "1e400"):  # Python reads them; JSON has none
             raw = json.dumps({**body, name: "__X__"}).replace('"__X__"', not_json).encode()
             await probe.refused(method, path, 400, "invalid_body", content=raw, headers=json_header)
+        if isinstance(valid, dict):  # nested past the 64 levels a body may have
+            deep: dict[str, Any] = {}
+            for _ in range(100):
+                deep = {"a": deep}
+            await probe.refused(method, path, 400, "invalid_body", json={**body, name: deep})
         if isinstance(valid, str):
             await probe.refused(method, path, 400, "invalid_body", json={**body, name: "a\x00b"})
     await probe.refused(method, path, 400, "invalid_body", json={**body, "x\x00": 1})
