@@ -154,6 +154,7 @@ BAD_PAGING = {
         "per_page=101",
         "per_page=-1",
         "per_page=x",
+        "per_page=%EF%BC%95",  # a fullwidth 5
         "page=-1",
         "page=x",
         "include_totals=maybe",
@@ -494,6 +495,17 @@ async def test_paging(quiet: Probe, key: tuple[str, str]) -> None:
             await probe.refused("GET", f"{path}{joiner}{query}", 400, "invalid_query_string")
     for query in ("include_totals=maybe&take=5", "q=%00", "fields=a%00"):
         await probe.refused("GET", f"{path}{joiner}{query}", 400, "invalid_query_string")
+
+
+@ON_THE_MODULE_LOOP
+async def test_searches_no_store_can_run(quiet: Probe) -> None:
+    """A metadata path deeper than any stored metadata: 400, not the database's failure."""
+    deep = "app_metadata." + ".".join(["a"] * 33) + ":1"
+    for q in (deep, deep.replace("app_", "user_")):
+        await quiet.refused("GET", f"/users?q={q}", 400, "invalid_query_string")
+    fine = "app_metadata." + ".".join(["a"] * 32) + ":1"
+    response = await quiet.api.call("GET", "/users", params={"q": fine})
+    assert response.status_code == 200, response.text
 
 
 # --- properties: whatever the query or the body, a clear answer ---------------------------

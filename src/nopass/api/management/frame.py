@@ -168,6 +168,8 @@ def integer(query: Mapping[str, str], name: str, default: int, low: int, high: i
     if value is None or value == "":
         return default
     try:
+        if not value.isascii():  # int() would read other scripts' digits ("５")
+            raise ValueError(value)
         number = int(value)
     except ValueError:
         raise query_error(f"Query validation error: '{name}' must be an integer") from None
