@@ -508,6 +508,25 @@ async def test_searches_no_store_can_run(quiet: Probe) -> None:
     assert response.status_code == 200, response.text
 
 
+@ON_THE_MODULE_LOOP
+async def test_a_given_user_id_can_be_named_in_a_path(probe: Probe) -> None:
+    """What cannot be addressed later (``/``, control characters) is refused at create;
+    anything else comes back by its percent-encoded id."""
+    async with probe.unchanged():
+        for bad in ("a/b", "a\nb", "a\tb", "\x7f"):
+            body = {"connection": "email", "email": "odd@acme.example", "user_id": bad}
+            await probe.refused("POST", "/users", 400, "invalid_body", json=body)
+    odd = "a b|c<>'\"ü%?#&+"
+    body = {"connection": "email", "email": "odd@acme.example", "user_id": odd}
+    created = await probe.api.call("POST", "/users", json=body)
+    assert created.status_code == 201, created.text
+    user_id = created.json()["user_id"]
+    for method in ("GET", "DELETE"):
+        response = await probe.api.call(method, f"/users/{quote(user_id, safe='')}")
+        assert response.status_code in (200, 204), response.text
+    assert (await probe.api.call("GET", f"/users/{quote(user_id, safe='')}")).status_code == 404
+
+
 # --- properties: whatever the query or the body, a clear answer ---------------------------
 
 QUERY_NAMES = (
