@@ -19,14 +19,14 @@ does not exist); 2xx answers may write (an audit event), 4xx never.
 
 For every route: no token, a malformed one, an expired one, one for another audience, one
 signed by another key (401 ``invalid_token``), one without the route's scopes (403
-``insufficient_scope``). For every id in a path: a NUL or another control character and a
-2000-character id are 400 ``invalid_uri`` (they can be no id); unexpected characters are an
-unknown id. For bodies: not JSON, JSON but not an object, an unknown field, wrong types, a NUL
-in a string, ``NaN``/``Infinity``/``1e400`` as a value, objects
-nested over 64 deep (400 ``invalid_body``), over 1 MiB
-(413). For paging: ``per_page``, ``page``,
-``take`` and ``include_totals`` out of range or of the wrong type (400
-``invalid_query_string``).
+``insufficient_scope``); every method its path does not take (405). For every id in a path:
+a NUL or another control character and a 2000-character id are 400 ``invalid_uri`` (they can
+be no id); unexpected characters are an unknown id. For bodies: not JSON, JSON but not an
+object, an unknown field, wrong types, a NUL in a string, ``NaN``/``Infinity``/``1e400`` as a
+value, objects nested over 64 deep (400 ``invalid_body``), over 1 MiB (413). For paging:
+``per_page``, ``page``, ``take`` and ``include_totals`` out of range or of the wrong type
+(400 ``invalid_query_string``). Hypothesis adds any text as an id, any query on the list
+routes and any typed user body: never more than a clear 4xx, and a 4xx writes nothing.
 
 One app (and database) per backend for the whole module; the routes are enumerated from the
 router's OpenAPI paths, because FastAPI keeps included routers lazily in ``router.routes``.
@@ -495,6 +495,19 @@ async def test_paging(quiet: Probe, key: tuple[str, str]) -> None:
             await probe.refused("GET", f"{path}{joiner}{query}", 400, "invalid_query_string")
     for query in ("include_totals=maybe&take=5", "q=%00", "fields=a%00"):
         await probe.refused("GET", f"{path}{joiner}{query}", 400, "invalid_query_string")
+
+
+@ON_THE_MODULE_LOOP
+async def test_methods_a_path_does_not_take(quiet: Probe) -> None:
+    """405 in the envelope, after the same gate (so a token is still required)."""
+    served: dict[str, set[str]] = {}
+    for method, path in KEYS:
+        served.setdefault(path, set()).add(method)
+    for path, methods in sorted(served.items()):
+        sample = quiet.path(ROUTES[(sorted(methods)[0], path)], (sorted(methods)[0], path))
+        for method in sorted({"GET", "POST", "PUT", "PATCH", "DELETE"} - methods):
+            await quiet.refused(method, sample, 405, "method_not_allowed", json={})
+            await quiet.refused(method, sample, 401, "invalid_token", bearer=None, json={})
 
 
 @ON_THE_MODULE_LOOP
