@@ -19,13 +19,14 @@ does not exist); 2xx answers may write (an audit event), 4xx never.
 
 For every route: no token, a malformed one, an expired one, one for another audience, one
 signed by another key (401 ``invalid_token``), one without the route's scopes (403
-``insufficient_scope``). For every id in a path: a NUL or another control character and a
-2000-character id are 400 ``invalid_uri`` (they can be no id); unexpected characters are an
-unknown id. For bodies: not JSON, JSON but not an object, an unknown field, wrong types, a NUL
-in a string, ``NaN``/``Infinity``/``1e400`` as a value (400 ``invalid_body``), over 1 MiB
-(413). For paging: ``per_page``, ``page``,
-``take`` and ``include_totals`` out of range or of the wrong type (400
-``invalid_query_string``).
+``insufficient_scope``); every method its path does not take (405). For every id in a path:
+a NUL or another control character and a 2000-character id are 400 ``invalid_uri`` (they can
+be no id); unexpected characters are an unknown id. For bodies: not JSON, JSON but not an
+object, an unknown field, wrong types, a NUL in a string, ``NaN``/``Infinity``/``1e400`` as a
+value, objects nested over 64 deep (400 ``invalid_body``), over 1 MiB (413). For paging:
+``per_page``, ``page``, ``take`` and ``include_totals`` out of range or of the wrong type
+(400 ``invalid_query_string``). Hypothesis adds any text as an id, any query on the list
+routes and any typed user body: never more than a clear 4xx, and a 4xx writes nothing.
 
 One app (and database) per backend for the whole module; the routes are enumerated from the
 router's OpenAPI paths, because FastAPI keeps included routers lazily in ``router.routes``.
@@ -164,6 +165,7 @@ BAD_PAGING = {
         "per_page=101",
         "per_page=-1",
         "per_page=x",
+        "per_page=%EF%BC%95",  # a fullwidth 5
         "page=-1",
         "page=x",
         "include_totals=maybe",
@@ -471,8 +473,9 @@ async def test_bodies(quiet: Probe, key: tuple[str, str]) -> None:
     json_header = {"Content-Type": "application/json"}
     for raw in (b"", b"{", b"{'a': 1}", b"\xff\xfe", b'{"a": 1} trailing'):
         await probe.refused(method, path, 400, "invalid_body", content=raw, headers=json_header)
-    for not_an_object in ([], [body], "text", 7, True, None):
-        await probe.refused(method, path, 400, "invalid_body", json=not_an_object)
+    for not_an_object in ([], [body], "text", 7, True, None):  # None: the body "null"
+        raw = json.dumps(not_an_object).encode()
+        await probe.refused(method, path, 400, "invalid_body", content=raw, headers=json_header)
     await probe.refused(method, path, 400, "invalid_body", json={**body, "zzz_unknown": 1})
     for name, valid in body.items():
         for kind, wrong in WRONG_TYPES.items():
@@ -482,6 +485,11 @@ async def test_bodies(quiet: Probe, key: tuple[str, str]) -> None:
         for not_json in ("NaN", "-Infinity", "1e400"):  # Python reads them; JSON has none
             raw = json.dumps({**body, name: "__X__"}).replace('"__X__"', not_json).encode()
             await probe.refused(method, path, 400, "invalid_body", content=raw, headers=json_header)
+        if isinstance(valid, dict):  # nested past the 64 levels a body may have
+            deep: dict[str, Any] = {}
+            for _ in range(100):
+                deep = {"a": deep}
+            await probe.refused(method, path, 400, "invalid_body", json={**body, name: deep})
         if isinstance(valid, str):
             await probe.refused(method, path, 400, "invalid_body", json={**body, name: "a\x00b"})
     await probe.refused(method, path, 400, "invalid_body", json={**body, "x\x00": 1})
@@ -506,6 +514,49 @@ async def test_paging(quiet: Probe, key: tuple[str, str]) -> None:
             await probe.refused("GET", f"{path}{joiner}{query}", 400, "invalid_query_string")
     for query in ("include_totals=maybe&take=5", "q=%00", "fields=a%00"):
         await probe.refused("GET", f"{path}{joiner}{query}", 400, "invalid_query_string")
+
+
+@ON_THE_MODULE_LOOP
+async def test_methods_a_path_does_not_take(quiet: Probe) -> None:
+    """405 in the envelope, after the same gate (so a token is still required)."""
+    served: dict[str, set[str]] = {}
+    for method, path in KEYS:
+        served.setdefault(path, set()).add(method)
+    for path, methods in sorted(served.items()):
+        sample = quiet.path(ROUTES[(sorted(methods)[0], path)], (sorted(methods)[0], path))
+        for method in sorted({"GET", "POST", "PUT", "PATCH", "DELETE"} - methods):
+            await quiet.refused(method, sample, 405, "method_not_allowed", json={})
+            await quiet.refused(method, sample, 401, "invalid_token", bearer=None, json={})
+
+
+@ON_THE_MODULE_LOOP
+async def test_searches_no_store_can_run(quiet: Probe) -> None:
+    """A metadata path deeper than any stored metadata: 400, not the database's failure."""
+    deep = "app_metadata." + ".".join(["a"] * 33) + ":1"
+    for q in (deep, deep.replace("app_", "user_")):
+        await quiet.refused("GET", f"/users?q={q}", 400, "invalid_query_string")
+    fine = "app_metadata." + ".".join(["a"] * 32) + ":1"
+    response = await quiet.api.call("GET", "/users", params={"q": fine})
+    assert response.status_code == 200, response.text
+
+
+@ON_THE_MODULE_LOOP
+async def test_a_given_user_id_can_be_named_in_a_path(probe: Probe) -> None:
+    """What cannot be addressed later (``/``, control characters) is refused at create;
+    anything else comes back by its percent-encoded id."""
+    async with probe.unchanged():
+        for bad in ("a/b", "a\nb", "a\tb", "\x7f"):
+            body = {"connection": "email", "email": "odd@acme.example", "user_id": bad}
+            await probe.refused("POST", "/users", 400, "invalid_body", json=body)
+    odd = "a b|c<>'\"ü%?#&+"
+    body = {"connection": "email", "email": "odd@acme.example", "user_id": odd}
+    created = await probe.api.call("POST", "/users", json=body)
+    assert created.status_code == 201, created.text
+    user_id = created.json()["user_id"]
+    for method in ("GET", "DELETE"):
+        response = await probe.api.call(method, f"/users/{quote(user_id, safe='')}")
+        assert response.status_code in (200, 204), response.text
+    assert (await probe.api.call("GET", f"/users/{quote(user_id, safe='')}")).status_code == 404
 
 
 # --- properties: whatever the query or the body, a clear answer ---------------------------

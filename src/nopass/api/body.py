@@ -73,6 +73,22 @@ def _finite(number: str) -> float:
     return value
 
 
+MAX_DEPTH = 64  # arrays and objects within each other; deeper exhausts the stack downstream
+
+
+def _depth(document: object) -> int:
+    """How deeply arrays and objects nest in the document (walked without recursion)."""
+    deepest, pending = 0, [(document, 0)]
+    while pending:
+        value, depth = pending.pop()
+        if isinstance(value, dict | list):
+            depth += 1
+            deepest = max(deepest, depth)
+            children = value.values() if isinstance(value, dict) else value
+            pending.extend((child, depth) for child in children)
+    return deepest
+
+
 def parse_json(raw: bytes) -> dict[str, object]:
     try:
         value = json.loads(raw, parse_constant=_not_json, parse_float=_finite)
@@ -81,7 +97,7 @@ def parse_json(raw: bytes) -> dict[str, object]:
         json.dumps(value, ensure_ascii=False).encode("utf-8")
     except (ValueError, RecursionError):  # UnicodeEncodeError is a ValueError
         raise BodyUnreadable() from None
-    if not isinstance(value, dict):
+    if not isinstance(value, dict) or _depth(value) > MAX_DEPTH:
         raise BodyUnreadable()
     return value
 

@@ -53,6 +53,10 @@ class Schema:
         root, dot, rest = name.partition(".")
         if root in self.metadata and dot:
             keys = tuple(rest.split("."))
+            if len(keys) > MAX_METADATA_PATH:
+                raise InvalidQuery(
+                    f"{root} paths have at most {MAX_METADATA_PATH} keys, not {len(keys)}"
+                )
             if all(_KEY.fullmatch(key) for key in keys):
                 return Field(name, Kind.METADATA, (root, *keys))
             raise InvalidQuery(f"invalid {root} path {rest!r}: use letters, digits, _ and -")
@@ -62,6 +66,7 @@ class Schema:
 
 
 _KEY = re.compile(r"[A-Za-z0-9_\-]+")
+MAX_METADATA_PATH = 32  # keys of app_metadata.<a.b.c>: metadata nests 64 deep at most (bodies)
 
 
 # --- the tree -----------------------------------------------------------------------------

@@ -3,8 +3,9 @@
 ``gate`` (a dependency of the whole router) resolves the tenant by Host, verifies the bearer
 token, counts the call against its caller's rate limit and leaves the limit's state in the
 request's state, where ``RateLimitHeaders`` puts it on the answer, whatever it is. Each
-endpoint then names the scopes it accepts (``scoped``). Query strings and bodies are read
-here, to the rules of §1.2-§1.4 and the 1 MiB body limit of §1.1.
+endpoint then names the scopes it accepts (``scoped``), which also refuses path ids no
+store can hold (400 ``invalid_uri``) and NULs in the query. Query strings and bodies are
+read here, to the rules of §1.2-§1.4 and the 1 MiB body limit of §1.1.
 """
 
 from __future__ import annotations
@@ -89,7 +90,7 @@ def scoped(*accepted: str) -> Callable[..., Awaitable[ApiCall]]:
     return check
 
 
-def _no_id(value: str) -> bool:
+def _has_control_character(value: str) -> bool:
     return any(ord(c) < 0x20 or c == "\x7f" for c in value)
 
 
@@ -105,7 +106,7 @@ def _path_ids(params: Mapping[str, Any]) -> None:
                 f" {MAX_PATH_ID}' on property {name}.",
                 in_path=True,
             )
-        if _no_id(value):
+        if _has_control_character(value):
             raise InvalidManagementRequest(
                 f"Path validation error: 'String contains control characters' on property {name}.",
                 in_path=True,
@@ -168,6 +169,8 @@ def integer(query: Mapping[str, str], name: str, default: int, low: int, high: i
     if value is None or value == "":
         return default
     try:
+        if not value.isascii():  # int() would read other scripts' digits ("５")
+            raise ValueError(value)
         number = int(value)
     except ValueError:
         raise query_error(f"Query validation error: '{name}' must be an integer") from None

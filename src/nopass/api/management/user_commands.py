@@ -121,6 +121,17 @@ def _no_verification(body: Mapping[str, Any], *names: str) -> None:
             )
 
 
+def _user_id(body: Mapping[str, Any]) -> str | None:
+    """A given ``user_id`` can be named in a path: no ``/`` (a path separator even when
+    percent-encoded) and no control character (``frame.py`` refuses those in paths)."""
+    value = _string(body, "user_id", limit=64)
+    if value is not None and ("/" in value or any(ord(c) < 0x20 or c == "\x7f" for c in value)):
+        raise invalid(
+            "'String does not match pattern ^[^/\\x00-\\x1f\\x7f]+$' on property user_id."
+        )
+    return value
+
+
 def new_user(body: Mapping[str, Any]) -> NewUser:
     _known(body, CREATE_FIELDS)
     _no_verification(body, "verify_email")
@@ -136,7 +147,7 @@ def new_user(body: Mapping[str, Any]) -> NewUser:
         connection=connection,
         email=_string(body, "email", limit=254),
         phone_number=_string(body, "phone_number", limit=16),
-        user_id=_string(body, "user_id", limit=64),
+        user_id=_user_id(body),
         email_verified=_boolean(body, "email_verified"),
         phone_verified=_boolean(body, "phone_verified"),
         blocked=bool(_boolean(body, "blocked")),
