@@ -363,13 +363,34 @@ class EmailTemplate(_Strict):
     _from = field_validator("from_", "subject", "body")(_check_template)
 
 
-class EmailOptions(_Strict):
+class _Opaque(BaseModel):
+    """Connection options: the keys nopass interprets are validated, any other top-level key
+    (Auth0's ``name``, ``upstream_params``, ``non_persistent_attrs``, ...) is kept as given
+    and echoed back, so an Auth0 export applies and round-trips. Nested objects nopass
+    interprets (``totp``, ``email``, ``gateway_authentication``) stay strict."""
+
+    model_config = ConfigDict(extra="allow", strict=False, frozen=True)
+
+
+def _auth_params(value: object) -> object:
+    """Auth0 documents ``authParams`` as a JSON string; nopass keeps the object it encodes."""
+    if isinstance(value, str):
+        try:
+            value = json.loads(value) if value.strip() else {}
+        except json.JSONDecodeError as exc:
+            raise ValueError("authParams must be an object or a JSON string of one") from exc
+    return value
+
+
+class EmailOptions(_Opaque):
     totp: Totp = Field(default_factory=Totp)
     disable_signup: bool = _EMAIL.disable_signup
     brute_force_protection: bool = _EMAIL.brute_force_protection
     magic_link_confirmation: bool = _EMAIL.magic_link_confirmation
     authParams: dict[str, str] = Field(default_factory=lambda: dict(_EMAIL.auth_params))
     email: EmailTemplate | None = None
+
+    _params = field_validator("authParams", mode="before")(_auth_params)
 
 
 class GatewayAuthentication(_Strict):
@@ -380,7 +401,7 @@ class GatewayAuthentication(_Strict):
     secret_base64_encoded: bool = _GATEWAY_AUTH_BASE64
 
 
-class SmsOptions(_Strict):
+class SmsOptions(_Opaque):
     totp: Totp = Field(default_factory=Totp)
     disable_signup: bool = _SMS.disable_signup
     brute_force_protection: bool = _SMS.brute_force_protection
@@ -420,7 +441,7 @@ class SmsOptions(_Strict):
         return self
 
 
-OPTION_MODELS: dict[str, type[_Strict]] = {"email": EmailOptions, "sms": SmsOptions}
+OPTION_MODELS: dict[str, type[BaseModel]] = {"email": EmailOptions, "sms": SmsOptions}
 
 
 class ConnectionSpec(_Strict):
@@ -429,6 +450,18 @@ class ConnectionSpec(_Strict):
     strategy: Annotated[str, Field(min_length=1, max_length=64)]
     enabled_clients: list[str] = Field(default_factory=list)
     options: dict[str, Any] = Field(default_factory=dict)
+    # Auth0's other connection properties, kept when given (None: Auth0's default)
+    display_name: Annotated[str, Field(max_length=128)] | None = None
+    is_domain_connection: bool | None = None
+    realms: list[Annotated[str, Field(min_length=1, max_length=255)]] | None = None
+    metadata: dict[str, Annotated[str, Field(max_length=255)]] | None = None
+    show_as_button: bool | None = None
+
+    def stored_settings(self) -> dict[str, Any]:
+        """The ``connections.settings`` row value: the properties given, by name."""
+        return {
+            key: getattr(self, key) for key in CONNECTION_SETTINGS if getattr(self, key) is not None
+        }
 
     @model_validator(mode="after")
     def _options(self) -> ConnectionSpec:
@@ -450,7 +483,19 @@ class ConnectionSpec(_Strict):
         model = OPTION_MODELS.get(self.strategy)
         if model is None:
             return dict(self.options)
-        return model.model_validate(self.options).model_dump(by_alias=True, exclude_none=True)
+        options = model.model_validate(self.options)
+        normalized = options.model_dump(by_alias=True, exclude_none=True)
+        normalized.update(options.model_extra or {})  # opaque keys as given, nulls too
+        return normalized
+
+
+CONNECTION_SETTINGS = (
+    "display_name",
+    "is_domain_connection",
+    "realms",
+    "metadata",
+    "show_as_button",
+)
 
 
 class SmtpCredentials(_Strict):
@@ -544,6 +589,7 @@ class ConfigFile(_Strict):
                             "strategy": c.strategy,
                             "enabled_clients": sorted(ids[ref] for ref in c.enabled_clients),
                             "options": c.normalized_options(),
+                            **c.stored_settings(),
                         }
                     )
                     for c in self.connections

@@ -122,6 +122,10 @@ class UserRepo(Protocol):
         """Remove the user; the removed user, or None when there was none."""
         ...
 
+    async def delete_for_connection(self, tenant_id: str, connection_id: str) -> list[str]:
+        """Remove every user of the connection; their user_ids, sorted."""
+        ...
+
     async def page(
         self,
         tenant_id: str,

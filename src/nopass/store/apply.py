@@ -229,6 +229,7 @@ class _Applier:
         summary = []
         for spec in cfg.connections:
             options = spec.normalized_options()
+            settings = spec.stored_settings()
             row = current.pop(spec.name, None)
             if row is None:
                 conn_id = spec.id or ids.connection_id()
@@ -239,6 +240,7 @@ class _Applier:
                         name=spec.name,
                         strategy=spec.strategy,
                         options=options,
+                        settings=settings,
                     )
                 )
             else:
@@ -248,11 +250,15 @@ class _Applier:
                         f"connections: connection {spec.name!r} already has id {conn_id!r}; "
                         "an id cannot change"
                     )
-                if row.strategy != spec.strategy or row.options != options:
+                if (
+                    row.strategy != spec.strategy
+                    or row.options != options
+                    or (row.settings or {}) != settings
+                ):
                     await self._write(
                         update(t)
                         .where(t.c.id == conn_id)
-                        .values(strategy=spec.strategy, options=options)
+                        .values(strategy=spec.strategy, options=options, settings=settings)
                     )
             wanted = {by_ref[ref] for ref in spec.enabled_clients}
             have = set(

@@ -113,6 +113,7 @@ async def _connections(conn: AsyncConnection, tenant_id: str) -> list[dict[str, 
             "strategy": r.strategy,
             "enabled_clients": sorted(enabled.get(r.id, [])),
             "options": dict(r.options or {}),
+            **dict(r.settings or {}),
         }
         for r in rows
     ]

@@ -144,6 +144,8 @@ class ConnectionRow(Base):
     name: Mapped[str] = mapped_column(String(128))
     strategy: Mapped[str] = mapped_column(String(64))
     options: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    # Auth0's other connection properties given (display_name, realms, ...: config_file)
+    settings: Mapped[dict[str, Any]] = mapped_column(server_default=text("'{}'"))
 
 
 class ConnectionClientRow(Base):
