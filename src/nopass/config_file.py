@@ -362,6 +362,13 @@ class EmailTemplate(_Strict):
 
     _from = field_validator("from_", "subject", "body")(_check_template)
 
+    @field_validator("from_", "subject", "body", mode="before")
+    @classmethod
+    def _empty(cls, value: object) -> object:
+        # an empty part is the built-in default, as when absent (deploy-cli exports an
+        # email connection's missing body as an empty file, and imports it as "")
+        return None if value == "" else value
+
 
 class _Opaque(BaseModel):
     """Connection options: the keys nopass interprets are validated, any other top-level key

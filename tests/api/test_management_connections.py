@@ -452,3 +452,10 @@ async def test_apply_afterwards_keeps_what_the_api_made(api: Api) -> None:
     await apply_config(engine, parse_config(document), now=datetime.now(UTC), prune=True)
     assert await stored(api) == before
     assert parse_config(document).document() == document
+
+
+async def test_an_empty_email_template_part_is_the_default(api: Api) -> None:
+    # deploy-cli imports a missing body as "" (it exports it as an empty file)
+    options = {"email": {"body": "", "subject": "", "syntax": "liquid"}}
+    created = await create(api, name="mail", strategy="email", options=options)
+    assert created["options"]["email"] == {"syntax": "liquid"}
