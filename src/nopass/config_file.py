@@ -208,6 +208,7 @@ class ClientGrantSpec(_Strict):
 class JwtConfiguration(_Strict):
     lifetime_in_seconds: int = Field(_ID_TOKEN.lifetime_in_seconds, ge=60, le=2592000)
     alg: Literal["RS256"] = _ID_TOKEN.alg
+    secret_encoded: bool | None = None  # Auth0's; kept and shown (nopass signs RS256 only)
 
 
 class RefreshTokenSettings(_Strict):
@@ -215,6 +216,10 @@ class RefreshTokenSettings(_Strict):
     expiration_type: Literal["expiring", "non-expiring"] = _REFRESH.expiration_type
     token_lifetime: int = Field(_REFRESH.token_lifetime, ge=60)
     leeway: int = Field(_REFRESH.leeway, ge=0, le=60)
+    # Auth0's, kept and shown as set (nopass's lifetimes are the two above)
+    infinite_token_lifetime: bool | None = None
+    idle_token_lifetime: int | None = Field(None, ge=1)
+    infinite_idle_token_lifetime: bool | None = None
 
 
 class Credential(_Strict):
@@ -242,6 +247,18 @@ class ClientAuthenticationMethods(_Strict):
 
 AppType = Literal["native", "spa", "regular_web", "non_interactive"]
 AuthMethodName = Literal["none", "client_secret_post", "client_secret_basic", "private_key_jwt"]
+AUTH0_CLIENT_EXTRAS = (  # ClientSpec's settings that nopass keeps for Auth0's tools
+    "description",
+    "logo_uri",
+    "initiate_login_uri",
+    "is_first_party",
+    "oidc_conformant",
+    "sso_disabled",
+    "custom_login_page_on",
+    "client_metadata",
+    "organization_usage",
+    "organization_require_behavior",
+)
 GRANTS = (
     PASSWORDLESS_OTP_GRANT,
     "authorization_code",
@@ -278,6 +295,34 @@ class ClientSpec(_Strict):
     jwt_configuration: JwtConfiguration = Field(default_factory=JwtConfiguration)
     refresh_token: RefreshTokenSettings = Field(default_factory=RefreshTokenSettings)
     client_authentication_methods: ClientAuthenticationMethods | None = None
+    # Auth0's descriptive settings (docs/specs/management-api.md §5.1): kept and shown as
+    # set, left out while unset.
+    description: Annotated[str, Field(max_length=140)] | None = None
+    logo_uri: str | None = None
+    initiate_login_uri: str | None = None
+    is_first_party: bool | None = None
+    oidc_conformant: bool | None = None
+    sso_disabled: bool | None = None
+    custom_login_page_on: bool | None = None
+    client_metadata: dict[str, Annotated[str, Field(max_length=255)]] | None = None
+    organization_usage: Literal["deny", "allow", "require"] | None = None
+    organization_require_behavior: (
+        Literal["no_prompt", "pre_login_prompt", "post_login_prompt"] | None
+    ) = None
+
+    @field_validator("logo_uri", "initiate_login_uri")
+    @classmethod
+    def _absolute(cls, value: str | None) -> str | None:
+        if value is not None and value != "" and not urlsplit(value).netloc:
+            raise ValueError(f"not an absolute URL: {value!r}")
+        return value
+
+    @field_validator("client_metadata")
+    @classmethod
+    def _metadata(cls, value: dict[str, str] | None) -> dict[str, str] | None:
+        if value is not None and len(value) > 10:
+            raise ValueError("client_metadata has at most 10 keys")
+        return value
 
     @field_validator("callbacks", "allowed_logout_urls")
     @classmethod
@@ -322,9 +367,14 @@ class ClientSpec(_Strict):
             "web_origins": self.web_origins,
             "cross_origin_auth": self.cross_origin_auth,
             "is_token_endpoint_ip_header_trusted": self.is_token_endpoint_ip_header_trusted,
-            "jwt_configuration": self.jwt_configuration.model_dump(),
-            "refresh_token": self.refresh_token.model_dump(),
+            "jwt_configuration": self.jwt_configuration.model_dump(exclude_none=True),
+            "refresh_token": self.refresh_token.model_dump(exclude_none=True),
             "public_keys": self.public_keys,
+            **{
+                key: getattr(self, key)
+                for key in AUTH0_CLIENT_EXTRAS
+                if getattr(self, key) is not None
+            },
         }
 
     @property

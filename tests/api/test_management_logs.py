@@ -4,7 +4,6 @@ SQLite and PostgreSQL (docs/specs/management-api.md §3.8, §4, §6)."""
 from __future__ import annotations
 
 import re
-
 from collections.abc import AsyncIterator
 from typing import Any
 

@@ -12,7 +12,7 @@ from fastapi import APIRouter, Depends, Request
 from starlette.exceptions import HTTPException
 from starlette.routing import Match
 
-from nopass.api.management import logs, user_blocks, users
+from nopass.api.management import clients, logs, user_blocks, users
 from nopass.api.management.errors import PREFIX
 from nopass.api.management.frame import RateLimitHeaders, gate
 
@@ -24,6 +24,7 @@ router = APIRouter(prefix=PREFIX, dependencies=[Depends(gate)])
 router.include_router(users.router)
 router.include_router(logs.router)
 router.include_router(user_blocks.router)
+router.include_router(clients.router)
 CATCH_ALL = PREFIX + "/{rest:path}"
 
 

@@ -10,13 +10,14 @@ transaction with its ``sapi`` audit event. A document that breaks a rule of the 
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
 from nopass.config_file import ApplyConflict, ConfigFileError
 from nopass.core.errors import InvalidManagementRequest, ObjectConflict
 from nopass.core.models import TenantConfig
+from nopass.core.ports import UnitOfWork
 from nopass.flows.management.caller import ApiCall, ManagementDeps
 
 Document = dict[str, Any]
@@ -43,12 +44,15 @@ async def change(
     deps: ManagementDeps,
     edit: Callable[[Document], str | None],
     description: str,
+    *,
+    also: Callable[[UnitOfWork], Awaitable[None]] | None = None,
     **facts: Any,
 ) -> Changed:
     """Apply ``edit`` to the tenant's document and store the result, audited as
     ``description`` with ``facts`` (never a secret). ``edit`` changes the document in place
     (raising the domain's refusals: not found, conflict) and returns where in it the edited
-    object is (``clients[3]``), which validation messages then leave out."""
+    object is (``clients[3]``), which validation messages then leave out. ``also`` does the
+    change's other writes (a deleted client's refresh tokens) in the same transaction."""
     tenant_id = tenant.tenant.id
     async with deps.uow() as uow:
         document = await uow.config.document(tenant_id)
@@ -60,6 +64,8 @@ async def change(
             raise InvalidManagementRequest(_payload_error(str(exc), where)) from None
         except ApplyConflict as exc:
             raise ObjectConflict(str(exc)) from None
+        if also is not None:
+            await also(uow)
         await uow.audit.add(call.audit(tenant_id, description, **facts), now)
         stored = await uow.config.document(tenant_id)
         await uow.commit()
