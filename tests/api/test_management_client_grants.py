@@ -207,7 +207,7 @@ async def test_scopes(api: Api) -> None:
         ("DELETE", "/client-grants/cgr_0123456789abcdef", "delete:client_grants"),
     ]
     for method, path, scope in cases:
-        body = {} if method in ("POST", "PATCH") else None
+        body: dict[str, Any] | None = {} if method in ("POST", "PATCH") else None
         response = await api.call(method, path, json=body, scopes=["read:clients"])
         assert response.status_code == 403
         assert response.json()["message"] == f"Insufficient scope, expected any of: {scope}"

@@ -181,7 +181,7 @@ async def test_scopes(api: Api) -> None:
         ("DELETE", f"/resource-servers/{quote(API_ID, safe='')}", "delete:resource_servers"),
     ]
     for method, path, scope in cases:
-        body = {} if method in ("POST", "PATCH") else None
+        body: dict[str, Any] | None = {} if method in ("POST", "PATCH") else None
         response = await api.call(method, path, json=body, scopes=["read:clients"])
         assert response.status_code == 403
         assert response.json()["message"] == f"Insufficient scope, expected any of: {scope}"
