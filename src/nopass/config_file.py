@@ -147,6 +147,26 @@ class TestIdentity(_Strict):
         return value
 
 
+class SessionCookie(_Strict):
+    mode: Literal["persistent", "non-persistent"]
+
+
+TENANT_SETTINGS = (  # Auth0's tenant settings the file names (docs/specs/management-api.md §5.4)
+    "picture_url",
+    "support_email",
+    "support_url",
+    "default_directory",
+    "allowed_logout_urls",
+    "session_lifetime",
+    "idle_session_lifetime",
+    "sandbox_version",
+    "enabled_locales",
+    "flags",
+    "session_cookie",
+    "default_redirection_uri",
+)
+
+
 class TenantSpec(_Strict):
     name: Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")]
     domains: Annotated[list[str], Field(min_length=1)]
@@ -154,6 +174,42 @@ class TenantSpec(_Strict):
     default_audience: str | None = None
     rate_limits: RateLimits = Field(default_factory=RateLimits)
     test_identities: list[TestIdentity] = Field(default_factory=list)
+    # Auth0's tenant settings (GET/PATCH /api/v2/tenants/settings): the hosted login page
+    # shows friendly_name, picture_url, support_email and support_url; the rest is kept and
+    # shown as set, and ``other_settings`` keeps any other Auth0 setting as given.
+    picture_url: str | None = None
+    support_email: str | None = None
+    support_url: str | None = None
+    default_directory: str | None = None
+    allowed_logout_urls: list[str] | None = None
+    session_lifetime: float | None = Field(None, gt=0)
+    idle_session_lifetime: float | None = Field(None, gt=0)
+    sandbox_version: str | None = None
+    enabled_locales: list[str] | None = None
+    flags: dict[str, Any] | None = None
+    session_cookie: SessionCookie | None = None
+    default_redirection_uri: str | None = None
+    other_settings: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("picture_url", "support_url", "default_redirection_uri")
+    @classmethod
+    def _url(cls, value: str | None) -> str | None:
+        if value and urlsplit(value).scheme not in ("http", "https"):
+            raise ValueError(f"not an http(s) URL: {value!r}")
+        return value
+
+    @field_validator("other_settings")
+    @classmethod
+    def _others(cls, value: dict[str, Any]) -> dict[str, Any]:
+        for key in value:
+            if key in TenantSpec.model_fields:
+                raise ValueError(f"{key!r} is a tenant key of its own, not an other setting")
+        return value
+
+    def stored_settings(self) -> dict[str, Any]:
+        """The ``tenants.settings`` value: the Auth0 settings set, and the others."""
+        named = self.model_dump(include=set(TENANT_SETTINGS), exclude_none=True)
+        return {**self.other_settings, **named}
 
     @field_validator("domains")
     @classmethod
@@ -171,12 +227,29 @@ class ResourceServerScope(_Strict):
     description: Annotated[str, Field(max_length=500)] | None = None
 
 
+RESOURCE_SERVER_EXTRAS = (  # Auth0's, kept and shown as set
+    "signing_alg",
+    "token_lifetime_for_web",
+    "skip_consent_for_verifiable_first_party_clients",
+    "token_dialect",
+    "enforce_policies",
+)
+
+
 class ResourceServerSpec(_Strict):
     identifier: Annotated[str, Field(min_length=1, max_length=512)]
     name: str
     token_lifetime: int = Field(domain.DEFAULT_ACCESS_TOKEN_LIFETIME, ge=60, le=2592000)
     allow_offline_access: bool = False
     scopes: list[ResourceServerScope] = Field(default_factory=list)
+    signing_alg: Literal["RS256"] | None = None  # nopass signs access tokens with RS256
+    token_lifetime_for_web: int | None = Field(None, ge=60, le=2592000)
+    skip_consent_for_verifiable_first_party_clients: bool | None = None
+    token_dialect: (
+        Literal["access_token", "access_token_authz", "rfc9068_profile", "rfc9068_profile_authz"]
+        | None
+    ) = None
+    enforce_policies: bool | None = None
 
     @field_validator("scopes")
     @classmethod
@@ -190,9 +263,17 @@ class ResourceServerSpec(_Strict):
 
     def stored(self) -> dict[str, Any]:
         """The ``resource_servers`` row's values (scopes as ``[{value, description}]``)."""
-        values = self.model_dump(exclude={"scopes"})
+        values = self.model_dump(include={"identifier", "name", "token_lifetime"})
+        values["allow_offline_access"] = self.allow_offline_access
         values["scopes"] = [s.model_dump(exclude_none=True) for s in self.scopes]
+        values["settings"] = self.model_dump(include=set(RESOURCE_SERVER_EXTRAS), exclude_none=True)
         return values
+
+    def document(self) -> dict[str, Any]:
+        """As ``ConfigRepo.document`` reads it back: the Auth0 settings beside the others."""
+        values = self.stored()
+        settings = values.pop("settings")
+        return {**values, **settings}
 
 
 class ClientGrantSpec(_Strict):
@@ -203,11 +284,22 @@ class ClientGrantSpec(_Strict):
     client_id: Annotated[str, Field(min_length=1, max_length=255)]
     audience: Annotated[str, Field(min_length=1, max_length=512)]
     scope: list[Annotated[str, Field(pattern=r"^\S{1,280}$")]]
+    # Auth0's, kept and shown as set (nopass has no organizations; grants are for clients)
+    organization_usage: Literal["deny", "allow", "require"] | None = None
+    allow_any_organization: bool | None = None
+    authorization_details_types: list[str] | None = None
+
+    def stored_settings(self) -> dict[str, Any]:
+        return self.model_dump(
+            include={"organization_usage", "allow_any_organization", "authorization_details_types"},
+            exclude_none=True,
+        )
 
 
 class JwtConfiguration(_Strict):
     lifetime_in_seconds: int = Field(_ID_TOKEN.lifetime_in_seconds, ge=60, le=2592000)
     alg: Literal["RS256"] = _ID_TOKEN.alg
+    secret_encoded: bool | None = None  # Auth0's; kept and shown (nopass signs RS256 only)
 
 
 class RefreshTokenSettings(_Strict):
@@ -215,6 +307,10 @@ class RefreshTokenSettings(_Strict):
     expiration_type: Literal["expiring", "non-expiring"] = _REFRESH.expiration_type
     token_lifetime: int = Field(_REFRESH.token_lifetime, ge=60)
     leeway: int = Field(_REFRESH.leeway, ge=0, le=60)
+    # Auth0's, kept and shown as set (nopass's lifetimes are the two above)
+    infinite_token_lifetime: bool | None = None
+    idle_token_lifetime: int | None = Field(None, ge=1)
+    infinite_idle_token_lifetime: bool | None = None
 
 
 class Credential(_Strict):
@@ -242,6 +338,18 @@ class ClientAuthenticationMethods(_Strict):
 
 AppType = Literal["native", "spa", "regular_web", "non_interactive"]
 AuthMethodName = Literal["none", "client_secret_post", "client_secret_basic", "private_key_jwt"]
+AUTH0_CLIENT_EXTRAS = (  # ClientSpec's settings that nopass keeps for Auth0's tools
+    "description",
+    "logo_uri",
+    "initiate_login_uri",
+    "is_first_party",
+    "oidc_conformant",
+    "sso_disabled",
+    "custom_login_page_on",
+    "client_metadata",
+    "organization_usage",
+    "organization_require_behavior",
+)
 GRANTS = (
     PASSWORDLESS_OTP_GRANT,
     "authorization_code",
@@ -278,6 +386,34 @@ class ClientSpec(_Strict):
     jwt_configuration: JwtConfiguration = Field(default_factory=JwtConfiguration)
     refresh_token: RefreshTokenSettings = Field(default_factory=RefreshTokenSettings)
     client_authentication_methods: ClientAuthenticationMethods | None = None
+    # Auth0's descriptive settings (docs/specs/management-api.md §5.1): kept and shown as
+    # set, left out while unset.
+    description: Annotated[str, Field(max_length=140)] | None = None
+    logo_uri: str | None = None
+    initiate_login_uri: str | None = None
+    is_first_party: bool | None = None
+    oidc_conformant: bool | None = None
+    sso_disabled: bool | None = None
+    custom_login_page_on: bool | None = None
+    client_metadata: dict[str, Annotated[str, Field(max_length=255)]] | None = None
+    organization_usage: Literal["deny", "allow", "require"] | None = None
+    organization_require_behavior: (
+        Literal["no_prompt", "pre_login_prompt", "post_login_prompt"] | None
+    ) = None
+
+    @field_validator("logo_uri", "initiate_login_uri")
+    @classmethod
+    def _absolute(cls, value: str | None) -> str | None:
+        if value is not None and value != "" and not urlsplit(value).netloc:
+            raise ValueError(f"not an absolute URL: {value!r}")
+        return value
+
+    @field_validator("client_metadata")
+    @classmethod
+    def _metadata(cls, value: dict[str, str] | None) -> dict[str, str] | None:
+        if value is not None and len(value) > 10:
+            raise ValueError("client_metadata has at most 10 keys")
+        return value
 
     @field_validator("callbacks", "allowed_logout_urls")
     @classmethod
@@ -322,9 +458,14 @@ class ClientSpec(_Strict):
             "web_origins": self.web_origins,
             "cross_origin_auth": self.cross_origin_auth,
             "is_token_endpoint_ip_header_trusted": self.is_token_endpoint_ip_header_trusted,
-            "jwt_configuration": self.jwt_configuration.model_dump(),
-            "refresh_token": self.refresh_token.model_dump(),
+            "jwt_configuration": self.jwt_configuration.model_dump(exclude_none=True),
+            "refresh_token": self.refresh_token.model_dump(exclude_none=True),
             "public_keys": self.public_keys,
+            **{
+                key: getattr(self, key)
+                for key in AUTH0_CLIENT_EXTRAS
+                if getattr(self, key) is not None
+            },
         }
 
     @property
@@ -585,7 +726,7 @@ class ConfigFile(_Strict):
         provider = self.email_provider
         return {
             "tenant": self.tenant.model_dump(),
-            "resource_servers": [r.stored() for r in self.resource_servers],
+            "resource_servers": [r.document() for r in self.resource_servers],
             "clients": clients,
             "connections": sorted(
                 (
@@ -620,6 +761,7 @@ class ConfigFile(_Strict):
                             "client_id": ids[g.client_id],
                             "audience": g.audience,
                             "scope": list(g.scope),
+                            **g.stored_settings(),
                         }
                     )
                     for g in self.client_grants

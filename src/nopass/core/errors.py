@@ -50,7 +50,8 @@
         ├── UserExists                the identity or user_id is taken
         ├── UnknownConnectionName     no connection of that name in the tenant
         ├── ObjectNotFound            no client, connection, API, grant or job with that id
-        └── ObjectConflict            a change that contradicts what exists (409)
+        ├── ObjectConflict            a change that contradicts what exists (409)
+        └── SystemObjectProtected     the built-in Management API is not changed (403)
 """
 
 from __future__ import annotations
@@ -498,6 +499,15 @@ class ObjectNotFound(ManagementRefused):
 
 class ObjectConflict(ManagementRefused):
     """The change contradicts what exists (a taken name, a second grant for one audience)."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class SystemObjectProtected(ManagementRefused):
+    """A change or deletion of a built-in object (the "Auth0 Management API" resource
+    server), which exists in every tenant as it is."""
 
     def __init__(self, message: str) -> None:
         super().__init__(message)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import secrets
 import string
 
@@ -30,3 +31,11 @@ def client_id() -> str:
 def client_secret() -> str:
     """A generated client secret: 64 URL-safe characters (384 bits)."""
     return secrets.token_urlsafe(48)
+
+
+def resource_server_id(tenant_id: str, identifier: str) -> str:
+    """A resource server's: 24 hex, derived from its tenant and its (immutable) identifier, so
+    that it is the same however the API came to be (the Management API, a file, the built-in
+    one) and after any ``nopass apply``."""
+    digest = hashlib.sha256(f"{tenant_id}\0{identifier}".encode()).hexdigest()
+    return digest[:24]

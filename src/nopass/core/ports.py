@@ -160,6 +160,10 @@ class RefreshTokenRepo(Protocol):
         """Remove every refresh token of the user; how many there were."""
         ...
 
+    async def delete_for_client(self, tenant_id: str, client_id: str) -> int:
+        """Remove every refresh token issued to the client (it is deleted); how many."""
+        ...
+
     async def list_for_user(
         self, tenant_id: str, user_id: str, *, after: str | None, limit: int, now: datetime
     ) -> list[RefreshGrant]:

@@ -71,6 +71,7 @@ class _Applier:
             "default_audience": spec.default_audience,
             "rate_limits": spec.rate_limits.model_dump(),
             "test_identities": [i.model_dump() for i in spec.test_identities],
+            "settings": spec.stored_settings(),
         }
         row = (await self.conn.execute(select(t).where(t.c.name == spec.name))).first()
         if row is None:
@@ -316,6 +317,7 @@ class _Applier:
                         client_id=client_id,
                         audience=spec.audience,
                         scope=spec.scope,
+                        settings=spec.stored_settings(),
                         created_at=self.now,
                     )
                 )
@@ -326,14 +328,20 @@ class _Applier:
                         f"client_grants: the grant of {client_id!r} for {spec.audience!r} "
                         f"already has id {grant_id!r}; an id cannot change"
                     )
-                if list(row.scope) != spec.scope:
-                    await self._write(update(t).where(t.c.id == grant_id).values(scope=spec.scope))
+                settings = spec.stored_settings()
+                if list(row.scope) != spec.scope or dict(row.settings or {}) != settings:
+                    await self._write(
+                        update(t)
+                        .where(t.c.id == grant_id)
+                        .values(scope=spec.scope, settings=settings)
+                    )
             summary.append(
                 {
                     "id": grant_id,
                     "client_id": client_id,
                     "audience": spec.audience,
                     "scope": spec.scope,
+                    **spec.stored_settings(),
                 }
             )
         if prune:

@@ -12,7 +12,15 @@ from fastapi import APIRouter, Depends, Request
 from starlette.exceptions import HTTPException
 from starlette.routing import Match
 
-from nopass.api.management import connections, logs, user_blocks, users
+from nopass.api.management import (
+    client_grants,
+    clients,
+    connections,
+    logs,
+    resource_servers,
+    user_blocks,
+    users,
+)
 from nopass.api.management.errors import PREFIX
 from nopass.api.management.frame import RateLimitHeaders, gate
 
@@ -25,6 +33,9 @@ router.include_router(users.router)
 router.include_router(logs.router)
 router.include_router(user_blocks.router)
 router.include_router(connections.router)
+router.include_router(clients.router)
+router.include_router(resource_servers.router)
+router.include_router(client_grants.router)
 CATCH_ALL = PREFIX + "/{rest:path}"
 
 

@@ -45,14 +45,16 @@ async def change(
     edit: Callable[[Document], str | None],
     description: str,
     *,
-    also: Callable[[UnitOfWork], Awaitable[Any]] | None = None,
+    also: Callable[[UnitOfWork], Awaitable[None]] | None = None,
     **facts: Any,
 ) -> Changed:
     """Apply ``edit`` to the tenant's document and store the result, audited as
     ``description`` with ``facts`` (never a secret). ``edit`` changes the document in place
     (raising the domain's refusals: not found, conflict) and returns where in it the edited
-    object is (``clients[3]``), which validation messages then leave out. ``also`` does
-    what else the change needs in the same transaction (a connection's users go with it)."""
+    object is (``clients[3]``), which validation messages then leave out. ``also`` does the
+    change's other writes (a deleted client's refresh tokens, a deleted connection's users)
+    in the same transaction, before the document is written (a connection's users must go
+    before the connection's row, whose deletion would cascade to them alone)."""
     tenant_id = tenant.tenant.id
     async with deps.uow() as uow:
         document = await uow.config.document(tenant_id)
