@@ -606,9 +606,14 @@ class ConnectionSpec(_Strict):
     show_as_button: bool | None = None
 
     def stored_settings(self) -> dict[str, Any]:
-        """The ``connections.settings`` row value: the properties given, by name."""
+        """The ``connections.settings`` row value: the properties given, by name, but for
+        Auth0's defaults (``is_domain_connection`` false, ``realms`` ``[name]``), so that a
+        tool that writes back what it read stores nothing new."""
+        defaults = {"is_domain_connection": False, "realms": [self.name]}
         return {
-            key: getattr(self, key) for key in CONNECTION_SETTINGS if getattr(self, key) is not None
+            key: getattr(self, key)
+            for key in CONNECTION_SETTINGS
+            if getattr(self, key) is not None and getattr(self, key) != defaults.get(key)
         }
 
     @model_validator(mode="after")
@@ -634,6 +639,8 @@ class ConnectionSpec(_Strict):
         options = model.model_validate(self.options)
         normalized = options.model_dump(by_alias=True, exclude_none=True)
         normalized.update(options.model_extra or {})  # opaque keys as given, nulls too
+        if normalized.get("email") == {"syntax": _TEMPLATE.syntax}:
+            del normalized["email"]  # a template without a part is the built-in one
         return normalized
 
 

@@ -458,4 +458,4 @@ async def test_an_empty_email_template_part_is_the_default(api: Api) -> None:
     # deploy-cli imports a missing body as "" (it exports it as an empty file)
     options = {"email": {"body": "", "subject": "", "syntax": "liquid"}}
     created = await create(api, name="mail", strategy="email", options=options)
-    assert created["options"]["email"] == {"syntax": "liquid"}
+    assert "email" not in created["options"]  # the built-in template, as without one
