@@ -17,6 +17,7 @@ from nopass.api.management import (
     clients,
     logs,
     resource_servers,
+    tenant_settings,
     user_blocks,
     users,
 )
@@ -34,6 +35,7 @@ router.include_router(user_blocks.router)
 router.include_router(clients.router)
 router.include_router(resource_servers.router)
 router.include_router(client_grants.router)
+router.include_router(tenant_settings.router)
 CATCH_ALL = PREFIX + "/{rest:path}"
 
 
