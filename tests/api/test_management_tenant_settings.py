@@ -13,7 +13,14 @@ import pytest
 
 from nopass.config_file import parse_config
 from nopass.store.apply import apply_config
-from tests.support.config import API_ID, MACHINE_ID, MACHINE_SECRET, machine_config
+from tests.support.config import (
+    API_ID,
+    CALLBACK,
+    MACHINE_ID,
+    MACHINE_SECRET,
+    NATIVE_ID,
+    machine_config,
+)
 from tests.support.harness import running_app
 from tests.support.management import ORIGIN, Api, tenant_key
 
@@ -116,3 +123,32 @@ async def test_scopes(api: Api) -> None:
     assert response.json()["message"] == (
         "Insufficient scope, expected any of: update:tenant_settings"
     )
+
+
+async def test_the_hosted_login_page_shows_the_tenants_logo_and_help(api: Api) -> None:
+    await ok(
+        api,
+        "PATCH",
+        json={
+            "friendly_name": "Acme & Co",
+            "picture_url": "https://cdn.acme.example/logo.png",
+            "support_email": "help@acme.example",
+            "support_url": "https://acme.example/help",
+        },
+    )
+    params = {
+        "client_id": NATIVE_ID,
+        "redirect_uri": CALLBACK,
+        "response_type": "code",
+        "scope": "openid",
+        "state": "s",
+        "code_challenge": "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM",
+        "code_challenge_method": "S256",
+    }
+    got = await api.harness.client.get("/authorize", params=params)
+    assert got.status_code == 200, got.text
+    html = got.text
+    assert '<img class="logo" src="https://cdn.acme.example/logo.png" alt="Acme &amp; Co"' in html
+    assert '<a href="https://acme.example/help" rel="noopener">' in html
+    assert '<a href="mailto:help@acme.example">help@acme.example</a>' in html
+    assert "img-src data: https://cdn.acme.example;" in got.headers["content-security-policy"]
