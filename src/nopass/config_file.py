@@ -11,7 +11,7 @@ import json
 from dataclasses import fields
 from datetime import datetime
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, ClassVar, Literal
 from urllib.parse import urlsplit
 
 import yaml
@@ -301,6 +301,8 @@ class JwtConfiguration(_Strict):
     alg: Literal["RS256"] = _ID_TOKEN.alg
     secret_encoded: bool | None = None  # Auth0's; kept and shown (nopass signs RS256 only)
 
+    KEPT: ClassVar[frozenset[str]] = frozenset({"secret_encoded"})  # stored, not interpreted
+
 
 class RefreshTokenSettings(_Strict):
     rotation_type: Literal["rotating", "non-rotating"] = _REFRESH.rotation_type
@@ -311,6 +313,10 @@ class RefreshTokenSettings(_Strict):
     infinite_token_lifetime: bool | None = None
     idle_token_lifetime: int | None = Field(None, ge=1)
     infinite_idle_token_lifetime: bool | None = None
+
+    KEPT: ClassVar[frozenset[str]] = frozenset(
+        {"infinite_token_lifetime", "idle_token_lifetime", "infinite_idle_token_lifetime"}
+    )
 
 
 class Credential(_Strict):

@@ -5,7 +5,9 @@ PostgreSQL."""
 
 from __future__ import annotations
 
+import asyncio
 import re
+import time
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from typing import Any
@@ -14,6 +16,7 @@ import pytest
 from sqlalchemy import text
 
 from nopass.config_file import parse_config
+from nopass.core.models import PASSWORDLESS_OTP_GRANT
 from nopass.store.apply import apply_config
 from tests.support.config import (
     API_ID,
@@ -292,3 +295,45 @@ async def test_a_file_applied_afterwards_keeps_the_api_clients(api: Api) -> None
     after = await ok(api, "GET", f"/clients/{created['client_id']}")
     assert after == {k: v for k, v in created.items() if k != "client_secret"}
     assert await token_for(api, MACHINE_ID, MACHINE_SECRET) == 200
+
+
+async def test_an_api_client_enabled_by_a_file_signs_users_in(api: Api) -> None:
+    """A file applied afterwards names the API's client by its client_id (as an export of the
+    tenant would) and enables it on sms; it then signs users in."""
+    created = await ok(
+        api,
+        "POST",
+        "/clients",
+        201,
+        json={"name": "Phone", "app_type": "native", "grant_types": [PASSWORDLESS_OTP_GRANT]},
+    )
+    client_id = created["client_id"]
+    phone = "+15005550006"
+    start = {"client_id": client_id, "connection": "sms", "phone_number": phone, "send": "code"}
+    assert (await api.harness.start(start)).status_code == 400  # not enabled on sms yet
+    file = machine_config(ORIGIN)
+    file["clients"].append(
+        {"name": "Phone", "client_id": client_id, "grant_types": [PASSWORDLESS_OTP_GRANT]}
+    )
+    [sms] = [c for c in file["connections"] if c["name"] == "sms"]
+    sms["enabled_clients"] = [*sms["enabled_clients"], client_id]
+    await apply_config(api.harness.engine, parse_config(file), now=datetime.now(UTC))
+    deadline = time.monotonic() + 5  # the running app sees the file within seconds
+    while (response := await api.harness.start(start)).status_code != 200:
+        assert time.monotonic() < deadline, response.text
+        await asyncio.sleep(0.1)
+    code = await api.harness.code_for(phone)
+    tokens = await api.harness.client.post(
+        "/oauth/token",
+        json={
+            "grant_type": PASSWORDLESS_OTP_GRANT,
+            "client_id": client_id,
+            "username": phone,
+            "otp": code,
+            "realm": "sms",
+            "scope": "openid",
+        },
+    )
+    assert tokens.status_code == 200, tokens.text
+    assert "id_token" in tokens.json()
+    assert (await ok(api, "GET", f"/clients/{client_id}"))["name"] == "Phone"

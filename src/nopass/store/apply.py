@@ -14,7 +14,7 @@ from urllib.parse import urlsplit
 from sqlalchemy import delete, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from nopass.config_file import ApplyConflict, ConfigFile
+from nopass.config_file import TENANT_SETTINGS, ApplyConflict, ConfigFile, TenantSpec
 from nopass.core import ids
 from nopass.core.keyring import client_secret_matches, hash_client_secret
 from nopass.store.config import bump_revision
@@ -29,6 +29,19 @@ from nopass.store.tables import (
     TenantRow,
     table,
 )
+
+
+def _tenant_settings(spec: TenantSpec, stored: dict[str, Any]) -> dict[str, Any]:
+    """The tenant's Auth0 settings once ``spec`` is applied: those it names (``null``: none)
+    replace the stored ones; a file that leaves a setting out (or all of ``other_settings``)
+    keeps what the Management API set. (A document read back names every one.)"""
+    given = spec.model_fields_set
+    kept = {
+        key: value
+        for key, value in stored.items()
+        if (key not in given if key in TENANT_SETTINGS else "other_settings" not in given)
+    }
+    return {**kept, **spec.stored_settings()}
 
 
 def _host_of(origin: str) -> str:
@@ -74,6 +87,8 @@ class _Applier:
             "settings": spec.stored_settings(),
         }
         row = (await self.conn.execute(select(t).where(t.c.name == spec.name))).first()
+        if row is not None:
+            values["settings"] = _tenant_settings(spec, dict(row.settings or {}))
         if row is None:
             tenant_id = secrets.token_hex(16)
             await self._write(

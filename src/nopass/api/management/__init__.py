@@ -18,6 +18,7 @@ from nopass.api.management import (
     connections,
     logs,
     resource_servers,
+    tenant_settings,
     user_blocks,
     users,
 )
@@ -36,6 +37,7 @@ router.include_router(connections.router)
 router.include_router(clients.router)
 router.include_router(resource_servers.router)
 router.include_router(client_grants.router)
+router.include_router(tenant_settings.router)
 CATCH_ALL = PREFIX + "/{rest:path}"
 
 
