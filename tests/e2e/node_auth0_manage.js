@@ -37,6 +37,24 @@ const all = async (page) => { const items = []; for await (const x of page) item
   out.users = (await all(await m.users.list())).map((u) => u.email);
   await m.users.delete(user.user_id);
 
+  // connections: the checkpoint pager, create, options replaced whole, enabled clients
+  out.connection_names = (await all(await m.connections.list({ take: 1 }))).map((c) => c.name);
+  const texts = await m.connections.create({
+    name: "node-sms", strategy: "sms", enabled_clients: [worker.client_id],
+    options: { provider: "outbox", totp: { length: 8, time_step: 300 }, name: "node-sms" },
+  });
+  out.connection_id = texts.id;
+  const changed = await m.connections.update(texts.id, { options: { provider: "outbox" } });
+  out.connection_options = changed.options;
+  await m.connections.clients.update(texts.id, [
+    { client_id: worker.client_id, status: false }, { client_id: process.env.CLIENT_ID, status: true },
+  ]);
+  out.connection_clients = (await all(await m.connections.clients.get(texts.id, { take: 1 }))).map((c) => c.client_id);
+  out.connection_read = (await m.connections.get(texts.id)).enabled_clients;
+  await m.connections.delete(texts.id);
+  try { await m.connections.get(texts.id); out.connection_deleted = false; }
+  catch (err) { out.connection_deleted = err.statusCode; }
+
   await m.clientGrants.delete(grant.id);
   await m.resourceServers.delete(api.id);
   await m.clients.delete(worker.client_id);

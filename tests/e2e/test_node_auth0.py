@@ -1,6 +1,6 @@
 """node-auth0's ``ManagementClient`` (npm ``auth0@7.1.0``, the spec's "Node v6/v7"), unmodified,
 against a live ``nopass serve`` over TLS: it gets its own token by the client-credentials grant
-and manages clients, resource servers, client grants, tenant settings and users
+and manages clients, resource servers, client grants, tenant settings, connections and users
 (docs/specs/management-api.md §1.4, §2, §3, §5). A small node script drives it; the self-signed
 CA reaches node through ``NODE_EXTRA_CA_CERTS``.
 
@@ -114,3 +114,11 @@ async def test_node_auth0_manages_the_tenant(server: LiveServer, ca_bundle: Path
     assert out["user_id"].startswith("email|") and out["users"] == ["ada@acme.example"]
     assert out["deleted"] == 404 and out["deleted_code"] == "inexistent_client"
     assert out["system_deleted"] == 403
+    # connections (docs/specs/management-api.md §5.2)
+    assert out["connection_names"] == ["email", "legacy-db", "sms"]  # one a page, by next
+    assert out["connection_id"].startswith("con_")
+    options = out["connection_options"]
+    assert options["provider"] == "outbox" and options["totp"] == {"length": 6, "time_step": 180}
+    assert "name" not in options  # replaced wholesale: the old opaque key went with the rest
+    assert out["connection_clients"] == [MACHINE_ID] == out["connection_read"]
+    assert out["connection_deleted"] == 404
