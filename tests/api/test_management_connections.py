@@ -264,6 +264,28 @@ async def test_a_bad_change_writes_nothing(api: Api, body: dict[str, Any], needl
         ({"name": "g", "strategy": "google-oauth2"}, 400, "invalid_body", "email, sms"),
         ({"name": "bad name", "strategy": "email"}, 400, "invalid_body", "name"),
         ({"name": "email", "strategy": "email"}, 409, "conflict", "same name already exists"),
+        ({"name": "m", "strategy": "email", "realms": "m"}, 400, "invalid_body", "realms"),
+        ({"name": "m", "strategy": "email", "metadata": {"a": 1}}, 400, "invalid_body", "metadata"),
+        (
+            {"name": "m", "strategy": "email", "display_name": 5},
+            400,
+            "invalid_body",
+            "display_name",
+        ),
+        ({"name": "m", "strategy": "email", "enabled_clients": "x"}, 400, "invalid_body", "array"),
+        ({"name": "m", "strategy": "sms", "options": {"totp": "six"}}, 400, "invalid_body", "totp"),
+        (
+            {"name": "m", "strategy": "email", "options": {"authParams": "{oops"}},
+            400,
+            "invalid_body",
+            "options.authParams",
+        ),
+        (
+            {"name": "m", "strategy": "email", "options": {"authParams": "[1]"}},
+            400,
+            "invalid_body",
+            "options.authParams",
+        ),
         (
             {"name": "mail", "strategy": "email", "options": {"email": {"syntax": "md"}}},
             400,
@@ -459,3 +481,9 @@ async def test_an_empty_email_template_part_is_the_default(api: Api) -> None:
     options = {"email": {"body": "", "subject": "", "syntax": "liquid"}}
     created = await create(api, name="mail", strategy="email", options=options)
     assert "email" not in created["options"]  # the built-in template, as without one
+
+
+async def test_authparams_may_be_auth0s_json_string(api: Api) -> None:
+    options = {"authParams": '{"scope": "openid email"}'}
+    created = await create(api, name="mail", strategy="email", options=options)
+    assert created["options"]["authParams"] == {"scope": "openid email"}
