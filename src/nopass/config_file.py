@@ -11,7 +11,7 @@ import json
 from dataclasses import fields
 from datetime import datetime
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, ClassVar, Literal
 from urllib.parse import urlsplit
 
 import yaml
@@ -147,6 +147,26 @@ class TestIdentity(_Strict):
         return value
 
 
+class SessionCookie(_Strict):
+    mode: Literal["persistent", "non-persistent"]
+
+
+TENANT_SETTINGS = (  # Auth0's tenant settings the file names (docs/specs/management-api.md §5.4)
+    "picture_url",
+    "support_email",
+    "support_url",
+    "default_directory",
+    "allowed_logout_urls",
+    "session_lifetime",
+    "idle_session_lifetime",
+    "sandbox_version",
+    "enabled_locales",
+    "flags",
+    "session_cookie",
+    "default_redirection_uri",
+)
+
+
 class TenantSpec(_Strict):
     name: Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")]
     domains: Annotated[list[str], Field(min_length=1)]
@@ -154,6 +174,42 @@ class TenantSpec(_Strict):
     default_audience: str | None = None
     rate_limits: RateLimits = Field(default_factory=RateLimits)
     test_identities: list[TestIdentity] = Field(default_factory=list)
+    # Auth0's tenant settings (GET/PATCH /api/v2/tenants/settings): the hosted login page
+    # shows friendly_name, picture_url, support_email and support_url; the rest is kept and
+    # shown as set, and ``other_settings`` keeps any other Auth0 setting as given.
+    picture_url: str | None = None
+    support_email: str | None = None
+    support_url: str | None = None
+    default_directory: str | None = None
+    allowed_logout_urls: list[str] | None = None
+    session_lifetime: float | None = Field(None, gt=0)
+    idle_session_lifetime: float | None = Field(None, gt=0)
+    sandbox_version: str | None = None
+    enabled_locales: list[str] | None = None
+    flags: dict[str, Any] | None = None
+    session_cookie: SessionCookie | None = None
+    default_redirection_uri: str | None = None
+    other_settings: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("picture_url", "support_url", "default_redirection_uri")
+    @classmethod
+    def _url(cls, value: str | None) -> str | None:
+        if value and urlsplit(value).scheme not in ("http", "https"):
+            raise ValueError(f"not an http(s) URL: {value!r}")
+        return value
+
+    @field_validator("other_settings")
+    @classmethod
+    def _others(cls, value: dict[str, Any]) -> dict[str, Any]:
+        for key in value:
+            if key in TenantSpec.model_fields:
+                raise ValueError(f"{key!r} is a tenant key of its own, not an other setting")
+        return value
+
+    def stored_settings(self) -> dict[str, Any]:
+        """The ``tenants.settings`` value: the Auth0 settings set, and the others."""
+        named = self.model_dump(include=set(TENANT_SETTINGS), exclude_none=True)
+        return {**self.other_settings, **named}
 
     @field_validator("domains")
     @classmethod
@@ -171,12 +227,29 @@ class ResourceServerScope(_Strict):
     description: Annotated[str, Field(max_length=500)] | None = None
 
 
+RESOURCE_SERVER_EXTRAS = (  # Auth0's, kept and shown as set
+    "signing_alg",
+    "token_lifetime_for_web",
+    "skip_consent_for_verifiable_first_party_clients",
+    "token_dialect",
+    "enforce_policies",
+)
+
+
 class ResourceServerSpec(_Strict):
     identifier: Annotated[str, Field(min_length=1, max_length=512)]
     name: str
     token_lifetime: int = Field(domain.DEFAULT_ACCESS_TOKEN_LIFETIME, ge=60, le=2592000)
     allow_offline_access: bool = False
     scopes: list[ResourceServerScope] = Field(default_factory=list)
+    signing_alg: Literal["RS256"] | None = None  # nopass signs access tokens with RS256
+    token_lifetime_for_web: int | None = Field(None, ge=60, le=2592000)
+    skip_consent_for_verifiable_first_party_clients: bool | None = None
+    token_dialect: (
+        Literal["access_token", "access_token_authz", "rfc9068_profile", "rfc9068_profile_authz"]
+        | None
+    ) = None
+    enforce_policies: bool | None = None
 
     @field_validator("scopes")
     @classmethod
@@ -190,9 +263,17 @@ class ResourceServerSpec(_Strict):
 
     def stored(self) -> dict[str, Any]:
         """The ``resource_servers`` row's values (scopes as ``[{value, description}]``)."""
-        values = self.model_dump(exclude={"scopes"})
+        values = self.model_dump(include={"identifier", "name", "token_lifetime"})
+        values["allow_offline_access"] = self.allow_offline_access
         values["scopes"] = [s.model_dump(exclude_none=True) for s in self.scopes]
+        values["settings"] = self.model_dump(include=set(RESOURCE_SERVER_EXTRAS), exclude_none=True)
         return values
+
+    def document(self) -> dict[str, Any]:
+        """As ``ConfigRepo.document`` reads it back: the Auth0 settings beside the others."""
+        values = self.stored()
+        settings = values.pop("settings")
+        return {**values, **settings}
 
 
 class ClientGrantSpec(_Strict):
@@ -203,11 +284,24 @@ class ClientGrantSpec(_Strict):
     client_id: Annotated[str, Field(min_length=1, max_length=255)]
     audience: Annotated[str, Field(min_length=1, max_length=512)]
     scope: list[Annotated[str, Field(pattern=r"^\S{1,280}$")]]
+    # Auth0's, kept and shown as set (nopass has no organizations; grants are for clients)
+    organization_usage: Literal["deny", "allow", "require"] | None = None
+    allow_any_organization: bool | None = None
+    authorization_details_types: list[str] | None = None
+
+    def stored_settings(self) -> dict[str, Any]:
+        return self.model_dump(
+            include={"organization_usage", "allow_any_organization", "authorization_details_types"},
+            exclude_none=True,
+        )
 
 
 class JwtConfiguration(_Strict):
     lifetime_in_seconds: int = Field(_ID_TOKEN.lifetime_in_seconds, ge=60, le=2592000)
     alg: Literal["RS256"] = _ID_TOKEN.alg
+    secret_encoded: bool | None = None  # Auth0's; kept and shown (nopass signs RS256 only)
+
+    KEPT: ClassVar[frozenset[str]] = frozenset({"secret_encoded"})  # stored, not interpreted
 
 
 class RefreshTokenSettings(_Strict):
@@ -215,6 +309,14 @@ class RefreshTokenSettings(_Strict):
     expiration_type: Literal["expiring", "non-expiring"] = _REFRESH.expiration_type
     token_lifetime: int = Field(_REFRESH.token_lifetime, ge=60)
     leeway: int = Field(_REFRESH.leeway, ge=0, le=60)
+    # Auth0's, kept and shown as set (nopass's lifetimes are the two above)
+    infinite_token_lifetime: bool | None = None
+    idle_token_lifetime: int | None = Field(None, ge=1)
+    infinite_idle_token_lifetime: bool | None = None
+
+    KEPT: ClassVar[frozenset[str]] = frozenset(
+        {"infinite_token_lifetime", "idle_token_lifetime", "infinite_idle_token_lifetime"}
+    )
 
 
 class Credential(_Strict):
@@ -242,6 +344,18 @@ class ClientAuthenticationMethods(_Strict):
 
 AppType = Literal["native", "spa", "regular_web", "non_interactive"]
 AuthMethodName = Literal["none", "client_secret_post", "client_secret_basic", "private_key_jwt"]
+AUTH0_CLIENT_EXTRAS = (  # ClientSpec's settings that nopass keeps for Auth0's tools
+    "description",
+    "logo_uri",
+    "initiate_login_uri",
+    "is_first_party",
+    "oidc_conformant",
+    "sso_disabled",
+    "custom_login_page_on",
+    "client_metadata",
+    "organization_usage",
+    "organization_require_behavior",
+)
 GRANTS = (
     PASSWORDLESS_OTP_GRANT,
     "authorization_code",
@@ -278,6 +392,34 @@ class ClientSpec(_Strict):
     jwt_configuration: JwtConfiguration = Field(default_factory=JwtConfiguration)
     refresh_token: RefreshTokenSettings = Field(default_factory=RefreshTokenSettings)
     client_authentication_methods: ClientAuthenticationMethods | None = None
+    # Auth0's descriptive settings (docs/specs/management-api.md §5.1): kept and shown as
+    # set, left out while unset.
+    description: Annotated[str, Field(max_length=140)] | None = None
+    logo_uri: str | None = None
+    initiate_login_uri: str | None = None
+    is_first_party: bool | None = None
+    oidc_conformant: bool | None = None
+    sso_disabled: bool | None = None
+    custom_login_page_on: bool | None = None
+    client_metadata: dict[str, Annotated[str, Field(max_length=255)]] | None = None
+    organization_usage: Literal["deny", "allow", "require"] | None = None
+    organization_require_behavior: (
+        Literal["no_prompt", "pre_login_prompt", "post_login_prompt"] | None
+    ) = None
+
+    @field_validator("logo_uri", "initiate_login_uri")
+    @classmethod
+    def _absolute(cls, value: str | None) -> str | None:
+        if value is not None and value != "" and not urlsplit(value).netloc:
+            raise ValueError(f"not an absolute URL: {value!r}")
+        return value
+
+    @field_validator("client_metadata")
+    @classmethod
+    def _metadata(cls, value: dict[str, str] | None) -> dict[str, str] | None:
+        if value is not None and len(value) > 10:
+            raise ValueError("client_metadata has at most 10 keys")
+        return value
 
     @field_validator("callbacks", "allowed_logout_urls")
     @classmethod
@@ -322,9 +464,14 @@ class ClientSpec(_Strict):
             "web_origins": self.web_origins,
             "cross_origin_auth": self.cross_origin_auth,
             "is_token_endpoint_ip_header_trusted": self.is_token_endpoint_ip_header_trusted,
-            "jwt_configuration": self.jwt_configuration.model_dump(),
-            "refresh_token": self.refresh_token.model_dump(),
+            "jwt_configuration": self.jwt_configuration.model_dump(exclude_none=True),
+            "refresh_token": self.refresh_token.model_dump(exclude_none=True),
             "public_keys": self.public_keys,
+            **{
+                key: getattr(self, key)
+                for key in AUTH0_CLIENT_EXTRAS
+                if getattr(self, key) is not None
+            },
         }
 
     @property
@@ -362,14 +509,42 @@ class EmailTemplate(_Strict):
 
     _from = field_validator("from_", "subject", "body")(_check_template)
 
+    @field_validator("from_", "subject", "body", mode="before")
+    @classmethod
+    def _empty(cls, value: object) -> object:
+        # an empty part is the built-in default, as when absent (deploy-cli exports an
+        # email connection's missing body as an empty file, and imports it as "")
+        return None if value == "" else value
 
-class EmailOptions(_Strict):
+
+class _Opaque(BaseModel):
+    """Connection options: the keys nopass interprets are validated, any other top-level key
+    (Auth0's ``name``, ``upstream_params``, ``non_persistent_attrs``, ...) is kept as given
+    and echoed back, so an Auth0 export applies and round-trips. Nested objects nopass
+    interprets (``totp``, ``email``, ``gateway_authentication``) stay strict."""
+
+    model_config = ConfigDict(extra="allow", strict=False, frozen=True)
+
+
+def _auth_params(value: object) -> object:
+    """Auth0 documents ``authParams`` as a JSON string; nopass keeps the object it encodes."""
+    if isinstance(value, str):
+        try:
+            value = json.loads(value) if value.strip() else {}
+        except json.JSONDecodeError as exc:
+            raise ValueError("authParams must be an object or a JSON string of one") from exc
+    return value
+
+
+class EmailOptions(_Opaque):
     totp: Totp = Field(default_factory=Totp)
     disable_signup: bool = _EMAIL.disable_signup
     brute_force_protection: bool = _EMAIL.brute_force_protection
     magic_link_confirmation: bool = _EMAIL.magic_link_confirmation
     authParams: dict[str, str] = Field(default_factory=lambda: dict(_EMAIL.auth_params))
     email: EmailTemplate | None = None
+
+    _params = field_validator("authParams", mode="before")(_auth_params)
 
 
 class GatewayAuthentication(_Strict):
@@ -380,7 +555,7 @@ class GatewayAuthentication(_Strict):
     secret_base64_encoded: bool = _GATEWAY_AUTH_BASE64
 
 
-class SmsOptions(_Strict):
+class SmsOptions(_Opaque):
     totp: Totp = Field(default_factory=Totp)
     disable_signup: bool = _SMS.disable_signup
     brute_force_protection: bool = _SMS.brute_force_protection
@@ -420,7 +595,7 @@ class SmsOptions(_Strict):
         return self
 
 
-OPTION_MODELS: dict[str, type[_Strict]] = {"email": EmailOptions, "sms": SmsOptions}
+OPTION_MODELS: dict[str, type[BaseModel]] = {"email": EmailOptions, "sms": SmsOptions}
 
 
 class ConnectionSpec(_Strict):
@@ -429,6 +604,23 @@ class ConnectionSpec(_Strict):
     strategy: Annotated[str, Field(min_length=1, max_length=64)]
     enabled_clients: list[str] = Field(default_factory=list)
     options: dict[str, Any] = Field(default_factory=dict)
+    # Auth0's other connection properties, kept when given (None: Auth0's default)
+    display_name: Annotated[str, Field(max_length=128)] | None = None
+    is_domain_connection: bool | None = None
+    realms: list[Annotated[str, Field(min_length=1, max_length=255)]] | None = None
+    metadata: dict[str, Annotated[str, Field(max_length=255)]] | None = None
+    show_as_button: bool | None = None
+
+    def stored_settings(self) -> dict[str, Any]:
+        """The ``connections.settings`` row value: the properties given, by name, but for
+        Auth0's defaults (``is_domain_connection`` false, ``realms`` ``[name]``), so that a
+        tool that writes back what it read stores nothing new."""
+        defaults = {"is_domain_connection": False, "realms": [self.name]}
+        return {
+            key: getattr(self, key)
+            for key in CONNECTION_SETTINGS
+            if getattr(self, key) is not None and getattr(self, key) != defaults.get(key)
+        }
 
     @model_validator(mode="after")
     def _options(self) -> ConnectionSpec:
@@ -450,7 +642,21 @@ class ConnectionSpec(_Strict):
         model = OPTION_MODELS.get(self.strategy)
         if model is None:
             return dict(self.options)
-        return model.model_validate(self.options).model_dump(by_alias=True, exclude_none=True)
+        options = model.model_validate(self.options)
+        normalized = options.model_dump(by_alias=True, exclude_none=True)
+        normalized.update(options.model_extra or {})  # opaque keys as given, nulls too
+        if normalized.get("email") == {"syntax": _TEMPLATE.syntax}:
+            del normalized["email"]  # a template without a part is the built-in one
+        return normalized
+
+
+CONNECTION_SETTINGS = (
+    "display_name",
+    "is_domain_connection",
+    "realms",
+    "metadata",
+    "show_as_button",
+)
 
 
 class SmtpCredentials(_Strict):
@@ -533,7 +739,7 @@ class ConfigFile(_Strict):
         provider = self.email_provider
         return {
             "tenant": self.tenant.model_dump(),
-            "resource_servers": [r.stored() for r in self.resource_servers],
+            "resource_servers": [r.document() for r in self.resource_servers],
             "clients": clients,
             "connections": sorted(
                 (
@@ -544,6 +750,7 @@ class ConfigFile(_Strict):
                             "strategy": c.strategy,
                             "enabled_clients": sorted(ids[ref] for ref in c.enabled_clients),
                             "options": c.normalized_options(),
+                            **c.stored_settings(),
                         }
                     )
                     for c in self.connections
@@ -567,6 +774,7 @@ class ConfigFile(_Strict):
                             "client_id": ids[g.client_id],
                             "audience": g.audience,
                             "scope": list(g.scope),
+                            **g.stored_settings(),
                         }
                     )
                     for g in self.client_grants

@@ -30,6 +30,7 @@ def page(
     status: int = 200,
     form_targets: tuple[str, ...] = (),
     frame_ancestors: tuple[str, ...] = (),
+    images: tuple[str, ...] = (),
     headers: dict[str, str] | None = None,
     **context: Any,
 ) -> HTMLResponse:
@@ -37,9 +38,10 @@ def page(
     body = _env.get_template(template).render(nonce=nonce, **context)
     form_action = " ".join(("'self'", *form_targets))
     ancestors = " ".join(frame_ancestors) if frame_ancestors else "'none'"
+    img_src = " ".join(("data:", *images))
     csp = (
         f"default-src 'none'; style-src 'nonce-{nonce}'; script-src 'nonce-{nonce}'; "
-        f"img-src data:; form-action {form_action}; frame-ancestors {ancestors}; "
+        f"img-src {img_src}; form-action {form_action}; frame-ancestors {ancestors}; "
         "base-uri 'none'"
     )
     response = HTMLResponse(body, status_code=status, headers=headers)

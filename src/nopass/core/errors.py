@@ -52,7 +52,8 @@
         ├── ObjectNotFound            no client, connection, API, grant or job with that id
         ├── ObjectConflict            a change that contradicts what exists (409)
         ├── ImportFileTooLarge        a users-import file over 500 KB
-        └── TooManyJobs               the tenant already runs its concurrent import jobs
+        ├── TooManyJobs               the tenant already runs its concurrent import jobs
+        └── SystemObjectProtected     the built-in Management API is not changed (403)
 """
 
 from __future__ import annotations
@@ -522,3 +523,10 @@ class TooManyJobs(ManagementRefused):
     def __init__(self, limit: int) -> None:
         super().__init__(f"{limit} concurrent import jobs already")
         self.limit = limit
+class SystemObjectProtected(ManagementRefused):
+    """A change or deletion of a built-in object (the "Auth0 Management API" resource
+    server), which exists in every tenant as it is."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import secrets
 import string
 
@@ -35,3 +36,9 @@ def client_secret() -> str:
 def job_id() -> str:
     """A job's: ``job_`` + 16 alphanumerics."""
     return "job_" + alphanumerics(16)
+def resource_server_id(tenant_id: str, identifier: str) -> str:
+    """A resource server's: 24 hex, derived from its tenant and its (immutable) identifier, so
+    that it is the same however the API came to be (the Management API, a file, the built-in
+    one) and after any ``nopass apply``."""
+    digest = hashlib.sha256(f"{tenant_id}\0{identifier}".encode()).hexdigest()
+    return digest[:24]

@@ -58,6 +58,10 @@ class Tenant:
     default_audience: str | None
     rate_limits: RateLimits = field(default_factory=RateLimits)
     test_identities: tuple[TestIdentity, ...] = ()
+    # Auth0's tenant settings the hosted login page shows (a logo, where to get help)
+    picture_url: str | None = None
+    support_email: str | None = None
+    support_url: str | None = None
 
     def test_identity(self, connection: str, identifier: str, now: datetime) -> TestIdentity | None:
         """The unexpired test identity for (connection name, normalised identifier)."""

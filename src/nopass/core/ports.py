@@ -123,6 +123,10 @@ class UserRepo(Protocol):
         """Remove the user; the removed user, or None when there was none."""
         ...
 
+    async def delete_for_connection(self, tenant_id: str, connection_id: str) -> list[str]:
+        """Remove every user of the connection; their user_ids, sorted."""
+        ...
+
     async def page(
         self,
         tenant_id: str,
@@ -155,6 +159,10 @@ class RefreshTokenRepo(Protocol):
 
     async def delete_for_user(self, tenant_id: str, user_id: str) -> int:
         """Remove every refresh token of the user; how many there were."""
+        ...
+
+    async def delete_for_client(self, tenant_id: str, client_id: str) -> int:
+        """Remove every refresh token issued to the client (it is deleted); how many."""
         ...
 
     async def list_for_user(

@@ -14,7 +14,7 @@ from urllib.parse import urlsplit
 from sqlalchemy import delete, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from nopass.config_file import ApplyConflict, ConfigFile
+from nopass.config_file import TENANT_SETTINGS, ApplyConflict, ConfigFile, TenantSpec
 from nopass.core import ids
 from nopass.core.keyring import client_secret_matches, hash_client_secret
 from nopass.store.config import bump_revision
@@ -29,6 +29,19 @@ from nopass.store.tables import (
     TenantRow,
     table,
 )
+
+
+def _tenant_settings(spec: TenantSpec, stored: dict[str, Any]) -> dict[str, Any]:
+    """The tenant's Auth0 settings once ``spec`` is applied: those it names (``null``: none)
+    replace the stored ones; a file that leaves a setting out (or all of ``other_settings``)
+    keeps what the Management API set. (A document read back names every one.)"""
+    given = spec.model_fields_set
+    kept = {
+        key: value
+        for key, value in stored.items()
+        if (key not in given if key in TENANT_SETTINGS else "other_settings" not in given)
+    }
+    return {**kept, **spec.stored_settings()}
 
 
 def _host_of(origin: str) -> str:
@@ -71,8 +84,11 @@ class _Applier:
             "default_audience": spec.default_audience,
             "rate_limits": spec.rate_limits.model_dump(),
             "test_identities": [i.model_dump() for i in spec.test_identities],
+            "settings": spec.stored_settings(),
         }
         row = (await self.conn.execute(select(t).where(t.c.name == spec.name))).first()
+        if row is not None:
+            values["settings"] = _tenant_settings(spec, dict(row.settings or {}))
         if row is None:
             tenant_id = secrets.token_hex(16)
             await self._write(
@@ -229,6 +245,7 @@ class _Applier:
         summary = []
         for spec in cfg.connections:
             options = spec.normalized_options()
+            settings = spec.stored_settings()
             row = current.pop(spec.name, None)
             if row is None:
                 conn_id = spec.id or ids.connection_id()
@@ -239,6 +256,7 @@ class _Applier:
                         name=spec.name,
                         strategy=spec.strategy,
                         options=options,
+                        settings=settings,
                     )
                 )
             else:
@@ -248,11 +266,15 @@ class _Applier:
                         f"connections: connection {spec.name!r} already has id {conn_id!r}; "
                         "an id cannot change"
                     )
-                if row.strategy != spec.strategy or row.options != options:
+                if (
+                    row.strategy != spec.strategy
+                    or row.options != options
+                    or (row.settings or {}) != settings
+                ):
                     await self._write(
                         update(t)
                         .where(t.c.id == conn_id)
-                        .values(strategy=spec.strategy, options=options)
+                        .values(strategy=spec.strategy, options=options, settings=settings)
                     )
             wanted = {by_ref[ref] for ref in spec.enabled_clients}
             have = set(
@@ -310,6 +332,7 @@ class _Applier:
                         client_id=client_id,
                         audience=spec.audience,
                         scope=spec.scope,
+                        settings=spec.stored_settings(),
                         created_at=self.now,
                     )
                 )
@@ -320,14 +343,20 @@ class _Applier:
                         f"client_grants: the grant of {client_id!r} for {spec.audience!r} "
                         f"already has id {grant_id!r}; an id cannot change"
                     )
-                if list(row.scope) != spec.scope:
-                    await self._write(update(t).where(t.c.id == grant_id).values(scope=spec.scope))
+                settings = spec.stored_settings()
+                if list(row.scope) != spec.scope or dict(row.settings or {}) != settings:
+                    await self._write(
+                        update(t)
+                        .where(t.c.id == grant_id)
+                        .values(scope=spec.scope, settings=settings)
+                    )
             summary.append(
                 {
                     "id": grant_id,
                     "client_id": client_id,
                     "audience": spec.audience,
                     "scope": spec.scope,
+                    **spec.stored_settings(),
                 }
             )
         if prune:

@@ -22,7 +22,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from nopass.config_file import ConfigFileError, parse_config
+from nopass.config_file import TENANT_SETTINGS, ConfigFileError, parse_config
 from nopass.store.apply import apply_document
 from nopass.store.tables import (
     ClientGrantRow,
@@ -61,6 +61,8 @@ async def _rows(conn: AsyncConnection, row_type: type[Any], tenant_id: str) -> l
 
 async def _tenant(conn: AsyncConnection, row: Any) -> dict[str, Any]:
     domains = sorted(await _rows(conn, TenantDomainRow, row.id), key=lambda d: d.id)
+    settings = dict(row.settings or {})
+    named = {key: settings.pop(key, None) for key in TENANT_SETTINGS}
     return {
         "name": row.name,
         "domains": [d.origin for d in domains],
@@ -68,6 +70,8 @@ async def _tenant(conn: AsyncConnection, row: Any) -> dict[str, Any]:
         "default_audience": row.default_audience,
         "rate_limits": dict(row.rate_limits or {}),
         "test_identities": list(row.test_identities or []),
+        **named,
+        "other_settings": settings,
     }
 
 
@@ -80,6 +84,7 @@ async def _resource_servers(conn: AsyncConnection, tenant_id: str) -> list[dict[
             "token_lifetime": r.token_lifetime,
             "allow_offline_access": r.allow_offline_access,
             "scopes": list(r.scopes or []),
+            **(r.settings or {}),
         }
         for r in rows
     ]
@@ -113,6 +118,7 @@ async def _connections(conn: AsyncConnection, tenant_id: str) -> list[dict[str, 
             "strategy": r.strategy,
             "enabled_clients": sorted(enabled.get(r.id, [])),
             "options": dict(r.options or {}),
+            **dict(r.settings or {}),
         }
         for r in rows
     ]
@@ -137,7 +143,13 @@ async def _client_grants(conn: AsyncConnection, tenant_id: str) -> list[dict[str
         await _rows(conn, ClientGrantRow, tenant_id), key=lambda r: (r.client_id, r.audience)
     )
     return [
-        {"id": r.id, "client_id": r.client_id, "audience": r.audience, "scope": list(r.scope)}
+        {
+            "id": r.id,
+            "client_id": r.client_id,
+            "audience": r.audience,
+            "scope": list(r.scope),
+            **(r.settings or {}),
+        }
         for r in rows
     ]
 

@@ -113,6 +113,8 @@ class TenantRow(Base):
     default_audience: Mapped[str | None] = mapped_column(String(512))
     rate_limits: Mapped[dict[str, Any]] = mapped_column(default=dict)
     test_identities: Mapped[list[Any]] = mapped_column(default=list)
+    # Auth0's tenant settings without a column of their own (picture_url, flags, ...)
+    settings: Mapped[dict[str, Any]] = mapped_column(default=dict, server_default=text("'{}'"))
     created_at: Mapped[datetime]
     updated_at: Mapped[datetime]
 
@@ -147,6 +149,8 @@ class ConnectionRow(Base):
     name: Mapped[str] = mapped_column(String(128))
     strategy: Mapped[str] = mapped_column(String(64))
     options: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    # Auth0's other connection properties given (display_name, realms, ...: config_file)
+    settings: Mapped[dict[str, Any]] = mapped_column(default=dict, server_default=text("'{}'"))
 
 
 class ConnectionClientRow(Base):
@@ -168,6 +172,8 @@ class ResourceServerRow(Base):
     token_lifetime: Mapped[int] = mapped_column(Integer, default=86400)
     allow_offline_access: Mapped[bool] = mapped_column(Boolean, default=False)
     scopes: Mapped[list[Any]] = mapped_column(default=list, server_default=text("'[]'"))
+    # Auth0's settings nopass keeps and shows (signing_alg, token_dialect, ...)
+    settings: Mapped[dict[str, Any]] = mapped_column(default=dict, server_default=text("'{}'"))
 
 
 class ClientGrantRow(Base):
@@ -181,6 +187,8 @@ class ClientGrantRow(Base):
     audience: Mapped[str] = mapped_column(String(512))
     scope: Mapped[list[Any]] = mapped_column(default=list)
     created_at: Mapped[datetime]
+    # Auth0's settings nopass keeps and shows (organization_usage, ...)
+    settings: Mapped[dict[str, Any]] = mapped_column(default=dict, server_default=text("'{}'"))
 
 
 class EmailProviderRow(Base):

@@ -217,6 +217,14 @@ class SqlUserRepo:
         ).first()
         return _user(row) if row is not None else None
 
+    async def delete_for_connection(self, tenant_id: str, connection_id: str) -> list[str]:
+        deleted = await self._conn.execute(
+            delete(_T)
+            .where(_T.c.tenant_id == tenant_id, _T.c.connection_id == connection_id)
+            .returning(_T.c.user_id)
+        )
+        return sorted(deleted.scalars())
+
     async def page(
         self,
         tenant_id: str,

@@ -12,7 +12,18 @@ from fastapi import APIRouter, Depends, Request
 from starlette.exceptions import HTTPException
 from starlette.routing import Match
 
-from nopass.api.management import jobs, logs, sessions, user_blocks, users
+from nopass.api.management import (
+    client_grants,
+    clients,
+    connections,
+    jobs,
+    logs,
+    resource_servers,
+    sessions,
+    tenant_settings,
+    user_blocks,
+    users,
+)
 from nopass.api.management.errors import PREFIX
 from nopass.api.management.frame import RateLimitHeaders, gate
 
@@ -26,6 +37,11 @@ router.include_router(logs.router)
 router.include_router(user_blocks.router)
 router.include_router(sessions.router)
 router.include_router(jobs.router)
+router.include_router(connections.router)
+router.include_router(clients.router)
+router.include_router(resource_servers.router)
+router.include_router(client_grants.router)
+router.include_router(tenant_settings.router)
 CATCH_ALL = PREFIX + "/{rest:path}"
 
 

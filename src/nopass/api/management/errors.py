@@ -27,6 +27,7 @@ from nopass.core.errors import (
     RateLimited,
     RequestRejected,
     ServiceUnavailable,
+    SystemObjectProtected,
     TenantNotFound,
     TokenProblem,
     TooManyJobs,
@@ -109,6 +110,8 @@ def management_error(exc: NopassError) -> JSON:
             return envelope(404, f"The {noun} does not exist.", f"inexistent_{exc.kind}")
         case ObjectConflict():
             return envelope(409, exc.message, "conflict")
+        case SystemObjectProtected():
+            return envelope(403, exc.message, "operation_not_supported")
         case UnknownConnectionName():
             return envelope(400, "The connection does not exist.", "inexistent_connection")
         case RateLimited():

@@ -204,18 +204,32 @@ def checkpoint_page(
 
 
 def offset_page(
-    name: str, items: Sequence[dict[str, Any]], page: int, per_page: int, total: int | None
+    name: str,
+    items: Sequence[dict[str, Any]],
+    page: int,
+    per_page: int,
+    total: int | None,
+    *,
+    length: bool = True,
 ) -> list[dict[str, Any]] | dict[str, Any]:
-    """§1.4 shapes 1 and 2: a plain array, or ``{start, limit, length, total, <name>}``."""
+    """§1.4 shapes 1 and 2: a plain array, or ``{start, limit, length, total, <name>}``
+    (``length`` only for users and logs: the configuration lists have none)."""
     if total is None:
         return list(items)
-    return {
-        "start": page * per_page,
-        "limit": per_page,
-        "length": len(items),
-        "total": total,
-        name: list(items),
-    }
+    body: dict[str, Any] = {"start": page * per_page, "limit": per_page}
+    if length:
+        body["length"] = len(items)
+    return {**body, "total": total, name: list(items)}
+
+
+def page_of(
+    name: str, items: Sequence[dict[str, Any]], query: Mapping[str, str]
+) -> list[dict[str, Any]] | dict[str, Any]:
+    """A configuration list (all of it in hand) cut to ``page``/``per_page``, in §1.4 shape 1
+    or 2 (no ``length``), ``include_totals`` deciding."""
+    page, per_page, with_total = page_params(query)
+    cut = items[page * per_page : (page + 1) * per_page]
+    return offset_page(name, cut, page, per_page, len(items) if with_total else None, length=False)
 
 
 class FieldSelection:

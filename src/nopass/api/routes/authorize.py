@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Any
 
 from fastapi import APIRouter, Request
 from starlette.responses import RedirectResponse, Response
@@ -91,6 +92,18 @@ class _View:
     def client_name(self) -> str:
         return self.tenant.config.clients[self.tx.client_id].name
 
+    def branding(self) -> dict[str, Any]:
+        """The tenant settings the page shows (logo, help), and the CSP its logo needs."""
+        tenant = self.tenant.config.tenant
+        logo = tenant.picture_url
+        return {
+            "tenant_name": tenant.friendly_name or tenant.name,
+            "picture_url": logo,
+            "support_email": tenant.support_email,
+            "support_url": tenant.support_url,
+            "images": (origin_of(logo),) if logo else (),
+        }
+
 
 def _field(form: dict[str, object], name: str) -> str | None:
     value = form.get(name)
@@ -155,6 +168,7 @@ def _identifier_page(
         client_name=view.client_name,
         csrf=view.csrf,
         strategy=strategy,
+        **view.branding(),
         value=value,
         error=error,
     )
@@ -182,6 +196,7 @@ def _step_page(
         client_name=view.client_name,
         csrf=view.csrf,
         strategy=view.connection.strategy,
+        **view.branding(),
         identifier=view.tx.identifier or "",
         error=error,
         notice=notice,

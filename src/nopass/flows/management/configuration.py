@@ -10,13 +10,14 @@ transaction with its ``sapi`` audit event. A document that breaks a rule of the 
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
 from nopass.config_file import ApplyConflict, ConfigFileError
 from nopass.core.errors import InvalidManagementRequest, ObjectConflict
 from nopass.core.models import TenantConfig
+from nopass.core.ports import UnitOfWork
 from nopass.flows.management.caller import ApiCall, ManagementDeps
 
 Document = dict[str, Any]
@@ -43,17 +44,24 @@ async def change(
     deps: ManagementDeps,
     edit: Callable[[Document], str | None],
     description: str,
+    *,
+    also: Callable[[UnitOfWork], Awaitable[None]] | None = None,
     **facts: Any,
 ) -> Changed:
     """Apply ``edit`` to the tenant's document and store the result, audited as
     ``description`` with ``facts`` (never a secret). ``edit`` changes the document in place
     (raising the domain's refusals: not found, conflict) and returns where in it the edited
-    object is (``clients[3]``), which validation messages then leave out."""
+    object is (``clients[3]``), which validation messages then leave out. ``also`` does the
+    change's other writes (a deleted client's refresh tokens, a deleted connection's users)
+    in the same transaction, before the document is written (a connection's users must go
+    before the connection's row, whose deletion would cascade to them alone)."""
     tenant_id = tenant.tenant.id
     async with deps.uow() as uow:
         document = await uow.config.document(tenant_id)
         where = edit(document)
         now = deps.clock.now()
+        if also is not None:
+            await also(uow)
         try:
             summary = await uow.config.replace(tenant_id, document, now)
         except ConfigFileError as exc:

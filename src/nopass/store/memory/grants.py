@@ -135,6 +135,17 @@ class MemoryRefreshTokenRepo:
             del tables.refresh_tokens[key]
         return len(gone)
 
+    async def delete_for_client(self, tenant_id: str, client_id: str) -> int:
+        tables = await self._work.writing()
+        gone = [
+            key
+            for key, row in tables.refresh_tokens.items()
+            if row.tenant_id == tenant_id and row.grant.client_id == client_id
+        ]
+        for key in gone:
+            del tables.refresh_tokens[key]
+        return len(gone)
+
 
 class MemoryAuthorizationCodeRepo:
     def __init__(self, work: Work) -> None:

@@ -267,6 +267,17 @@ class MemoryUserRepo:
         tables = await self._work.writing()
         return tables.users.pop((tenant_id, user_id), None)
 
+    async def delete_for_connection(self, tenant_id: str, connection_id: str) -> list[str]:
+        tables = await self._work.writing()
+        gone = sorted(
+            user_id
+            for (tenant, user_id), user in tables.users.items()
+            if tenant == tenant_id and user.connection_id == connection_id
+        )
+        for user_id in gone:
+            del tables.users[(tenant_id, user_id)]
+        return gone
+
     async def page(
         self,
         tenant_id: str,
