@@ -523,6 +523,8 @@ class TooManyJobs(ManagementRefused):
     def __init__(self, limit: int) -> None:
         super().__init__(f"{limit} concurrent import jobs already")
         self.limit = limit
+
+
 class SystemObjectProtected(ManagementRefused):
     """A change or deletion of a built-in object (the "Auth0 Management API" resource
     server), which exists in every tenant as it is."""

@@ -36,6 +36,8 @@ def client_secret() -> str:
 def job_id() -> str:
     """A job's: ``job_`` + 16 alphanumerics."""
     return "job_" + alphanumerics(16)
+
+
 def resource_server_id(tenant_id: str, identifier: str) -> str:
     """A resource server's: 24 hex, derived from its tenant and its (immutable) identifier, so
     that it is the same however the API came to be (the Management API, a file, the built-in

@@ -117,6 +117,7 @@ class SqlRefreshTokenRepo:
             delete(_T).where(_T.c.tenant_id == tenant_id, _T.c.id == grant_id)
         )
         return bool(result.rowcount)
+
     async def delete_for_client(self, tenant_id: str, client_id: str) -> int:
         result = await self._conn.execute(
             delete(_T).where(_T.c.tenant_id == tenant_id, _T.c.client_id == client_id)

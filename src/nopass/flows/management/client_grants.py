@@ -100,7 +100,13 @@ async def create_grant(
         raise InvalidManagementRequest(
             "Payload validation error: subject_type: nopass grants are for clients only."
         )
-    client_id, audience = str(body["client_id"]), str(body["audience"])
+    for name in ("client_id", "audience"):
+        if not isinstance(body[name], str):
+            raise InvalidManagementRequest(
+                f"Payload validation error: 'Expected type string but found type "
+                f"{type(body[name]).__name__}' on property {name}."
+            )
+    client_id, audience = body["client_id"], body["audience"]
     grant_id = ids.grant_id()
     entry: dict[str, Any] = {"id": grant_id, "client_id": client_id, "audience": audience}
     entry["scope"] = list(body["scope"])
