@@ -50,7 +50,7 @@ def test_smoke_run_writes_the_report(tmp_path: Path) -> None:
         assert run["users"] == 10_000
         assert len(run["shapes"]) > 30  # every order and search, users-by-email
         for name, shape in run["shapes"].items():
-            assert shape["median_ms"] > 0, (name, shape)
+            assert shape["median_ms"] > 0 and shape["errors"] == 0, (name, shape)
             assert shape["results"], (name, shape)  # every search finds its users
     report = (tmp_path / "latest.md").read_text()
     assert "Whole email-code logins" in report

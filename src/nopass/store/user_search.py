@@ -20,6 +20,7 @@ documented in the README.
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import (
@@ -179,10 +180,15 @@ class _Sql:
 
     def between(self, spec: Field, node: Between) -> ColumnElement[bool]:
         column = _T.c[spec.name]  # the bare column, so that the range is on its index
-        present = _T.c.logins_count > 0 if spec.name == "logins_count" else column.is_not(None)
-        terms: list[ColumnElement[bool]] = [present]
-        if node.low is not None:
-            terms.append(column >= node.low)
+        low = node.low
+        terms: list[ColumnElement[bool]] = []
+        if spec.name == "logins_count":  # present: at least one login
+            # one lower bound, so that SQLite ranges the index on it (not on "> 0")
+            low = 1 if low is None or (isinstance(low, int) and low < 1) else low
+        else:
+            terms.append(column.is_not(None))
+        if low is not None:
+            terms.append(column >= low)
         if node.high is not None:
             terms.append(column < node.high)
         return and_(*terms)
@@ -344,15 +350,39 @@ def sort_key(field: str, dialect: str) -> ColumnElement[Any]:
     return _T.c[field]
 
 
-def _branches(field: str, key: ColumnElement[Any]) -> list[tuple[ColumnElement[bool], bool]]:
-    """The index walks of an order whose field may be absent: (condition, present)."""
+@dataclass(frozen=True)
+class _Walk:
+    """One index walk of an order whose field may be absent."""
+
+    condition: ColumnElement[bool]
+    present: bool
+    by_key: bool  # ordered by the key first: constant within an absent walk, which is what
+    # makes the planner walk the key's index there instead of filtering (tenant_id, user_id)
+    value: ColumnElement[Any]  # what the merge orders by (the same for all absent rows)
+
+
+def _walks(field: str, key: ColumnElement[Any], dialect: str) -> list[_Walk]:
+    # An absent walk: PostgreSQL walks the key's index when ordered by the (constant) key
+    # too; SQLite takes IS NULL / = 0 as equality and reads user_id order from the same
+    # index, but sorts everything when the key comes first.
+    pg = dialect == "postgresql"
     if field == "logins_count":  # absent before a first login
+        zero = literal(0)
+        # Nothing writes a count below 0 (a login adds one): the last walk is an empty range
+        # of the index, kept so that the SQL stays the search's exact meaning; it would
+        # need ordering by user_id alone if it could ever hold more than a page walk.
         return [
-            (_T.c.logins_count > 0, True),
-            (_T.c.logins_count == 0, False),
-            (_T.c.logins_count < 0, False),
+            _Walk(key > 0, present=True, by_key=True, value=key),
+            _Walk(key == 0, present=False, by_key=pg, value=zero),
+            _Walk(key < 0, present=False, by_key=True, value=zero),
         ]
-    return [(key.is_not(None), True), (key.is_(None), False)]
+    present: ColumnElement[bool] = key.is_not(None)
+    if not pg and field in user_keys.SORTED:  # a string: a range SQLite starts past NULLs
+        present = key >= literal_column("''")
+    return [
+        _Walk(present, present=True, by_key=True, value=key),
+        _Walk(key.is_(None), present=False, by_key=pg, value=key),
+    ]
 
 
 def page_statement(
@@ -371,16 +401,18 @@ def page_statement(
         order = [ordered(key)] if sort.field == "user_id" else [ordered(key), ordered(_T.c.user_id)]
         return select(_T).where(where).order_by(*order).offset(offset).limit(limit)
     walks = []
-    for condition, present in _branches(sort.field, key):
-        order = [ordered(key), ordered(_T.c.user_id)] if present else [ordered(_T.c.user_id)]
-        walk = (
-            select(_T, literal(0 if present else 1).label("absent"), key.label("sort_key"))
-            .where(where, condition)
+    for walk in _walks(sort.field, key, dialect):
+        order = [ordered(key), ordered(_T.c.user_id)] if walk.by_key else [ordered(_T.c.user_id)]
+        part = (
+            select(
+                _T, literal(0 if walk.present else 1).label("absent"), walk.value.label("sort_key")
+            )
+            .where(where, walk.condition)
             .order_by(*order)
             .limit(offset + limit)
             .subquery()
         )
-        walks.append(select(walk))
+        walks.append(select(part))
     merged = union_all(*walks).subquery("page")
     return (
         select(*(merged.c[column.name] for column in _T.c))
