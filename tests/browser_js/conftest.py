@@ -10,10 +10,6 @@ instead when NOPASS_TEST_REQUIRE_SERVICES=1 (CI), so CI can never skip them sile
 
 from __future__ import annotations
 
-import json
-import shutil
-import subprocess
-import tempfile
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler
@@ -24,10 +20,11 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 from playwright.async_api import Browser
 
-from tests.support.browser import chromium, http_server, unavailable
+from tests.support.browser import chromium, http_server
 from tests.support.config import tenant_config
 from tests.support.harness import prepare_database
 from tests.support.live import LiveServer, live_server, nopass_env
+from tests.support.npm import npm_package
 from tests.support.services import free_port
 from tests.support.smtp import SmtpSink
 
@@ -89,34 +86,8 @@ PAGE = """<!doctype html>
 @pytest.fixture(scope="session")
 def auth0_js() -> bytes:
     """``dist/auth0.min.js`` of the pinned auth0-js, installed with npm on first use."""
-    cache = Path(tempfile.gettempdir()) / "nopass-test-npm" / f"auth0-js-{AUTH0_JS_VERSION}"
-    package = cache / "node_modules" / "auth0-js"
-    script = package / "dist" / "auth0.min.js"
-    if not script.exists():
-        npm = shutil.which("npm")
-        if npm is None:
-            unavailable("npm is missing (apt-get install npm)")
-        cache.mkdir(parents=True, exist_ok=True)
-        done = subprocess.run(
-            [
-                npm,
-                "install",
-                "--prefix",
-                str(cache),
-                "--no-audit",
-                "--no-fund",
-                f"auth0-js@{AUTH0_JS_VERSION}",
-            ],
-            capture_output=True,
-            text=True,
-            timeout=300,
-            check=False,
-        )
-        if done.returncode != 0 or not script.exists():
-            unavailable(f"npm could not install auth0-js: {done.stderr.strip()[-500:]}")
-    version = json.loads((package / "package.json").read_text())["version"]
-    assert version == AUTH0_JS_VERSION
-    return script.read_bytes()
+    script = "dist/auth0.min.js"
+    return (npm_package("auth0-js", AUTH0_JS_VERSION, script) / script).read_bytes()
 
 
 @dataclass

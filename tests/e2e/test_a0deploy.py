@@ -15,7 +15,6 @@ import copy
 import json
 import shutil
 import subprocess
-import tempfile
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -26,10 +25,10 @@ from sqlalchemy import text
 
 from nopass.store.config_document import read_document
 from nopass.store.engine import create_engine
-from tests.support.browser import unavailable
 from tests.support.config import MACHINE_ID, MACHINE_SECRET, NATIVE_ID, machine_config
 from tests.support.harness import prepare_database
 from tests.support.live import LiveServer, live_server, nopass_env
+from tests.support.npm import npm_package, require_node
 from tests.support.services import free_port
 from tests.support.tls import TlsFiles
 
@@ -47,37 +46,8 @@ SCOPES = [
 @pytest.fixture(scope="session")
 def a0deploy() -> Path:
     """The pinned deploy-cli's entry point, installed with npm on first use."""
-    npm_cache = Path(tempfile.gettempdir()) / "nopass-test-npm"
-    cache = npm_cache / f"auth0-deploy-cli-{DEPLOY_CLI_VERSION}"
-    package = cache / "node_modules" / "auth0-deploy-cli"
-    entry = package / "lib" / "index.js"
-    if shutil.which("node") is None:
-        unavailable("node is missing (apt-get install nodejs npm)")
-    if not entry.exists():
-        npm = shutil.which("npm")
-        if npm is None:
-            unavailable("npm is missing (apt-get install npm)")
-        cache.mkdir(parents=True, exist_ok=True)
-        done = subprocess.run(
-            [
-                npm,
-                "install",
-                "--prefix",
-                str(cache),
-                "--no-audit",
-                "--no-fund",
-                f"auth0-deploy-cli@{DEPLOY_CLI_VERSION}",
-            ],
-            capture_output=True,
-            text=True,
-            timeout=600,
-            check=False,
-        )
-        if done.returncode != 0 or not entry.exists():
-            unavailable(f"npm could not install auth0-deploy-cli: {done.stderr.strip()[-500:]}")
-    version = json.loads((package / "package.json").read_text())["version"]
-    assert version == DEPLOY_CLI_VERSION
-    return entry
+    require_node()
+    return npm_package("auth0-deploy-cli", DEPLOY_CLI_VERSION, "lib/index.js") / "lib" / "index.js"
 
 
 class Deploy:

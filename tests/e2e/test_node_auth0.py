@@ -14,7 +14,6 @@ import json
 import os
 import shutil
 import subprocess
-import tempfile
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -22,10 +21,10 @@ from typing import Any
 import pytest
 
 from nopass.core.management import MANAGEMENT_SCOPES
-from tests.support.browser import unavailable
 from tests.support.config import MACHINE_ID, MACHINE_SECRET, machine_config
 from tests.support.harness import prepare_database
 from tests.support.live import LiveServer, live_server, nopass_env
+from tests.support.npm import npm_package, require_node
 from tests.support.services import free_port
 from tests.support.tls import TlsFiles
 
@@ -37,35 +36,8 @@ SCRIPT = Path(__file__).with_name("node_auth0_manage.js")
 
 def node_auth0() -> Path:
     """The ``node_modules`` holding the pinned auth0, installed with npm on first use."""
-    cache = Path(tempfile.gettempdir()) / "nopass-test-npm" / f"auth0-node-{NODE_AUTH0_VERSION}"
-    modules = cache / "node_modules"
-    manifest = modules / "auth0" / "package.json"
-    if shutil.which("node") is None:
-        unavailable("node is missing (apt-get install nodejs)")
-    if not manifest.exists():
-        npm = shutil.which("npm")
-        if npm is None:
-            unavailable("npm is missing (apt-get install npm)")
-        cache.mkdir(parents=True, exist_ok=True)
-        done = subprocess.run(
-            [
-                npm,
-                "install",
-                "--prefix",
-                str(cache),
-                "--no-audit",
-                "--no-fund",
-                f"auth0@{NODE_AUTH0_VERSION}",
-            ],
-            capture_output=True,
-            text=True,
-            timeout=300,
-            check=False,
-        )
-        if done.returncode != 0 or not manifest.exists():
-            unavailable(f"npm could not install auth0: {done.stderr.strip()[-500:]}")
-    assert json.loads(manifest.read_text())["version"] == NODE_AUTH0_VERSION
-    return modules
+    require_node()
+    return npm_package("auth0", NODE_AUTH0_VERSION).parent
 
 
 @pytest.fixture
