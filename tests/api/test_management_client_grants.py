@@ -11,9 +11,10 @@ from typing import Any
 
 import pytest
 
+from tests.support import management
 from tests.support.config import API_ID, MACHINE_ID, MACHINE_SECRET, NATIVE_ID, machine_config
 from tests.support.harness import running_app
-from tests.support.management import ORIGIN, Api, tenant_key
+from tests.support.management import ORIGIN, Api, ok, tenant_key
 
 GRANT_ID = re.compile(r"^cgr_[A-Za-z0-9]{16}$")
 MANAGEMENT = ORIGIN + "/api/v2/"
@@ -25,23 +26,11 @@ async def api(database_url: str) -> AsyncIterator[Api]:
         yield Api(harness, await tenant_key(harness))
 
 
-async def ok(api: Api, method: str, path: str, status: int = 200, **kwargs: Any) -> Any:
-    response = await api.call(method, path, **kwargs)
-    assert response.status_code == status, response.text
-    return response.json() if response.content else None
+UNCHANGED = ("SELECT * FROM client_grants ORDER BY id",)
 
 
 async def refused(api: Api, method: str, path: str, body: Any, status: int, code: str) -> str:
-    before = await api.harness.rows("SELECT * FROM client_grants ORDER BY id")
-    audits = await api.harness.count("audit_events")
-    response = await api.call(method, path, json=body)
-    assert response.status_code == status, response.text
-    answer = response.json()
-    assert answer["statusCode"] == status and answer["errorCode"] == code, answer
-    assert await api.harness.rows("SELECT * FROM client_grants ORDER BY id") == before
-    assert await api.harness.count("audit_events") == audits
-    message: str = answer["message"]
-    return message
+    return await management.refused(api, method, path, body, status, code, unchanged=UNCHANGED)
 
 
 async def token(api: Api, client_id: str, secret: str, audience: str) -> dict[str, Any]:

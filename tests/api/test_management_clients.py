@@ -18,6 +18,7 @@ from sqlalchemy import text
 from nopass.config_file import parse_config
 from nopass.core.models import PASSWORDLESS_OTP_GRANT
 from nopass.store.apply import apply_config
+from tests.support import management
 from tests.support.config import (
     API_ID,
     MACHINE_ID,
@@ -27,7 +28,7 @@ from tests.support.config import (
     machine_config,
 )
 from tests.support.harness import running_app
-from tests.support.management import ORIGIN, Api, tenant_key
+from tests.support.management import ORIGIN, Api, ok, tenant_key
 
 CLIENT_ID = re.compile(r"^[A-Za-z0-9]{32}$")
 MANAGEMENT = ORIGIN + "/api/v2/"
@@ -39,27 +40,14 @@ async def api(database_url: str) -> AsyncIterator[Api]:
         yield Api(harness, await tenant_key(harness))
 
 
-async def ok(api: Api, method: str, path: str, status: int = 200, **kwargs: Any) -> Any:
-    response = await api.call(method, path, **kwargs)
-    assert response.status_code == status, response.text
-    return response.json() if response.content else None
+UNCHANGED = (
+    "SELECT client_id, name, secret_hash, settings FROM clients ORDER BY id",
+    "SELECT * FROM client_grants ORDER BY id",
+)
 
 
 async def refused(api: Api, method: str, path: str, body: Any, status: int, code: str) -> str:
-    """The refusal's message, after checking that it changed nothing."""
-    query = "SELECT client_id, name, secret_hash, settings FROM clients ORDER BY id"
-    before = await api.harness.rows(query)
-    grants = await api.harness.rows("SELECT * FROM client_grants ORDER BY id")
-    audits = await api.harness.count("audit_events")
-    response = await api.call(method, path, json=body)
-    assert response.status_code == status, response.text
-    answer = response.json()
-    assert answer["statusCode"] == status and answer["errorCode"] == code, answer
-    assert await api.harness.rows(query) == before
-    assert await api.harness.rows("SELECT * FROM client_grants ORDER BY id") == grants
-    assert await api.harness.count("audit_events") == audits
-    message: str = answer["message"]
-    return message
+    return await management.refused(api, method, path, body, status, code, unchanged=UNCHANGED)
 
 
 async def token_for(api: Api, client_id: str, secret: str, audience: str = API_ID) -> int:

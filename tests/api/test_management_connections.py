@@ -18,6 +18,7 @@ from nopass.config_file import parse_config
 from nopass.core.models import PASSWORDLESS_OTP_GRANT
 from nopass.store.apply import apply_config
 from nopass.store.config_document import read_document
+from tests.support import management
 from tests.support.config import NATIVE_ID, WEB_ID
 from tests.support.management import Api, management_app, management_config
 
@@ -51,20 +52,14 @@ async def stored(api: Api) -> list[dict[str, Any]]:
     )
 
 
+UNCHANGED = (
+    "SELECT id, name, strategy, options, settings FROM connections ORDER BY name",
+    "SELECT * FROM connection_clients ORDER BY 1, 2, 3",
+)
+
+
 async def refused(api: Api, method: str, path: str, body: Any, status: int, code: str) -> str:
-    """The refusal's message, after checking that it changed nothing."""
-    before = await stored(api)
-    links = await api.harness.rows("SELECT * FROM connection_clients ORDER BY 1, 2, 3")
-    audits = await api.harness.count("audit_events")
-    response = await api.call(method, path, json=body)
-    assert response.status_code == status, response.text
-    answer = response.json()
-    assert answer["statusCode"] == status and answer["errorCode"] == code, answer
-    assert await stored(api) == before
-    assert await api.harness.rows("SELECT * FROM connection_clients ORDER BY 1, 2, 3") == links
-    assert await api.harness.count("audit_events") == audits
-    message: str = answer["message"]
-    return message
+    return await management.refused(api, method, path, body, status, code, unchanged=UNCHANGED)
 
 
 # --- the object and the lists -------------------------------------------------------------

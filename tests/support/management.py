@@ -5,7 +5,7 @@ does (RS256 with the tenant's key, ``aud`` the origin's ``/api/v2/``, ``gty``
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Iterable, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -92,3 +92,34 @@ async def management_app(
     config = management_config(limits=limits)
     async with running_app(database_url, config, **settings) as harness:
         yield Api(harness, await tenant_key(harness))
+
+
+async def ok(api: Api, method: str, path: str, status: int = 200, **kwargs: Any) -> Any:
+    """The call's JSON answer (None when empty), after checking its status."""
+    response = await api.call(method, path, **kwargs)
+    assert response.status_code == status, response.text
+    return response.json() if response.content else None
+
+
+async def refused(
+    api: Api,
+    method: str,
+    path: str,
+    body: Any,
+    status: int,
+    code: str,
+    *,
+    unchanged: Sequence[str],
+) -> str:
+    """The refusal's message, after checking its status and ``errorCode``, and that it
+    changed nothing: the rows of each ``unchanged`` query and the audit log are as before."""
+    before = [await api.harness.rows(query) for query in unchanged]
+    audits = await api.harness.count("audit_events")
+    response = await api.call(method, path, json=body)
+    assert response.status_code == status, response.text
+    answer = response.json()
+    assert answer["statusCode"] == status and answer["errorCode"] == code, answer
+    assert [await api.harness.rows(query) for query in unchanged] == before
+    assert await api.harness.count("audit_events") == audits
+    message: str = answer["message"]
+    return message
