@@ -4,10 +4,10 @@ memory, found by the hash of their value like their SQL tables (``store/refresh_
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, MutableMapping
 from dataclasses import replace
 from datetime import datetime
-from typing import Any
+from typing import Any, Protocol
 
 from nopass.core.models import (
     AuthorizationCode,
@@ -101,12 +101,7 @@ class MemoryRefreshTokenRepo:
         return row.grant
 
     async def delete(self, tenant_id: str, grant_id: str) -> bool:
-        tables = await self._work.writing()
-        row = tables.refresh_tokens.get(grant_id)
-        if row is None or row.tenant_id != tenant_id:
-            return False
-        del tables.refresh_tokens[grant_id]
-        return True
+        return _remove_owned((await self._work.writing()).refresh_tokens, tenant_id, grant_id)
 
     async def list_for_user(
         self, tenant_id: str, user_id: str, *, after: str | None, limit: int, now: datetime
@@ -220,12 +215,7 @@ class MemorySessionRepo:
         return row.session
 
     async def delete(self, tenant_id: str, session_id: str) -> bool:
-        tables = await self._work.writing()
-        row = tables.sessions.get(session_id)
-        if row is None or row.tenant_id != tenant_id:
-            return False
-        del tables.sessions[session_id]
-        return True
+        return _remove_owned((await self._work.writing()).sessions, tenant_id, session_id)
 
     async def list_for_user(
         self, tenant_id: str, user_id: str, *, after: str | None, limit: int, now: datetime
@@ -320,3 +310,16 @@ class MemoryLoginTicketRepo:
                 tables.tickets[row.ticket.id] = replace(row, used_at=now)
                 return row.ticket
         return None
+
+
+class _Owned(Protocol):
+    tenant_id: str
+
+
+def _remove_owned(rows: MutableMapping[str, Any], tenant_id: str, key: str) -> bool:
+    """Delete ``rows[key]`` when the tenant owns it: whether it did."""
+    row: _Owned | None = rows.get(key)
+    if row is None or row.tenant_id != tenant_id:
+        return False
+    del rows[key]
+    return True
